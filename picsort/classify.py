@@ -1,0 +1,140 @@
+"""The one classify path: images in, every class's probability out. Used by the app, the CLI and the API."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+import torch
+from PIL import Image
+
+from picsort.images import image_from_bytes, image_from_path
+from picsort.model import DEFAULT_THRESHOLD, load_network, model_dir
+
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image]
+
+
+@dataclass
+class Prediction:
+    """One image's classification: the top class, its probability, and every class's probability."""
+
+    label: str
+    probability: float
+    probabilities: dict[str, float]
+    unsure: bool = False
+    ranked: list[tuple[str, float]] = field(default_factory=list)  # classes, most likely first
+
+
+class Classifier:
+    """A trained model loaded once from a model folder (plain weights + card), ready to classify."""
+
+    def __init__(self, folder: Path | str | None = None):
+        self.folder = model_dir(folder)
+        self.network, self.card = load_network(self.folder)
+        self.classes: list[str] = list(self.card["classes"])
+        self.threshold: float = float(self.card.get("threshold", DEFAULT_THRESHOLD))
+        prep = self.card["preprocessing"]
+        self.size, self.extra = int(prep["size"]), int(prep["extra"])
+        self.mean = torch.tensor(prep["mean"], dtype=torch.float32).view(3, 1, 1)
+        self.std = torch.tensor(prep["std"], dtype=torch.float32).view(3, 1, 1)
+
+    # -- preparing images -------------------------------------------------------------------------------
+
+    @staticmethod
+    def to_image(item: ImageInput) -> Image.Image:
+        """An RGB image from a path, bytes or a PIL image (bad input raises `UnusableImageError`)."""
+        if isinstance(item, Image.Image):
+            return item if item.mode == "RGB" else item.convert("RGB")
+        if isinstance(item, (bytes, bytearray, memoryview)):
+            return image_from_bytes(item)
+        return image_from_path(item)
+
+    def model_view(self, image: Image.Image) -> Image.Image:
+        """The image as the network sees it: the learner's validation resize, done the same way in PIL."""
+        scaled = self.size + self.extra
+        # fastai squishes the whole image (no aspect kept) with bilinear resampling, then crops the centre.
+        view = image.resize((scaled, scaled), Image.BILINEAR)
+        if self.extra:
+            left = self.extra // 2
+            view = view.crop((left, left, left + self.size, left + self.size))
+        return view
+
+    def to_tensor(self, image: Image.Image) -> torch.Tensor:
+        """A normalised 3×size×size float tensor for one RGB image."""
+        pixels = torch.from_numpy(np.asarray(self.model_view(image), dtype=np.uint8).copy())
+        return (pixels.permute(2, 0, 1).float().div_(255) - self.mean) / self.std
+
+    # -- classifying ------------------------------------------------------------------------------------
+
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Softmax probabilities for a prepared batch (N×3×size×size)."""
+        with torch.inference_mode():
+            return torch.softmax(self.network(batch), dim=1)
+
+    def prediction(self, row: Sequence[float]) -> Prediction:
+        """A `Prediction` from one row of class probabilities."""
+        probabilities = {name: float(p) for name, p in zip(self.classes, row)}
+        ranked = sorted(probabilities.items(), key=lambda pair: pair[1], reverse=True)
+        label, probability = ranked[0]
+        return Prediction(label, probability, probabilities, probability < self.threshold, ranked)
+
+    def predict(self, item: ImageInput) -> Prediction:
+        """Classify one image (path, bytes or PIL image)."""
+        return self.predict_batch([item])[0]
+
+    def predict_batch(self, items: Iterable[ImageInput]) -> list[Prediction]:
+        """Classify several images in one forward pass; any unusable image raises `UnusableImageError`."""
+        tensors = [self.to_tensor(self.to_image(item)) for item in items]
+        if not tensors:
+            return []
+        rows = self.probabilities(torch.stack(tensors)).tolist()
+        return [self.prediction(row) for row in rows]
+
+    # -- explaining -------------------------------------------------------------------------------------
+
+    def heatmap(self, image: Image.Image, class_name: str | None = None) -> np.ndarray:
+        """Grad-CAM on the body's last feature map: where the picture drove `class_name` (default: top class).
+
+        Returns a float array in [0, 1] the size of `image`.
+        """
+        body, head = self.network[0], self.network[1]
+        batch = self.to_tensor(image).unsqueeze(0)
+        with torch.enable_grad():
+            features = body(batch).detach().requires_grad_(True)
+            scores = head(features)[0]
+            index = int(scores.argmax()) if class_name is None else self.classes.index(class_name)
+            (gradients,) = torch.autograd.grad(scores[index], features)
+        weights = gradients.mean(dim=(2, 3), keepdim=True)
+        cam = torch.relu((weights * features).sum(dim=1))[0].detach()
+        cam = cam / cam.max() if float(cam.max()) > 0 else cam
+        # Map the feature grid back to the picture: it covers the centre crop of the squished image.
+        scaled = self.size + self.extra
+        crop = Image.fromarray((cam.numpy() * 255).astype(np.uint8)).resize((self.size, self.size), Image.BILINEAR)
+        canvas = Image.new("L", (scaled, scaled), 0)
+        canvas.paste(crop, (self.extra // 2, self.extra // 2))
+        return np.asarray(canvas.resize(image.size, Image.BILINEAR), dtype=np.float32) / 255
+
+    def explain(self, image: Image.Image, class_name: str | None = None, opacity: float = 0.5) -> Image.Image:
+        """The picture with its Grad-CAM heatmap laid over it (red = what drove the prediction most)."""
+        cam = self.heatmap(image, class_name)
+        # A blue → yellow → red ramp, computed here so the app needs no matplotlib.
+        colours = np.stack([np.clip(2 * cam, 0, 1), np.clip(2 - 2 * cam, 0, 1) * np.clip(2 * cam, 0, 1),
+                            np.clip(1 - 2 * cam, 0, 1)], axis=-1)
+        base = np.asarray(image.convert("RGB"), dtype=np.float32) / 255
+        alpha = opacity * cam[..., None] + 0.15
+        blended = (1 - alpha) * base + alpha * colours
+        return Image.fromarray((np.clip(blended, 0, 1) * 255).astype(np.uint8))
+
+
+_loaded: dict[Path, Classifier] = {}
+
+
+def load_model(folder: Path | str | None = None) -> Classifier:
+    """The `Classifier` for a model folder (default: the shipped `model/`), loaded once per process."""
+    key = model_dir(folder).resolve()
+    if key not in _loaded:
+        _loaded[key] = Classifier(key)
+    return _loaded[key]

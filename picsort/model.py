@@ -1,0 +1,217 @@
+"""The one place that knows where `model/` is, what its files hold, and how to rebuild its network.
+
+A model folder holds:
+- `export.pkl`: fastai's `learn.export()`, for the course's `load_learner` and for more training. It is a
+  pickle, so loading it runs code; it is never loaded to serve users.
+- `model.safetensors`: the trained weights, plain tensors.
+- `model.json`: the card: classes, backbone, preprocessing, validation error, library versions.
+The app and the command line rebuild the network from the card with plain torch (and timm for timm
+backbones) and load the safetensors: no pickle, and no fastai import at serving time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+from torch import nn
+
+MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
+CARD_NAME = "model.json"
+WEIGHTS_NAME = "model.safetensors"
+LEARNER_NAME = "export.pkl"
+DEFAULT_THRESHOLD = 0.7
+VERSIONED_PACKAGES = ("torch", "torchvision", "fastai", "fastcore", "fasttransform", "timm", "pillow", "numpy")
+
+
+class ModelFolderError(FileNotFoundError):
+    """A model folder is missing or lacks one of its files."""
+
+
+def model_dir(folder: Path | str | None = None) -> Path:
+    """The model folder to use: the one given, else `PICSORT_MODEL_DIR`, else the shipped `model/`."""
+    return Path(folder or os.environ.get("PICSORT_MODEL_DIR") or MODEL_DIR)
+
+
+def read_card(folder: Path | str | None = None) -> dict:
+    """The model card (`model.json`) of a model folder."""
+    path = model_dir(folder) / CARD_NAME
+    if not path.exists():
+        raise ModelFolderError(f"no model card at {path}: train and export a model with train.ipynb first")
+    return json.loads(path.read_text())
+
+
+def library_versions() -> dict:
+    """Versions of the libraries an exported model depends on."""
+    versions = {"python": platform.python_version()}
+    for package in VERSIONED_PACKAGES:
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+# ---- the network, rebuilt without fastai -------------------------------------------------------------
+
+
+class ConcatPool(nn.Module):
+    """Max and average pooling side by side, as fastai's `AdaptiveConcatPool2d` (max first)."""
+
+    def __init__(self):
+        super().__init__()
+        self.mp = nn.AdaptiveMaxPool2d(1)
+        self.ap = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x):
+        return torch.cat([self.mp(x), self.ap(x)], 1)
+
+
+class TimmFeatures(nn.Module):
+    """A timm model's feature map; named `model` inside like fastai's `TimmBody`, so weights load as saved."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return self.model.forward_features(x)
+
+
+def classifier_head(features: int, classes: int, hidden: int = 512) -> nn.Sequential:
+    """fastai's default `create_head`, flattened in the same order so the saved weights fit."""
+    return nn.Sequential(
+        ConcatPool(),
+        nn.Flatten(),
+        nn.BatchNorm1d(features * 2),
+        nn.Dropout(0.25),
+        nn.Linear(features * 2, hidden, bias=False),
+        nn.ReLU(inplace=True),
+        nn.BatchNorm1d(hidden),
+        nn.Dropout(0.5),
+        nn.Linear(hidden, classes, bias=False),
+    )
+
+
+def build_network(card: dict) -> nn.Sequential:
+    """An untrained network shaped like the card's: `Sequential(body, head)` as fastai's `vision_learner`."""
+    architecture = card["architecture"]
+    if architecture["library"] == "timm":
+        import timm
+
+        model = timm.create_model(architecture["name"], pretrained=False, num_classes=0)
+        body, features = TimmFeatures(model), model.num_features
+    elif architecture["library"] == "torchvision":
+        import torchvision.models
+
+        resnet = getattr(torchvision.models, architecture["name"])(weights=None)
+        body = nn.Sequential(*list(resnet.children())[:-2])  # fastai cuts a ResNet before its pool and fc
+        features = resnet.fc.in_features
+    else:
+        raise ValueError(f"model card names an unknown library {architecture['library']!r}")
+    return nn.Sequential(body, classifier_head(features, len(card["classes"]), card["head"]["hidden"]))
+
+
+def load_network(folder: Path | str | None = None) -> tuple[nn.Sequential, dict]:
+    """The trained network in eval mode and its card, from plain weights (no pickle is loaded)."""
+    from safetensors.torch import load_file
+
+    folder = model_dir(folder)
+    card = read_card(folder)
+    weights = folder / WEIGHTS_NAME
+    if not weights.exists():
+        raise ModelFolderError(f"{weights} is missing: re-export the model with train.ipynb")
+    network = build_network(card)
+    network.load_state_dict(load_file(weights))
+    return network.eval(), card
+
+
+# ---- export (training side) ---------------------------------------------------------------------------
+
+
+def describe_preprocessing(dls) -> dict:
+    """The validation-time resize and normalisation of fastai `DataLoaders`, as numbers for the card."""
+    from fastai.vision.all import Normalize, RandomResizedCrop, Resize, ResizeMethod
+
+    resizes = [t for t in dls.valid.after_item.fs if isinstance(t, (Resize, RandomResizedCrop))]
+    if len(resizes) != 1:
+        raise ValueError("the DataBlock needs exactly one item transform that sizes images (Resize or RandomResizedCrop)")
+    resize = resizes[0]
+    width, height = resize.size
+    if width != height:
+        raise ValueError(f"square images only, got item size {resize.size}")
+    if isinstance(resize, RandomResizedCrop):
+        # At validation RandomResizedCrop squishes the whole image to size + extra, then crops the centre.
+        extra = int(-(-max(resize.size) * resize.val_xtra // 8) * 8)
+    elif resize.method == ResizeMethod.Squish:
+        extra = 0
+    else:
+        raise ValueError("use Resize(method='squish') or RandomResizedCrop so the app can resize the same way")
+    normalizers = [t for t in dls.after_batch.fs if isinstance(t, Normalize)]
+    if len(normalizers) != 1:
+        raise ValueError("expected exactly one Normalize transform (vision_learner adds it)")
+    mean = normalizers[0].mean.flatten().tolist()
+    std = normalizers[0].std.flatten().tolist()
+    return {"size": int(width), "extra": extra, "resample": "bilinear", "mean": mean, "std": std}
+
+
+def network_architecture(backbone: str) -> dict:
+    """Which library and architecture name rebuild a backbone's body."""
+    from picsort.backbones import DEFAULT_BACKBONE, LITE0_TIMM_ARCH, TORCHVISION_BACKBONES
+
+    if backbone == DEFAULT_BACKBONE:
+        return {"library": "timm", "name": LITE0_TIMM_ARCH}
+    if backbone in TORCHVISION_BACKBONES:
+        return {"library": "torchvision", "name": backbone}
+    raise ValueError(f"unknown backbone {backbone!r}")
+
+
+def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, images_per_class: dict,
+                 threshold: float = DEFAULT_THRESHOLD, notes: str = "") -> dict:
+    """Write `export.pkl`, `model.safetensors` and `model.json` for a trained learner; returns the card."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    loss, error_rate = learn.validate()[:2]
+    card = {
+        "classes": [str(c) for c in learn.dls.vocab],
+        "backbone": backbone,
+        "architecture": network_architecture(backbone),
+        "head": {"hidden": 512},
+        "preprocessing": describe_preprocessing(learn.dls),
+        "threshold": threshold,
+        "data_source": data_source,
+        "images_per_class": images_per_class,
+        "validation": {"error_rate": round(float(error_rate), 4), "loss": round(float(loss), 4),
+                       "images": len(learn.dls.valid_ds)},
+        "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "versions": library_versions(),
+        "notes": notes,
+    }
+    state = {key: value.detach().cpu().contiguous() for key, value in learn.model.state_dict().items()}
+    save_file(state, str(folder / WEIGHTS_NAME))
+    learn.export(folder.resolve() / LEARNER_NAME)
+    (folder / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+    return card
+
+
+def load_learner_checked(folder: Path | str | None = None, cpu: bool = True):
+    """fastai's `load_learner` on `export.pkl`, after checking the libraries its pickle imports are there."""
+    folder = model_dir(folder)
+    card = read_card(folder)
+    library = card["architecture"]["library"]
+    # Without timm, unpickling a timm model fails inside fastai with a misleading UnboundLocalError.
+    if importlib.util.find_spec(library) is None:
+        wanted = card.get("versions", {}).get(library)
+        pin = f"=={wanted}" if wanted else ""
+        raise ImportError(f"{folder / LEARNER_NAME} needs the package {library}: pip install {library}{pin}")
+    from fastai.learner import load_learner
+
+    return load_learner(folder / LEARNER_NAME, cpu=cpu)

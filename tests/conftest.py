@@ -1,0 +1,67 @@
+"""Shared fixtures: where photos come from, and the rule for tests that need real ones."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_BEARS = REPO.parent / "shared" / "datasets" / "bears"
+PHOTOS_VARIABLE = "PICSORT_TEST_PHOTOS"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def real_photos_folder() -> Path | None:
+    """The folder of real class-folder photos: `$PICSORT_TEST_PHOTOS`, else ../shared/datasets/bears."""
+    named = os.environ.get(PHOTOS_VARIABLE)
+    for candidate in ([Path(named)] if named else []) + [SHARED_BEARS]:
+        if candidate.is_dir() and any(candidate.glob("*/*.jpg")):
+            return candidate
+    return None
+
+
+def make_synthetic_photos(root: Path, classes=("black", "grizzly", "teddy"), per_class: int = 12) -> Path:
+    """A small class-folder set of coloured noise pictures, distinct per class, for fresh clones."""
+    rng = np.random.default_rng(0)
+    tints = {0: (40, 40, 40), 1: (140, 90, 40), 2: (220, 170, 120)}
+    for index, name in enumerate(classes):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for number in range(per_class):
+            base = np.array(tints[index % 3], dtype=np.int16)
+            pixels = np.clip(base + rng.integers(-40, 40, size=(96, 128, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{number:03d}.jpg", quality=90)
+    return root
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> tuple[Path, bool]:
+    """`(folder, real)`: real photos where there are some, else a synthetic class-folder set."""
+    real = real_photos_folder()
+    if real is not None:
+        return real, True
+    return make_synthetic_photos(tmp_path_factory.mktemp("synthetic-photos")), False
+
+
+def require_real_photos(photos) -> Path:
+    """The real photos folder; without one a test skips with the reason, or fails in CI."""
+    folder, real = photos
+    if not real:
+        reason = (f"needs real photos: put them in ../shared/datasets/bears or name a class-folder set "
+                  f"with ${PHOTOS_VARIABLE}")
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def real_photos(photos) -> Path:
+    """Real photos only (skip outside CI, fail in CI when there are none)."""
+    return require_real_photos(photos)
