@@ -154,10 +154,11 @@ def describe_preprocessing(dls) -> dict:
     else:
         raise ValueError("use Resize(method='squish') or RandomResizedCrop so the app can resize the same way")
     normalizers = [t for t in dls.after_batch.fs if isinstance(t, Normalize)]
-    if len(normalizers) != 1:
-        raise ValueError("expected exactly one Normalize transform (vision_learner adds it)")
-    mean = normalizers[0].mean.flatten().tolist()
-    std = normalizers[0].std.flatten().tolist()
+    if len(normalizers) > 1:
+        raise ValueError("expected at most one Normalize transform (vision_learner adds it)")
+    # vision_learner adds no Normalize when training from random weights: pixels then stay in [0, 1].
+    mean = normalizers[0].mean.flatten().tolist() if normalizers else [0.0, 0.0, 0.0]
+    std = normalizers[0].std.flatten().tolist() if normalizers else [1.0, 1.0, 1.0]
     return {"size": int(width), "extra": extra, "resample": "bilinear", "mean": mean, "std": std}
 
 

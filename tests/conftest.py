@@ -65,3 +65,34 @@ def require_real_photos(photos) -> Path:
 def real_photos(photos) -> Path:
     """Real photos only (skip outside CI, fail in CI when there are none)."""
     return require_real_photos(photos)
+
+
+def train_small_model(folder: Path, output: Path, *, size: int = 64, epochs: int = 1, pretrained: bool = True,
+                      backbone: str = "efficientnet_lite0", images_per_class: int | None = 16):
+    """Train a quick learner the way train.ipynb does, export it to `output`; returns the learner."""
+    from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, RandomResizedCrop, RandomSplitter,
+                                   error_rate, get_image_files, parent_label, vision_learner)
+
+    from picsort.backbones import learner_architecture
+    from picsort.model import export_model
+    from picsort.sources import gather_from_folder
+
+    data = output / "data"
+    counts = gather_from_folder(folder, data, images_per_class=images_per_class)
+    dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                    splitter=RandomSplitter(0.25, seed=42), get_y=parent_label,
+                    item_tfms=RandomResizedCrop(size, min_scale=0.5)).dataloaders(data, bs=8, num_workers=0)
+    arch, options = learner_architecture(backbone) if pretrained else (learner_architecture(backbone)[0], {})
+    learn = vision_learner(dls, arch, metrics=error_rate, pretrained=pretrained, **options)
+    with learn.no_bar(), learn.no_logging():
+        learn.fine_tune(epochs, freeze_epochs=1)
+        export_model(learn, output / "model", backbone=backbone, data_source=str(folder), images_per_class=counts)
+    return learn
+
+
+@pytest.fixture(scope="session")
+def small_model(photos, tmp_path_factory) -> Path:
+    """A model folder exported from a one-epoch learner on the `photos` fixture (never the shipped model/)."""
+    output = tmp_path_factory.mktemp("small-model")
+    train_small_model(photos[0], output)
+    return output / "model"

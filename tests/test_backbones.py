@@ -1,0 +1,49 @@
+"""The offline EfficientNet-Lite0 weights really load and really help."""
+
+from __future__ import annotations
+
+import torch
+
+from picsort.backbones import BACKBONES, learner_architecture, lite0_weights_file
+from tests.conftest import train_small_model
+
+
+def test_lite0_weights_are_converted_once_to_timm_keys(tmp_path):
+    import timm
+
+    path = lite0_weights_file(tmp_path)
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    expected = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    assert list(state) == list(expected)
+    modified = path.stat().st_mtime_ns
+    assert lite0_weights_file(tmp_path) == path and path.stat().st_mtime_ns == modified
+
+
+def test_pretrained_lite0_body_carries_imagenet_weights_not_random_ones():
+    import timm
+
+    arch, options = learner_architecture("efficientnet_lite0")
+    loaded = timm.create_model(arch, pretrained=True, num_classes=0, **options)
+    source = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
+    assert torch.equal(loaded.conv_stem.weight, source["conv_stem.weight"])
+    assert loaded.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
+
+
+def test_unknown_backbone_names_the_choices():
+    try:
+        learner_architecture("resnet9000")
+    except ValueError as error:
+        assert all(name in str(error) for name in BACKBONES)
+    else:
+        raise AssertionError("expected ValueError")
+
+
+def test_pretrained_lite0_beats_random_init_by_a_wide_margin(real_photos, tmp_path):
+    """Two epochs on the bears: ImageNet weights should be far better than random ones."""
+    pretrained = train_small_model(real_photos, tmp_path / "pretrained", size=128, epochs=2, images_per_class=40)
+    random = train_small_model(real_photos, tmp_path / "random", size=128, epochs=2, images_per_class=40,
+                               pretrained=False)
+    pretrained_error = float(pretrained.validate()[1])
+    random_error = float(random.validate()[1])
+    assert pretrained_error <= 0.2, pretrained_error
+    assert random_error - pretrained_error >= 0.25, (pretrained_error, random_error)
