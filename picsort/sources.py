@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import random
-import shutil
 from pathlib import Path
 from typing import Mapping
 
@@ -47,21 +46,23 @@ def gather_from_folder(source: Path | str, dest: Path | str, *, classes: list[st
     counts = {}
     for name in classes or list(found):
         files = list(found[name])
-        if images_per_class is not None and len(files) > images_per_class:
-            files = sorted(random.Random(seed).sample(files, images_per_class))
+        if images_per_class is not None:
+            random.Random(seed).shuffle(files)  # a fixed sample, so re-runs pick the same photos
         target = Path(dest) / name
         target.mkdir(parents=True, exist_ok=True)
         copied = set()
         for file in files:
+            if images_per_class is not None and len(copied) >= images_per_class:
+                break
             data = file.read_bytes()
             try:
                 extension = image_format_extension(data, file.name)
             except UnusableImageError:
-                continue  # verify_images in the notebook reports bad files; here we only skip them
+                continue  # not an image: take the next photo instead
             copy = target / f"{hashlib.sha256(data).hexdigest()[:16]}.{extension}"
             if not copy.exists():
                 temporary = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
-                shutil.copyfile(file, temporary)
+                temporary.write_bytes(data)
                 os.replace(temporary, copy)
             copied.add(copy)
         counts[name] = len(copied)
