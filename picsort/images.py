@@ -7,6 +7,7 @@ empty, oversized, damaged, hostile and oddly-encoded files live in one place.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import math
 import os
@@ -85,27 +86,21 @@ def image_from_bytes(
     """
     raw = _checked_bytes(data, name)
     label = _display_name(name)
-    try:
-        # Pillow only *warns* about mid-sized bombs; make that an error here
-        # (scoped to this call, Pillow's global limit is left alone).
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = _open(raw, name)
-            # Size comes from the header: refuse before any pixels are decoded.
-            _check_pixels(im.size, name)
-            try:
-                im.load()
-            except _BOMB_ERRORS:
-                raise
-            except _DECODE_ERRORS as exc:
-                raise UnusableImageError(
-                    f"{label} is damaged or incomplete", name=name
-                ) from exc
-            # Some formats (GIF frames, TIFF tiles) can only reveal their
-            # true extent while decoding.
-            _check_pixels(im.size, name)
-    except _BOMB_ERRORS as exc:
-        raise UnusableImageError(_too_large_message(label, str(exc)), name=name) from exc
+    with _bombs_refused(label, name):
+        im = _open(raw, name)
+        # Size comes from the header: refuse before any pixels are decoded.
+        _check_pixels(im.size, name)
+        try:
+            im.load()
+        except _BOMB_ERRORS:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise UnusableImageError(
+                f"{label} is damaged or incomplete", name=name
+            ) from exc
+        # Some formats (GIF frames, TIFF tiles) can only reveal their
+        # true extent while decoding.
+        _check_pixels(im.size, name)
 
     _apply_exif_orientation(im)
     try:
@@ -138,14 +133,22 @@ def image_from_path(path: str | os.PathLike[str]) -> Image.Image:
 def image_format_extension(data: bytes | bytearray | memoryview, name: str = "image") -> str:
     """Lowercase file extension ("jpg", "png", "gif", "webp", "bmp", "tiff") for the image's format."""
     raw = _checked_bytes(data, name)
-    label = _display_name(name)
+    with _bombs_refused(_display_name(name), name):
+        im = _open(raw, name)
+    return _EXTENSIONS[im.format]
+
+
+@contextlib.contextmanager
+def _bombs_refused(label: str, name: str):
+    """Turn Pillow's decompression-bomb warning and error into UnusableImageError, for this call only."""
+    # Pillow only *warns* about mid-sized bombs; make that an error here
+    # (scoped to this call, Pillow's global limit is left alone).
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            im = _open(raw, name)
+            yield
     except _BOMB_ERRORS as exc:
         raise UnusableImageError(_too_large_message(label, str(exc)), name=name) from exc
-    return _EXTENSIONS[im.format]
 
 
 def _checked_bytes(data: bytes | bytearray | memoryview, name: str) -> bytes:
