@@ -1,0 +1,339 @@
+"""Tests for `python -m picsort classify` (picsort.cli) and the streaming classifier under it (picsort.bulk)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from picsort.bulk import classify_batches, classify_files, find_images
+from picsort.classify import load_model
+from picsort.cli import UNSURE_FOLDER, csv_header, main
+from picsort.images import UnusableImageError
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD_TOP = ("a.jpg", "b.jpg", "c.jpg")  # real photos directly in the folder
+GOOD_NESTED = ("sub/d.jpg", "sub/deeper/e.jpg")
+BAD = {"empty.jpg": "is empty", "text.jpg": "is not an image", "truncated.jpg": "is damaged or incomplete"}
+
+
+def source_photos(photos, count: int) -> list[Path]:
+    """`count` photos from the fixture's class folders, taken round-robin so every class is in."""
+    folder, _ = photos
+    by_class = [sorted(d.glob("*.jpg")) for d in sorted(folder.iterdir()) if d.is_dir()]
+    mixed = [files[i] for i in range(max(map(len, by_class))) for files in by_class if i < len(files)]
+    assert len(mixed) >= count
+    return mixed[:count]
+
+
+@pytest.fixture(scope="module")
+def mixed(photos, tmp_path_factory) -> Path:
+    """A folder of real photos (some nested), bad files named .jpg, and a .txt a scan must ignore."""
+    root = tmp_path_factory.mktemp("mixed")
+    for name, source in zip(GOOD_TOP + GOOD_NESTED, source_photos(photos, 5)):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, root / name)
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.jpg").write_text("not a picture, just words\n")
+    whole = (root / "a.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    (root / "notes.txt").write_text("a file a folder scan must leave alone\n")
+    return root
+
+
+def run(*args, capsys=None) -> tuple[int, str]:
+    """Run the CLI in this process (the model stays loaded); returns (exit status, stdout)."""
+    status = main(["classify", *map(str, args)])
+    return status, (capsys.readouterr().out if capsys else "")
+
+
+def subprocess_env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+
+
+def cli(*args, cwd=None, **kwargs) -> subprocess.CompletedProcess:
+    """Run `python -m picsort` in a fresh process."""
+    return subprocess.run([sys.executable, "-m", "picsort", *map(str, args)], capture_output=True, text=True,
+                          env=subprocess_env(), cwd=cwd, timeout=300, **kwargs)
+
+
+def read_rows(out: Path) -> list[dict]:
+    with open(out, newline="", encoding="utf-8") as file:
+        return list(csv.DictReader(file))
+
+
+def names(rows, root: Path) -> list[str]:
+    return sorted(Path(row["path"]).relative_to(root).as_posix() for row in rows)
+
+
+# ---- the CSV -----------------------------------------------------------------------------------------------
+
+
+def test_rows_one_per_image_file_with_the_right_columns(mixed, tmp_path, capsys):
+    model = load_model()
+    out = tmp_path / "results.csv"
+    status, summary = run(mixed, "--out", out, capsys=capsys)
+    assert status == 0
+    header = out.read_text().splitlines()[0].split(",")
+    assert header == ["path", "class", "probability", *(f"p_{c}" for c in model.classes), "unsure", "error"]
+    assert header == csv_header(model.classes)
+    rows = read_rows(out)
+    # Not recursive: the top level's images and bad .jpg files; notes.txt and the sub-folders are left out.
+    assert names(rows, mixed) == sorted(GOOD_TOP + tuple(BAD))
+    for row in rows:
+        name = Path(row["path"]).name
+        if name in BAD:
+            assert BAD[name] in row["error"] and name in row["error"]
+            assert row["class"] == row["probability"] == row["unsure"] == ""
+            assert all(row[f"p_{c}"] == "" for c in model.classes)
+            continue
+        assert row["error"] == ""
+        probabilities = {c: float(row[f"p_{c}"]) for c in model.classes}
+        assert sum(probabilities.values()) == pytest.approx(1, abs=1e-5)
+        assert row["class"] == max(probabilities, key=probabilities.get)
+        assert float(row["probability"]) == probabilities[row["class"]]
+        assert row["unsure"] == ("yes" if float(row["probability"]) < model.threshold else "no")
+    assert "errors" in summary and "3" in summary.split("errors")[1].split("\n")[0]
+
+
+def test_recursive_adds_the_sub_folders(mixed, tmp_path):
+    flat, deep = tmp_path / "flat.csv", tmp_path / "deep.csv"
+    assert run(mixed, "--out", flat)[0] == 0
+    assert run(mixed, "--recursive", "--out", deep)[0] == 0
+    assert names(read_rows(flat), mixed) == sorted(GOOD_TOP + tuple(BAD))
+    assert names(read_rows(deep), mixed) == sorted(GOOD_TOP + GOOD_NESTED + tuple(BAD))
+
+
+def test_scan_order_is_sorted_and_files_named_directly_are_always_tried(mixed, tmp_path):
+    found = list(find_images([mixed], recursive=True))
+    assert found == list(find_images([mixed], recursive=True))
+    assert [Path(p).relative_to(mixed).as_posix() for p in found] == [
+        "a.jpg", "b.jpg", "c.jpg", "empty.jpg", "sub/d.jpg", "sub/deeper/e.jpg", "text.jpg", "truncated.jpg"]
+    out = tmp_path / "named.csv"
+    # The .txt is tried because it was named; the photo named twice (file and folder) gets one row.
+    assert run(mixed / "notes.txt", mixed / "a.jpg", mixed, "--out", out)[0] == 0
+    rows = read_rows(out)
+    assert [Path(r["path"]).name for r in rows][:2] == ["notes.txt", "a.jpg"]
+    assert len(rows) == len(GOOD_TOP) + len(BAD) + 1
+    assert "is not an image" in rows[0]["error"]
+
+
+def test_threshold_option_decides_unsure(mixed, tmp_path):
+    never, always = tmp_path / "never.csv", tmp_path / "always.csv"
+    assert run(mixed, "--threshold", "0", "--out", never)[0] == 0
+    assert run(mixed, "--threshold", "1", "--out", always)[0] == 0
+    assert {r["unsure"] for r in read_rows(never) if not r["error"]} == {"no"}
+    assert {r["unsure"] for r in read_rows(always) if not r["error"]} == {"yes"}
+
+
+def test_cli_probabilities_are_the_apps(mixed, tmp_path):
+    """The CSV, the streaming API and `Classifier.predict` (the app's path) agree for every file.
+
+    One image at a time on the same torch threads they are bit for bit the same. In bigger batches
+    (or on other thread counts) torch picks other float32 kernels, which moves probabilities by up to
+    ~2e-6 (measured on this model): hence the looser bound there.
+    """
+    model = load_model()
+    threads = str(torch.get_num_threads())
+    single_out, batched_out = tmp_path / "single.csv", tmp_path / "batched.csv"
+    assert run(mixed, "-r", "--batch-size", "1", "--threads", threads, "--out", single_out)[0] == 0
+    assert run(mixed, "-r", "--batch-size", "3", "--out", batched_out)[0] == 0
+    streamed = dict(classify_files(find_images([mixed], recursive=True), model, batch_size=1))
+    batched = {row["path"]: row for row in read_rows(batched_out)}
+    for row in read_rows(single_out):
+        path = row["path"]
+        assert batched[path]["error"] == row["error"]
+        if row["error"]:
+            assert isinstance(streamed[path], UnusableImageError) and str(streamed[path]) == row["error"]
+            with pytest.raises(UnusableImageError):
+                model.predict(path)
+            continue
+        single = model.predict(path)
+        assert streamed[path].probabilities == single.probabilities  # exactly
+        assert single.label == row["class"] == batched[path]["class"]
+        for name in model.classes:
+            assert float(row[f"p_{name}"]) == pytest.approx(single.probabilities[name], abs=1e-8)  # 8 decimals
+            assert float(batched[path][f"p_{name}"]) == pytest.approx(single.probabilities[name], abs=1e-5)
+
+
+def test_streaming_reads_paths_lazily_and_keeps_order(mixed):
+    """classify_batches pulls paths a couple of batches ahead, never the whole list."""
+    model = load_model()
+    pulled = []
+
+    def paths():
+        for number in range(1000):
+            pulled.append(number)
+            yield str(mixed / "a.jpg") if number % 2 else str(mixed / "empty.jpg")
+
+    batches = classify_batches(paths(), model, batch_size=4)
+    first = next(batches)
+    assert len([r for _, r in first if not isinstance(r, UnusableImageError)]) == 4
+    assert len(pulled) <= 3 * 4 + 8  # two batches ahead (plus bad files riding along), not 1000
+    batches.close()
+    results = list(classify_files([mixed / "empty.jpg", mixed / "a.jpg", mixed / "text.jpg"], model, batch_size=2))
+    assert [Path(p).name for p, _ in results] == ["empty.jpg", "a.jpg", "text.jpg"]
+    # Only bad files: they still come out in bounded batches (so the CLI saves their rows as it goes).
+    assert [len(b) for b in classify_batches([mixed / "text.jpg"] * 10, model, batch_size=2)] == [4, 4, 2]
+
+
+# ---- resuming --------------------------------------------------------------------------------------------------
+
+
+def test_rerun_skips_the_files_already_in_the_csv(mixed, tmp_path, capsys):
+    out = tmp_path / "results.csv"
+    assert run(mixed, "--out", out, capsys=capsys)[0] == 0
+    first = out.read_text()
+    status, summary = run(mixed, "--recursive", "--out", out, capsys=capsys)
+    assert status == 0
+    skipped = [line for line in summary.splitlines() if "skipped" in line]
+    assert skipped and skipped[0].split()[1] == str(len(GOOD_TOP) + len(BAD))
+    text = out.read_text()
+    assert text.startswith(first) and text.count("path,class,") == 1  # appended, header once
+    rows = read_rows(out)
+    assert len({r["path"] for r in rows}) == len(rows) == len(GOOD_TOP + GOOD_NESTED) + len(BAD)
+    # A third run has nothing left to do.
+    status, summary = run(mixed, "--recursive", "--out", out, capsys=capsys)
+    assert status == 0 and out.read_text() == text
+    assert summary.splitlines()[0].startswith("0 files")
+
+
+def test_a_half_written_last_row_is_dropped_and_redone(mixed, tmp_path):
+    out = tmp_path / "results.csv"
+    assert run(mixed, "--out", out)[0] == 0
+    complete = out.read_text()
+    last = complete.splitlines()[-1]
+    # What a kill in the middle of a write leaves: the last row cut off, no newline.
+    out.write_text(complete[: -len(last) - 1] + last[: len(last) // 2])
+    assert run(mixed, "--out", out)[0] == 0
+    rows = read_rows(out)
+    assert len(rows) == len({r["path"] for r in rows}) == len(GOOD_TOP) + len(BAD)
+    assert sorted(out.read_text().splitlines()) == sorted(complete.splitlines())
+
+
+def test_a_csv_from_another_model_is_refused(mixed, tmp_path, capsys):
+    out = tmp_path / "other.csv"
+    out.write_text("path,class,probability,p_cat,p_dog,unsure,error\n")
+    assert main(["classify", str(mixed), "--out", str(out)]) == 2
+    assert "another model" in capsys.readouterr().err
+
+
+def test_a_killed_run_keeps_whole_rows_and_resumes(photos, tmp_path):
+    """SIGKILL mid-run: every finished row is complete; the re-run fills in the rest, each file once."""
+    folder = tmp_path / "many"
+    folder.mkdir()
+    sources = sorted(photos[0].glob("*/*.jpg"))
+    for number in range(120):  # links, not copies: many distinct paths, little disk
+        target = folder / f"{number:04d}.jpg"
+        source = sources[number % len(sources)]
+        try:
+            target.symlink_to(source)
+        except OSError:
+            shutil.copyfile(source, target)
+    out = tmp_path / "results.csv"
+    command = [sys.executable, "-m", "picsort", "classify", str(folder), "--batch-size", "2", "--out", str(out)]
+    process = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and process.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") > 6:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, f"the run ended before it could be killed: {process.stderr.read()!r}"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+        process.stderr.close()
+    data = out.read_bytes().decode()
+    finished = data[: data.rfind("\n") + 1]
+    width = len(csv_header(load_model().classes))
+    rows = list(csv.reader(finished.splitlines()))
+    assert rows[0] == csv_header(load_model().classes)
+    assert 6 <= len(rows) - 1 < 120
+    assert all(len(row) == width and row[1] and row[-1] == "" for row in rows[1:])
+
+    result = cli("classify", folder, "--batch-size", "8", "--out", out)
+    assert result.returncode == 0, result.stderr
+    final = read_rows(out)
+    assert sorted(Path(r["path"]).name for r in final) == [f"{n:04d}.jpg" for n in range(120)]
+    assert all(r["class"] and not r["error"] for r in final)
+    skipped = [line for line in result.stdout.splitlines() if "skipped" in line][0]
+    assert int(skipped.split()[1]) == len(rows) - 1
+
+
+# ---- copying ---------------------------------------------------------------------------------------------------
+
+
+def test_copy_to_sorts_copies_into_class_folders(mixed, tmp_path, capsys):
+    model = load_model()
+    sorted_dir = tmp_path / "sorted"
+    # A different file already sitting where one copy would go must survive.
+    folders = [*model.classes, UNSURE_FOLDER]
+    for name in folders:
+        (sorted_dir / name).mkdir(parents=True)
+        (sorted_dir / name / "a.jpg").write_bytes(b"somebody else's file")
+    before = {p: p.read_bytes() for p in mixed.rglob("*") if p.is_file()}
+    out = tmp_path / "results.csv"
+    assert run(mixed, "-r", "--out", out, "--copy-to", sorted_dir, capsys=capsys)[0] == 0
+    assert {p: p.read_bytes() for p in mixed.rglob("*") if p.is_file()} == before  # originals untouched
+    for name in folders:
+        assert (sorted_dir / name / "a.jpg").read_bytes() == b"somebody else's file"
+    copies = [p for p in sorted_dir.rglob("*") if p.is_file() and p.read_bytes() != b"somebody else's file"]
+    assert not [p for p in sorted_dir.rglob(".*")]  # no partial copies left behind
+    assert len(copies) == len(GOOD_TOP + GOOD_NESTED)  # bad files are not copied
+    for row in read_rows(out):
+        if row["error"]:
+            continue
+        folder = sorted_dir / (UNSURE_FOLDER if row["unsure"] == "yes" else row["class"])
+        source = Path(row["path"])
+        matches = [p for p in folder.iterdir() if p.read_bytes() == source.read_bytes()]
+        assert len(matches) == 1
+        if source.name == "a.jpg":
+            assert matches[0].name == "a-1.jpg"
+
+
+def test_copy_to_inside_the_scanned_folder_is_not_scanned_again(mixed, tmp_path):
+    scanned = tmp_path / "scanned"
+    shutil.copytree(mixed, scanned)
+    first, second = tmp_path / "first.csv", tmp_path / "second.csv"
+    assert run(scanned, "-r", "--out", first, "--copy-to", scanned / "sorted")[0] == 0
+    assert run(scanned, "-r", "--out", second, "--copy-to", scanned / "sorted")[0] == 0
+    assert len(read_rows(first)) == len(read_rows(second)) == len(GOOD_TOP + GOOD_NESTED) + len(BAD)
+
+
+# ---- the command itself --------------------------------------------------------------------------------------
+
+
+def test_help():
+    top = cli("--help")
+    assert top.returncode == 0 and "classify" in top.stdout
+    classify = cli("classify", "--help")
+    assert classify.returncode == 0
+    for text in ("--out", "--batch-size", "--threshold", "--recursive", "--copy-to", "--model", "examples:"):
+        assert text in classify.stdout
+
+
+def test_usage_errors_exit_2_with_a_message(tmp_path):
+    missing = tmp_path / "no-such-folder"
+    result = cli("classify", missing, "--out", tmp_path / "r.csv")
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and "Traceback" not in result.stderr
+    no_model = cli("classify", tmp_path, "--model", tmp_path / "no-model", "--out", tmp_path / "r.csv")
+    assert no_model.returncode == 2
+    assert "no-model" in no_model.stderr and "Traceback" not in no_model.stderr
+    empty_model = tmp_path / "empty-model"
+    empty_model.mkdir()
+    broken = cli("classify", tmp_path, "--model", empty_model, "--out", tmp_path / "r.csv")
+    assert broken.returncode == 2 and "model.json" in broken.stderr and "Traceback" not in broken.stderr
+    assert cli("classify", tmp_path, "--threshold", "2", "--out", tmp_path / "r.csv").returncode == 2
+    assert not (tmp_path / "r.csv").exists()
