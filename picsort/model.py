@@ -99,10 +99,15 @@ def classifier_head(features: int, classes: int, hidden: int = 512) -> nn.Sequen
     )
 
 
-def build_network(card: dict) -> nn.Sequential:
+def build_network(card: dict, use_timm: bool = False) -> nn.Sequential:
     """An untrained network shaped like the card's: `Sequential(body, head)` as fastai's `vision_learner`."""
     architecture = card["architecture"]
-    if architecture["library"] == "timm":
+    if architecture["library"] == "timm" and architecture["name"] == "efficientnet_lite0" and not use_timm:
+        from picsort.efficientnet_lite0 import EfficientNetLite0
+
+        model = EfficientNetLite0()  # the same layers without importing timm (see that module)
+        body, features = TimmFeatures(model), model.num_features
+    elif architecture["library"] == "timm":
         import timm
 
         model = timm.create_model(architecture["name"], pretrained=False, num_classes=0)

@@ -79,3 +79,28 @@ def test_explain_gives_a_heatmap_the_size_of_the_picture(small_model, photos):
     assert 0 <= heatmap.min() and heatmap.max() <= 1 and heatmap.max() > 0
     overlay = classifier.explain(image)
     assert overlay.size == image.size and overlay.tobytes() != image.tobytes()
+
+
+def test_plain_torch_lite0_equals_timm_on_the_shipped_weights():
+    from safetensors.torch import load_file
+
+    from picsort.model import WEIGHTS_NAME, build_network
+
+    card = read_card(MODEL_DIR)
+    weights = load_file(MODEL_DIR / WEIGHTS_NAME)
+    plain, with_timm = build_network(card).eval(), build_network(card, use_timm=True).eval()
+    plain.load_state_dict(weights)
+    with_timm.load_state_dict(weights)
+    batch = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        assert torch.allclose(plain(batch), with_timm(batch), atol=1e-5)
+
+
+def test_serving_imports_neither_fastai_nor_timm():
+    import subprocess
+    import sys
+
+    code = ("import sys; from picsort.classify import load_model; load_model(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastai', 'timm', 'torchvision'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
