@@ -85,6 +85,13 @@ LAUNCHERS = {
 }
 
 
+# Runs a command and writes its peak RSS (KB) to a file. A child's ru_maxrss starts from its parent's
+# size at fork, so the CLI is started from this small interpreter, not from this benchmark (GBs by now).
+_PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.run(sys.argv[2:]).returncode; "
+             "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
+             "sys.exit(code)")
+
+
 def cli_subprocess(folder: Path, launcher: str = next(iter(LAUNCHERS))) -> tuple[float, float, str]:
     """(peak RSS in MB, images/s from its summary, the summary's first line) of the CLI with default
     options in a fresh process, started as `LAUNCHERS[launcher]` says."""
@@ -94,18 +101,15 @@ def cli_subprocess(folder: Path, launcher: str = next(iter(LAUNCHERS))) -> tuple
         env.pop("OMP_WAIT_POLICY")  # set above for this process; the child gets its own
         if wait_policy:
             env["OMP_WAIT_POLICY"] = wait_policy
+        peak_file, out = Path(scratch) / "peak", Path(scratch) / "results.csv"
         with open(Path(scratch) / "stdout", "w+") as stdout:
-            process = subprocess.Popen([sys.executable, *start, "classify", str(folder), "--recursive",
-                                        "--out", str(Path(scratch) / "results.csv")],
-                                       env=env, stdout=stdout, stderr=subprocess.DEVNULL)
-            # wait4 reports this one child's own peak (ru_maxrss, KB on Linux), not a sampled guess.
-            _, status, usage = os.wait4(process.pid, 0)
-            process.returncode = os.waitstatus_to_exitcode(status)
-            assert process.returncode == 0, process.returncode
+            subprocess.run([sys.executable, "-c", _PEAK_RSS, str(peak_file), sys.executable, *start, "classify",
+                            str(folder), "--recursive", "--out", str(out)],
+                           env=env, stdout=stdout, stderr=subprocess.DEVNULL, check=True)
             stdout.seek(0)
             summary = stdout.readline().strip()
         rate = float(re.search(r"\(([\d.]+) images/s\)", summary).group(1))
-        return usage.ru_maxrss / 1024, rate, summary
+        return int(peak_file.read_text()) / 1024, rate, summary
 
 
 def linked_folder(files: list[str], root: Path) -> Path:

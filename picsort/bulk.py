@@ -37,7 +37,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".
 # ready while the model runs the previous one (see benchmarks/cli_throughput.py for the measurements).
 DECODE_WORKERS = 2
 
-Result = tuple[str, "Prediction | UnusableImageError"]
+Result = tuple[str, Prediction | UnusableImageError]
 _END = object()
 
 
@@ -47,8 +47,9 @@ def reuse_freed_memory() -> bool:
     By default every large block (a batch's activations: tens of MB) is mapped fresh from the kernel and
     handed back when freed, so each batch pays again for zeroing those pages: on a 2-core machine more
     time went to that (system time) than to the model itself, and turning it off doubled the throughput
-    (benchmarks/cli_throughput.py). The price: memory freed after the peak stays with the process until
-    it exits. Process-wide and permanent, so for a process of its own (the CLI calls it at start-up).
+    (benchmarks/cli_throughput.py). The price: a higher peak (about 1.5 GB instead of 1.2 GB for the CLI
+    at batch 32, 224 px), kept by the process until it exits. Process-wide and permanent, so for a
+    process of its own: `python -m picsort` calls it at start-up.
     Returns False where there is no glibc (macOS, Windows, musl), leaving things as they are.
     """
     if not sys.platform.startswith("linux"):
@@ -57,9 +58,11 @@ def reuse_freed_memory() -> bool:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return False
-    m_trim_threshold, m_mmap_max = -1, -4  # from glibc's <malloc.h>
-    # No separate mappings for large blocks, and never give the top of the heap back to the kernel.
-    return bool(mallopt(m_mmap_max, 0)) and bool(mallopt(m_trim_threshold, 1 << 30))
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # from glibc's <malloc.h>
+    # No separate mappings for large blocks, and never give the top of the heap back to the kernel. Few
+    # arenas: each thread's arena would keep its own freed memory (peak RSS varied more run to run).
+    return all(mallopt(option, value) for option, value in
+               ((m_mmap_max, 0), (m_trim_threshold, 1 << 30), (m_arena_max, 2)))
 
 
 def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
