@@ -26,13 +26,11 @@ from pathlib import Path
 import torch
 
 from picsort.classify import Classifier, Prediction
-from picsort.images import UnusableImageError
+from picsort.images import IMAGE_SUFFIXES, UnusableImageError
 
-__all__ = ["DECODE_WORKERS", "IMAGE_SUFFIXES", "Result", "classify_batches", "classify_files", "find_images",
+__all__ = ["DECODE_WORKERS", "Result", "classify_batches", "classify_files", "find_images",
            "reuse_freed_memory"]
 
-# What a folder scan picks up. Files named one by one are always tried, whatever their suffix.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 # Decoding threads. Pillow releases the GIL while it decodes and resizes, so two threads keep a batch
 # ready while the model runs the previous one (see benchmarks/cli_throughput.py for the measurements).
 DECODE_WORKERS = 2
@@ -69,7 +67,7 @@ def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
                 skip: Iterable[str | os.PathLike] = ()) -> Iterator[str]:
     """Image files in the given files and folders, one at a time, in a stable (sorted) order.
 
-    Folders contribute files with an image suffix (hidden files and folders are left out), their
+    Folders contribute files with an image suffix (`IMAGE_SUFFIXES`; hidden files and folders are left out), their
     sub-folders only when `recursive`. A file named directly is always yielded. Each file comes
     once, even when named twice. Folders in `skip` (say, where results are copied to) are not entered.
     """
@@ -172,7 +170,7 @@ def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier,
 
     def run(batch: list[tuple[str, torch.Tensor | UnusableImageError]]) -> list[Result]:
         tensors = [item for _, item in batch if isinstance(item, torch.Tensor)]
-        rows = iter(classifier.probabilities(torch.stack(tensors)).tolist() if tensors else [])
+        rows = iter(classifier.probabilities(classifier.to_batch(tensors)).tolist() if tensors else [])
         results: list[Result] = []
         for path, item in batch:
             if isinstance(item, UnusableImageError):

@@ -76,6 +76,12 @@ class Classifier:
         pixels = torch.from_numpy(np.asarray(self.model_view(image), dtype=np.uint8).copy())
         return torch.addcmul(self._shift, pixels.permute(2, 0, 1), self._scale)
 
+    @staticmethod
+    def to_batch(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
+        """One N×3×size×size batch of `to_tensor` results, laid out channels-last as the network takes it."""
+        # to_tensor's results are already channels-last in memory: stacking them that way saves a copy.
+        return torch.stack([tensor.permute(1, 2, 0) for tensor in tensors]).permute(0, 3, 1, 2)
+
     # -- classifying ------------------------------------------------------------------------------------
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
@@ -100,7 +106,7 @@ class Classifier:
         tensors = [self.to_tensor(self.to_image(item)) for item in items]
         if not tensors:
             return []
-        rows = self.probabilities(torch.stack(tensors)).tolist()
+        rows = self.probabilities(self.to_batch(tensors)).tolist()
         return [self.prediction(row) for row in rows]
 
     # -- explaining -------------------------------------------------------------------------------------

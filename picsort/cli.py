@@ -22,8 +22,8 @@ from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
-from picsort.bulk import DECODE_WORKERS, IMAGE_SUFFIXES, classify_batches, find_images
-from picsort.images import UnusableImageError
+from picsort.bulk import DECODE_WORKERS, classify_batches, find_images
+from picsort.images import IMAGE_SUFFIXES, UnusableImageError
 
 __all__ = ["UNSURE_FOLDER", "build_parser", "csv_header", "main"]
 

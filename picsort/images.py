@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 __all__ = [
+    "IMAGE_SUFFIXES",
     "MAX_IMAGE_PIXELS",
     "MAX_UPLOAD_BYTES",
     "UnusableImageError",
@@ -31,6 +32,8 @@ __all__ = [
 ]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+# File suffixes that count as images when a folder is scanned (training photos, the label store, the CLI).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 MAX_IMAGE_PIXELS = 50_000_000
 
 # Only formats a phone, camera or browser produces. Restricting Image.open to

@@ -28,16 +28,13 @@ from contextlib import contextmanager, suppress
 from datetime import datetime, timezone
 from pathlib import Path
 
-from picsort.images import image_format_extension, image_from_bytes
+from picsort.images import IMAGE_SUFFIXES, image_format_extension, image_from_bytes
 
 __all__ = ["LabelStore"]
 
 MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = ".lock"
 
-# Extensions counted as labelled images; wider than what save() writes so that
-# images people copy into the class folders by hand are counted too.
-_IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 # Longest file/folder name most filesystems allow, in bytes.
 _MAX_NAME_BYTES = 255
 
@@ -156,7 +153,8 @@ class LabelStore:
                 for f in folder.iterdir()
                 # Hidden names include save()'s in-flight temp files.
                 if not f.name.startswith(".")
-                and f.suffix.lower() in _IMAGE_SUFFIXES
+                # Wider than what save() writes: images copied into class folders by hand count too.
+                and f.suffix.lower() in IMAGE_SUFFIXES
                 and f.is_file()
             )
         counts.update(found)

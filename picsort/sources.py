@@ -12,11 +12,8 @@ from pathlib import Path
 from typing import Mapping
 
 from picsort.download import DownloadReport, download_images
-from picsort.images import UnusableImageError, image_format_extension
+from picsort.images import IMAGE_SUFFIXES, UnusableImageError, image_format_extension
 from picsort.search import search_categories
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
-
 
 def class_folders(source: Path | str) -> dict[str, list[Path]]:
     """The image files of each class sub-folder of `source`, sorted by name (hidden files skipped)."""

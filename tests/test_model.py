@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from picsort.classify import Classifier, load_model
+from picsort.classify import FORWARD_CHUNK, Classifier, load_model
 from picsort.model import MODEL_DIR, ModelFolderError, load_learner_checked, read_card
 from picsort.sources import class_folders
 
@@ -32,6 +32,20 @@ def test_classifier_matches_learn_predict(small_model, photos):
         ours = classifier.predict(file)
         for name, expected in zip(learn.dls.vocab, fastai_probabilities.tolist()):
             assert ours.probabilities[name] == pytest.approx(expected, abs=1e-4)
+
+
+def test_an_image_gets_the_same_answer_alone_or_in_a_large_drop(small_model, photos):
+    """Batches run FORWARD_CHUNK images per pass; where an image lands in the drop must not change its answer."""
+    classifier = Classifier(small_model)
+    files = [f for fs in class_folders(photos[0]).values() for f in fs]
+    files = (files * (2 * FORWARD_CHUNK + 3))[:2 * FORWARD_CHUNK + 3]  # a last pass that is not full
+    together = classifier.predict_batch(files)
+    assert len(together) == len(files)
+    for file, prediction in zip(files, together):
+        alone = classifier.predict(file)
+        assert prediction.label == alone.label
+        for name in classifier.classes:
+            assert prediction.probabilities[name] == pytest.approx(alone.probabilities[name], abs=1e-5)
 
 
 def test_shipped_model_matches_learn_predict_on_every_real_photo(real_photos):
