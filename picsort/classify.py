@@ -16,7 +16,7 @@ from picsort.model import DEFAULT_THRESHOLD, load_network, model_dir
 
 ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image]
 
-# Images per forward pass. On 2 cores (benchmarks/app_speed.py) passes of 4-8 images ran 2-3x more images
+# Images per forward pass. On 2 cores (benchmarks/app_speed.py) passes of 4-8 images ran 1.6-3x more images
 # per second than one pass over 64, whose activations (hundreds of MB) miss the caches and are mapped
 # fresh from the kernel on every call; one image at a time wastes the batching.
 FORWARD_CHUNK = 8

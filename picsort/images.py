@@ -32,9 +32,9 @@ __all__ = [
 ]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+MAX_IMAGE_PIXELS = 50_000_000
 # File suffixes that count as images when a folder is scanned (training photos, the label store, the CLI).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
-MAX_IMAGE_PIXELS = 50_000_000
 
 # Only formats a phone, camera or browser produces. Restricting Image.open to
 # these also keeps exotic plugins (EPS hands files to Ghostscript, for one)

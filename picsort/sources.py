@@ -15,6 +15,7 @@ from picsort.download import DownloadReport, download_images
 from picsort.images import IMAGE_SUFFIXES, UnusableImageError, image_format_extension
 from picsort.search import search_categories
 
+
 def class_folders(source: Path | str) -> dict[str, list[Path]]:
     """The image files of each class sub-folder of `source`, sorted by name (hidden files skipped)."""
     source = Path(source)
