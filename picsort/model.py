@@ -4,7 +4,9 @@ A model folder holds:
 - `export.pkl`: fastai's `learn.export()`, for the course's `load_learner` and for more training. It is a
   pickle, so loading it runs code; it is never loaded to serve users.
 - `model.safetensors`: the trained weights, plain tensors.
-- `model.json`: the card: classes, backbone, preprocessing, validation error, library versions.
+- `reference.safetensors`: pooled features of the training photos, for "none of these" (picsort.familiarity).
+- `model.json`: the card: classes, backbone, preprocessing, "none of these" threshold, validation error,
+  library versions.
 The app and the command line rebuild the network from the card with plain torch (and timm for timm
 backbones) and load the safetensors: no pickle, and no fastai import at serving time.
 """
@@ -21,6 +23,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from picsort.efficientnet_lite import VARIANTS as LITE_VARIANTS, EfficientNetLite
 
 MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
 CARD_NAME = "model.json"
@@ -84,14 +88,20 @@ class TimmFeatures(nn.Module):
         return self.model.forward_features(x)
 
 
-def classifier_head(features: int, classes: int, hidden: int = 512) -> nn.Sequential:
-    """fastai's default `create_head`, flattened in the same order so the saved weights fit."""
+def classifier_head(features: int, classes: int, hidden: int | None = 512, pool: str = "concat") -> nn.Sequential:
+    """fastai's `create_head`, flattened in the same order so the saved weights fit: by default (max and
+    average pooling, a hidden layer of 512), or with `lin_ftrs=[]` (`hidden` None) and `concat_pool=False`
+    (`pool` "avg")."""
+    pooling, width = (ConcatPool(), features * 2) if pool == "concat" else (nn.AdaptiveAvgPool2d(1), features)
+    if not hidden:
+        return nn.Sequential(pooling, nn.Flatten(), nn.BatchNorm1d(width), nn.Dropout(0.5),
+                             nn.Linear(width, classes, bias=False))
     return nn.Sequential(
-        ConcatPool(),
+        pooling,
         nn.Flatten(),
-        nn.BatchNorm1d(features * 2),
+        nn.BatchNorm1d(width),
         nn.Dropout(0.25),
-        nn.Linear(features * 2, hidden, bias=False),
+        nn.Linear(width, hidden, bias=False),
         nn.ReLU(inplace=True),
         nn.BatchNorm1d(hidden),
         nn.Dropout(0.5),
@@ -99,13 +109,20 @@ def classifier_head(features: int, classes: int, hidden: int = 512) -> nn.Sequen
     )
 
 
+def describe_head(head: nn.Module) -> dict:
+    """The card's description of a fastai head: its pooling and the width of its hidden layer (None: none)."""
+    linears = [layer for layer in head.modules() if isinstance(layer, nn.Linear)]
+    if len(linears) not in (1, 2):
+        raise ValueError("expected fastai's create_head with at most one hidden layer")
+    pool = "avg" if isinstance(head[0], nn.AdaptiveAvgPool2d) else "concat"
+    return {"hidden": linears[0].out_features if len(linears) == 2 else None, "pool": pool}
+
+
 def build_network(card: dict, use_timm: bool = False) -> nn.Sequential:
     """An untrained network shaped like the card's: `Sequential(body, head)` as fastai's `vision_learner`."""
     architecture = card["architecture"]
-    if architecture["library"] == "timm" and architecture["name"] == "efficientnet_lite0" and not use_timm:
-        from picsort.efficientnet_lite0 import EfficientNetLite0
-
-        model = EfficientNetLite0()  # the same layers without importing timm (see that module)
+    if architecture["library"] == "timm" and architecture["name"] in LITE_VARIANTS and not use_timm:
+        model = EfficientNetLite(architecture["name"])  # the same layers without importing timm (see that module)
         body, features = TimmFeatures(model), model.num_features
     elif architecture["library"] == "timm":
         import timm
@@ -120,7 +137,8 @@ def build_network(card: dict, use_timm: bool = False) -> nn.Sequential:
         features = resnet.fc.in_features
     else:
         raise ValueError(f"model card names an unknown library {architecture['library']!r}")
-    return nn.Sequential(body, classifier_head(features, len(card["classes"]), card["head"]["hidden"]))
+    head = card["head"]
+    return nn.Sequential(body, classifier_head(features, len(card["classes"]), head["hidden"], head.get("pool", "concat")))
 
 
 def load_network(folder: Path | str | None = None) -> tuple[nn.Sequential, dict]:
@@ -169,30 +187,40 @@ def describe_preprocessing(dls) -> dict:
 
 def network_architecture(backbone: str) -> dict:
     """Which library and architecture name rebuild a backbone's body."""
-    from picsort.backbones import DEFAULT_BACKBONE, LITE0_TIMM_ARCH, TORCHVISION_BACKBONES
+    from picsort.backbones import LITE_BACKBONES, TORCHVISION_BACKBONES
 
-    if backbone == DEFAULT_BACKBONE:
-        return {"library": "timm", "name": LITE0_TIMM_ARCH}
+    if backbone in LITE_BACKBONES:
+        return {"library": "timm", "name": backbone}
     if backbone in TORCHVISION_BACKBONES:
         return {"library": "torchvision", "name": backbone}
     raise ValueError(f"unknown backbone {backbone!r}")
 
 
 def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, images_per_class: dict,
-                 threshold: float = DEFAULT_THRESHOLD, notes: str = "") -> dict:
-    """Write `export.pkl`, `model.safetensors` and `model.json` for a trained learner; returns the card."""
+                 threshold: float = DEFAULT_THRESHOLD, keep: float | None = None, others=(), recipe: str = "",
+                 notes: str = "") -> dict:
+    """Write `export.pkl`, `model.safetensors`, `reference.safetensors` and `model.json` for a trained learner.
+
+    The "none of these" threshold keeps `keep` of the validation photos, with a margin when photos of other
+    things (`others`, files) are given (picsort.familiarity.calibrate). Returns the card.
+    """
     from safetensors.torch import save_file
+
+    from picsort.familiarity import DEFAULT_KEEP, REFERENCE_NAME, calibrate
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     loss, error_rate = learn.validate()[:2]
+    reference, none_of_these = calibrate(learn, keep=DEFAULT_KEEP if keep is None else keep, others=others)
     card = {
         "classes": [str(c) for c in learn.dls.vocab],
         "backbone": backbone,
         "architecture": network_architecture(backbone),
-        "head": {"hidden": 512},
+        "head": describe_head(learn.model[1]),
         "preprocessing": describe_preprocessing(learn.dls),
         "threshold": threshold,
+        "none_of_these": none_of_these,
+        "recipe": recipe,
         "data_source": data_source,
         "images_per_class": images_per_class,
         "validation": {"error_rate": round(float(error_rate), 4), "loss": round(float(loss), 4),
@@ -203,8 +231,11 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
     }
     state = {key: value.detach().cpu().contiguous() for key, value in learn.model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS_NAME))
+    save_file({"features": reference.half().contiguous()}, str(folder / REFERENCE_NAME))
     learn.export(folder.resolve() / LEARNER_NAME)
     (folder / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
+    for name in (WEIGHTS_NAME, REFERENCE_NAME, LEARNER_NAME, CARD_NAME):
+        os.chmod(folder / name, 0o644)  # readable by the server and by git, whatever the umask
     return card
 
 

@@ -12,7 +12,9 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_BEARS = REPO.parent / "shared" / "datasets" / "bears"
+SHARED = REPO.parent / "shared" / "datasets"
+SHARED_BEARS = SHARED / "bears"
+EXAMPLES = REPO / "examples"  # two photos per class of the shipped model, in every clone
 PHOTOS_VARIABLE = "PICSORT_TEST_PHOTOS"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

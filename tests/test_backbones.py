@@ -1,30 +1,35 @@
-"""The offline EfficientNet-Lite0 weights really load and really help."""
+"""The offline EfficientNet-Lite weights really load and really help."""
 
 from __future__ import annotations
 
 import torch
 
-from picsort.backbones import BACKBONES, learner_architecture, lite0_weights_file
+import pytest
+
+from picsort.backbones import BACKBONES, LITE_BACKBONES, learner_architecture, lite_weights_file
 from tests.conftest import train_small_model
 
 
-def test_lite0_weights_are_converted_once_to_timm_keys(tmp_path):
+@pytest.mark.parametrize("backbone", sorted(LITE_BACKBONES))
+def test_lite_weights_are_converted_once_to_timm_keys(backbone, tmp_path):
     import timm
 
-    path = lite0_weights_file(tmp_path)
+    path = lite_weights_file(backbone, tmp_path)
     state = torch.load(path, map_location="cpu", weights_only=True)
-    expected = timm.create_model("efficientnet_lite0", pretrained=False).state_dict()
+    expected = timm.create_model(backbone, pretrained=False).state_dict()
     assert list(state) == list(expected)
+    assert all(state[key].shape == expected[key].shape for key in state)
     modified = path.stat().st_mtime_ns
-    assert lite0_weights_file(tmp_path) == path and path.stat().st_mtime_ns == modified
+    assert lite_weights_file(backbone, tmp_path) == path and path.stat().st_mtime_ns == modified
 
 
-def test_pretrained_lite0_body_carries_imagenet_weights_not_random_ones():
+@pytest.mark.parametrize("backbone", ["efficientnet_lite0", "efficientnet_lite2"])
+def test_pretrained_lite_body_carries_imagenet_weights_not_random_ones(backbone):
     import timm
 
-    arch, options = learner_architecture("efficientnet_lite0")
+    arch, options = learner_architecture(backbone)
     loaded = timm.create_model(arch, pretrained=True, num_classes=0, **options)
-    source = torch.load(lite0_weights_file(), map_location="cpu", weights_only=True)
+    source = torch.load(lite_weights_file(backbone), map_location="cpu", weights_only=True)
     assert torch.equal(loaded.conv_stem.weight, source["conv_stem.weight"])
     assert loaded.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
 
