@@ -22,6 +22,7 @@ import urllib3
 from PIL import Image
 
 from picsort.files import write_atomically
+from picsort.images import IMAGE_FORMATS
 
 __all__ = ["FAILURE_REASONS", "RECORD_NAME", "DownloadReport", "download_images"]
 
@@ -37,19 +38,6 @@ FAILURE_REASONS = (TIMEOUT, HTTP_ERROR, NOT_AN_IMAGE, TOO_LARGE, CONNECTION_ERRO
 RECORD_NAME = ".downloads.json"
 _SAVE_EVERY = 50  # URLs between saves of the record: an interrupted run loses at most this many
 _CHUNK = 64 * 1024
-
-# Pillow format -> file extension. Only formats Pillow and fastai can train on: anything
-# else Pillow happens to parse (icons, PSD, EPS...) is not a photo we want in a data set.
-_EXTENSIONS = {
-    "JPEG": "jpg",
-    "MPO": "jpg",  # multi-picture JPEG straight from phone cameras; a plain JPEG to any reader
-    "PNG": "png",
-    "GIF": "gif",
-    "WEBP": "webp",
-    "BMP": "bmp",
-    "TIFF": "tiff",
-    "AVIF": "avif",
-}
 
 # Some image hosts refuse python-requests' default User-Agent outright.
 _HEADERS = {"User-Agent": "Mozilla/5.0 (compatible; picsort image downloader)", "Accept": "image/*,*/*;q=0.8"}
@@ -132,9 +120,11 @@ def _image_extension(data: bytes) -> str:
         raise _Failed(TOO_LARGE) from err
     except Exception as err:  # noqa: BLE001 - Pillow signals bad data with many exception types
         raise _Failed(NOT_AN_IMAGE) from err
-    if fmt not in _EXTENSIONS:
+    # Only formats the app and training take: anything else Pillow happens to parse (icons, PSD, EPS...)
+    # is not a photo we want in a data set.
+    if fmt not in IMAGE_FORMATS:
         raise _Failed(NOT_AN_IMAGE)
-    return _EXTENSIONS[fmt]
+    return IMAGE_FORMATS[fmt]
 
 
 def _download_one(url: str, timeout: float, max_bytes: int) -> tuple[str, bytes] | str:
