@@ -632,3 +632,44 @@ def test_importing_the_app_does_not_import_fastai():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
+
+
+# ---- nothing for the visitor's browser on a failure ------------------------------------------------------
+
+
+def test_a_failure_in_a_real_kernel_reaches_the_server_log_and_not_the_browser(tmp_path):
+    """In a Voila kernel anything on stderr (fd 2 included) travels to the browser; the app's log must not."""
+    from jupyter_client.manager import start_new_kernel
+
+    server_log = tmp_path / "kernel-stderr.log"
+    code = f"""
+import warnings
+from picsort.app import ClassifierApp
+from picsort.classify import load_model
+from picsort.labels import LabelStore
+classifier = load_model()
+app = ClassifierApp(classifier, LabelStore({str(tmp_path / 'labels')!r}, classifier.classes))
+def broken(image):
+    raise RuntimeError("out of cheese")
+classifier.predict = broken
+(card,) = app.handle_upload([{{"name": "bear.jpg", "content": open({str(EXAMPLES[0])!r}, "rb").read()}}])
+warnings.warn("a warning from deep inside")
+print(card.problem)
+"""
+    # ipykernel forwards fd 2 only outside pytest (it checks this variable): be the kernel Voila runs.
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    with server_log.open("w") as log_file:
+        manager, client = start_new_kernel(kernel_name="python3", cwd=str(REPO), env=env, stderr=log_file,
+                                           startup_timeout=120)
+    messages = []
+    try:
+        reply = client.execute_interactive(code, timeout=180, output_hook=messages.append)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    streams = [(m["content"]["name"], m["content"]["text"]) for m in messages if m["msg_type"] == "stream"]
+    assert streams == [("stdout", "Something went wrong with 'bear.jpg'. Please try again, or try another picture.\n")]
+    assert not [m for m in messages if m["msg_type"] == "error"]
+    logged = server_log.read_text()
+    assert "out of cheese" in logged and "Traceback" in logged and "a warning from deep inside" in logged
