@@ -185,7 +185,7 @@ class ClassifierApp:
                                  on_done=lambda _total: self.finish_batch(), limits_text=self.limits_text())
         self.examples_button = widgets.Button(
             description="Try these examples", tooltip=f"Classify {len(self.examples)} example photos",
-            layout=widgets.Layout(width="auto", display="" if self.examples else "none"))
+            layout=widgets.Layout(width="auto", align_self="flex-start", display="" if self.examples else "none"))
         self.examples_button.add_class("picsort-examples")
         self.examples_button.on_click(lambda _: self._guarded(self.try_examples))
         self.progress = html_widget("", "picsort-progress")
@@ -434,7 +434,7 @@ class ClassifierApp:
         buffer = io.BytesIO()
         count = self.store.write_zip(buffer)
         stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
-        return f"picsort-labels-{stamp}.zip", buffer.getvalue(), f"{count} labelled photos."
+        return f"picsort-labels-{stamp}.zip", buffer.getvalue(), f"{count} labelled photo{'s' if count != 1 else ''}."
 
     # -- explaining --------------------------------------------------------------------------------------
 
