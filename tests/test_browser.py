@@ -371,3 +371,29 @@ def test_the_page_says_when_its_kernel_is_gone(serve, browser):
         failed = False
     finally:
         window.close(log, "browser-kernel-gone", failed)
+
+
+def test_a_drop_of_the_whole_photo_folder_shows_its_cards_a_page_at_a_time(real_photos, serve, browser):
+    """All 416 development photos in one selection: every one gets a card, 60 to a page."""
+    photos = sorted(p for p in real_photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    url, _, log, _ = serve()
+    window = browser()
+    page = window.page
+    failed = True
+    try:
+        window.open(url)
+        page.locator(".picsort-file-input").set_input_files([str(p) for p in photos])
+        page.locator(".picsort-progress", has_text="classified in").wait_for(timeout=600_000)
+        pages = -(-len(photos) // 60)
+        assert page.locator(".picsort-card").count() == 60
+        note = page.locator(".picsort-page-note")
+        assert f"Page 1 of {pages} (cards 1–60 of {len(photos)})" in note.inner_text()
+        for _ in range(pages - 1):
+            page.locator(".picsort-pager button", has_text="Older").click()
+        note.filter(has_text=f"Page {pages} of {pages}").wait_for(timeout=30_000)
+        page.wait_for_function(f"() => document.querySelectorAll('.picsort-card').length == "
+                               f"{len(photos) - 60 * (pages - 1)}", timeout=30_000)
+        assert window.errors == []
+        failed = False
+    finally:
+        window.close(log, "browser-whole-folder", failed)
