@@ -1,8 +1,10 @@
-"""The web app: upload photos, see what the model thinks and why, and label them for the next training round.
+"""The web app: drop photos, see what the model thinks and why, and label them for the next training round.
 
-`app.ipynb` calls :func:`build_app`; Voila turns that notebook into the page. Everything the page does lives
-in :class:`ClassifierApp`, whose :meth:`ClassifierApp.handle_upload` takes the same entries the upload widget
-produces, so the tests drive it without a browser.
+`app.ipynb` calls :func:`build_app`; Voila turns that notebook into the page. :class:`ClassifierApp` owns the
+page: the upload zone hands it one file at a time (:meth:`ClassifierApp.add_file`), each file is decoded,
+classified and turned into a small card at once, and the full-size picture is dropped before the next file
+arrives, so memory does not grow with the selection. Cards report through callbacks (`on_label`, `on_undo`,
+`explain`) that the app wires to the label store and the counts. Tests drive the same methods without a browser.
 
 This module must not import fastai (directly or through picsort modules): serving uses the plain-torch
 network from `picsort.classify`, which starts faster and needs less memory.
@@ -10,61 +12,92 @@ network from `picsort.classify`, which starts faster and needs less memory.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import datetime
+import errno
 import html
 import io
 import logging
-import os
+import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import ipywidgets as widgets
 from PIL import Image
 
-from picsort.classify import Classifier, Prediction, load_model
-from picsort.images import MAX_UPLOAD_BYTES, UnusableImageError, image_from_bytes
-from picsort.labels import LabelStore
+from picsort.cards import LabelNotSaved, ProblemCard, ResultCard, percent, shown_name
+from picsort.classify import Classifier, load_model
+from picsort.download_widget import DownloadButton, NothingToDownload
+from picsort.folders import REPOSITORY, labels_dir
+from picsort.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, image_from_bytes, is_image_file
+from picsort.labels import NONE_LABEL, LabelStore, LabelStoreError, check_class_name
+from picsort.model import ModelFolderError
+from picsort.session_widget import SessionWatch
+from picsort.upload_widget import UploadZone
 
-__all__ = ["ClassifierApp", "Card", "build_app", "labels_dir"]
+__all__ = ["ClassifierApp", "build_app"]
 
 log = logging.getLogger(__name__)
 
-LABELS_VARIABLE = "PICSORT_LABELS_DIR"
-DEFAULT_LABELS_DIR = Path(__file__).resolve().parent.parent / "labels"
+EXAMPLES_DIR = REPOSITORY / "examples"
 THUMBNAIL_SIZE = 200  # pixels, longest side of a card's picture
-HEATMAP_SIZE = 320  # the "Why?" picture is a little larger so the colours can be read
-EXPLAIN_SIZE = 640  # longest side kept for Grad-CAM; the network sees ~150 px anyway
-# Older cards are dropped past these limits, so a long session doesn't keep every upload in memory
-# (a card keeps its file's bytes until then, to save it under a label). The newest upload is always kept.
-MAX_CARDS = 60
+EXPLAIN_SIZE = 400  # longest side of the copy a card keeps for "Why?" (shown at up to 320 px)
+CARDS_PER_PAGE = 60
+# A card keeps its file's bytes (to save them under a label) while the newest cards' bytes fit in
+# MAX_KEPT_BYTES; older cards can no longer be labelled. Past MAX_CARDS the oldest cards are closed.
+MAX_CARDS = 1000
 MAX_KEPT_BYTES = 200 * 1024 * 1024
-GENERIC_PROBLEM = "Something went wrong with '{name}'. Please try again, or try another picture."
-
-# A little CSS for what ipywidgets' Layout can't say (fonts, colours in HTML text).
-STYLE = """
-<style>
-.picsort-card { font-size: 14px; }
-.picsort-filename { font-weight: bold; word-break: break-all; }
-.picsort-verdict { font-size: 18px; }
-.picsort-unsure-note { color: #8a4b00; }
-.picsort-error { color: #b00020; }
-.picsort-saved { color: #1b5e20; font-weight: bold; }
-.picsort-count { margin-right: 1em; white-space: nowrap; }
-</style>
-"""
-
-
-def labels_dir(folder: Path | str | None = None) -> Path:
-    """Where labelled images go: the folder given, else `$PICSORT_LABELS_DIR`, else `labels/` in the repo."""
-    return Path(folder or os.environ.get(LABELS_VARIABLE) or DEFAULT_LABELS_DIR)
+GENERIC_PROBLEM = "Something went wrong with {name}. Please try again, or try another picture."
+STYLE = (Path(__file__).with_name("app.css")).read_text()
 
 
 def build_app(model_folder: Path | str | None = None, labels_folder: Path | str | None = None) -> widgets.Widget:
-    """The whole page as one widget: load the model and the label store, wire up the upload."""
-    classifier = load_model(model_folder)
-    app = ClassifierApp(classifier, LabelStore(labels_dir(labels_folder), classifier.classes))
-    return app.widget
+    """The whole page as one widget: load the model and the label store, wire up the upload.
+
+    A model that cannot be served (no model, a class name that is not a safe folder name) gets a page that
+    says so instead of a traceback.
+    """
+    send_log_to_server()
+    try:
+        classifier = load_model(model_folder)
+        for name in classifier.classes:
+            check_class_name(name)
+        store = LabelStore(labels_dir(labels_folder), classifier.classes)
+    except (ModelFolderError, ValueError) as problem:
+        log.exception("picsort app: cannot serve this model")
+        return html_widget(f'<p class="picsort-error">This app cannot start: {escape(problem)}</p>', "picsort-app")
+    return ClassifierApp(classifier, store).widget
+
+
+# ---- the server log --------------------------------------------------------------------------------------
+
+
+def server_log_stream():
+    """The stream that reaches the server's log and never the visitor's browser.
+
+    In a kernel, ipykernel forwards everything written to file descriptor 2 (`sys.__stderr__` included) to
+    the browser as a stream message; it keeps a copy of the original descriptor for its own log, and so do we.
+    """
+    original = getattr(sys.stderr, "_original_stdstream_copy", None)
+    if original is not None:
+        return io.TextIOWrapper(io.FileIO(original, "w", closefd=False), write_through=True)
+    return sys.__stderr__
+
+
+def send_log_to_server() -> None:
+    """Route picsort's log and Python warnings to the server log (once per process)."""
+    for name in ("picsort", "py.warnings"):
+        logger = logging.getLogger(name)
+        if any(getattr(handler, "_picsort_server_log", False) for handler in logger.handlers):
+            continue
+        handler = logging.StreamHandler(server_log_stream())
+        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
+        handler._picsort_server_log = True
+        logger.addHandler(handler)
+        logger.propagate = False
+    logging.captureWarnings(True)
 
 
 # ---- small helpers ---------------------------------------------------------------------------------------
@@ -75,14 +108,11 @@ def escape(text: Any) -> str:
     return html.escape(str(text), quote=True)
 
 
-def percent(probability: float) -> str:
-    """A probability as a whole percentage; never shows 0% or 100% for something that isn't exactly that."""
-    value = probability * 100
-    if 0 < value < 1:
-        return "<1%"
-    if 99 < value < 100:
-        return ">99%"
-    return f"{value:.0f}%"
+def html_widget(text: str, css_class: str) -> widgets.HTML:
+    """An HTML widget with a stable CSS class (the browser test and the stylesheet use these)."""
+    widget = widgets.HTML(text)
+    widget.add_class(css_class)
+    return widget
 
 
 def reduced(image: Image.Image, size: int) -> Image.Image:
@@ -95,22 +125,12 @@ def reduced(image: Image.Image, size: int) -> Image.Image:
     return image.resize((width, height), Image.BILINEAR, reducing_gap=3.0)
 
 
-def image_widget(image: Image.Image, size: int, css_class: str) -> widgets.Image:
-    """A JPEG picture widget of `image` scaled down to `size`, with its size set so the page doesn't jump."""
+def jpeg(image: Image.Image, size: int, quality: int = 85) -> tuple[bytes, tuple[int, int]]:
+    """`image` reduced to `size` and encoded as JPEG; returns the bytes and the encoded size."""
     small = reduced(image, size)
     buffer = io.BytesIO()
-    small.convert("RGB").save(buffer, format="JPEG", quality=85)
-    picture = widgets.Image(value=buffer.getvalue(), format="jpeg", width=small.width, height=small.height,
-                            layout=widgets.Layout(width=f"{small.width}px", height=f"{small.height}px"))
-    picture.add_class(css_class)
-    return picture
-
-
-def html_widget(text: str, css_class: str) -> widgets.HTML:
-    """An HTML widget with a stable CSS class (the browser test and the stylesheet use these)."""
-    widget = widgets.HTML(text)
-    widget.add_class(css_class)
-    return widget
+    small.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return buffer.getvalue(), small.size
 
 
 def entry_field(entry: Any, name: str, default: Any = None) -> Any:
@@ -120,339 +140,313 @@ def entry_field(entry: Any, name: str, default: Any = None) -> Any:
     return getattr(entry, name, default)
 
 
-@dataclass
-class Upload:
-    """One uploaded file as the app needs it."""
-
-    name: str
-    content: memoryview
-
-    @classmethod
-    def from_entry(cls, entry: Any) -> "Upload":
-        name = str(entry_field(entry, "name") or "unnamed file")
-        content = entry_field(entry, "content")
-        # memoryview() accepts bytes, bytearray and memoryview without copying; None means an empty file.
-        return cls(name, memoryview(b"" if content is None else content))
+def human_bytes(count: int) -> str:
+    return f"{round(count / (1024 * 1024), 1):g} MB" if count >= 1024 * 1024 else f"{max(1, count // 1024)} KB"
 
 
-# ---- one card per uploaded file --------------------------------------------------------------------------
+def return_freed_memory() -> None:
+    """Give freed heap pages back to the system (glibc keeps them otherwise); nothing elsewhere."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (musl, macOS)
+        trim = None
+    if trim is not None:
+        trim(0)
 
 
-class Card:
-    """What the page shows for one uploaded file: its result, or why it couldn't be used.
-
-    A card for a usable picture keeps the file's bytes (to save them under a label) and a reduced copy of
-    the picture (for "Why?"); a card for a bad file keeps nothing but its message.
-    """
-
-    def __init__(self, app: "ClassifierApp", name: str, *, data: bytes | None = None,
-                 image: Image.Image | None = None, prediction: Prediction | None = None,
-                 problem: str | None = None):
-        self.app = app
-        self.name = name
-        self.data = data
-        self.prediction = prediction
-        self.problem = problem
-        self.saved_as: str | None = None
-        self.label_buttons: dict[str, widgets.Button] = {}
-        self.heatmap: widgets.Image | None = None
-        self._explain_image: Image.Image | None = None
-        if problem is not None:
-            self.widget = self._problem_widget(problem)
-        else:
-            # Keep only a reduced copy: a 20-megapixel photo would hold ~60 MB per card otherwise.
-            self._explain_image = reduced(image, EXPLAIN_SIZE)
-            self.widget = self._result_widget(image, prediction)
-
-    @property
-    def ok(self) -> bool:
-        """True when the file was classified."""
-        return self.prediction is not None
-
-    @property
-    def sort_key(self) -> tuple[int, float]:
-        """Problems first, then the least sure results: those need a person's eye most."""
-        return (0, 0.0) if self.prediction is None else (1, self.prediction.probability)
-
-    # -- building ----------------------------------------------------------------------------------------
-
-    def _frame(self, children: list[widgets.Widget], *extra_classes: str) -> widgets.VBox:
-        box = widgets.VBox(children, layout=widgets.Layout(
-            border="1px solid #ccc", padding="8px 12px", margin="0 0 12px 0", width="100%", max_width="760px"))
-        for css_class in ("picsort-card", *extra_classes):
-            box.add_class(css_class)
-        return box
-
-    def _title(self) -> widgets.HTML:
-        return html_widget(f'<span class="picsort-filename">{escape(self.name)}</span>', "picsort-card-title")
-
-    def _problem_widget(self, message: str) -> widgets.VBox:
-        text = html_widget(f'<span class="picsort-error">⚠ {escape(message)}</span>', "picsort-problem")
-        hint = html_widget("Nothing was saved for this file.", "picsort-problem-hint")
-        return self._frame([self._title(), text, hint], "picsort-card-problem")
-
-    def _result_widget(self, image: Image.Image, prediction: Prediction) -> widgets.VBox:
-        thumbnail = image_widget(image, THUMBNAIL_SIZE, "picsort-thumbnail")
-        verdict = html_widget(
-            f'<span class="picsort-verdict"><b>{escape(prediction.label)}</b> — {percent(prediction.probability)}'
-            f"</span>", "picsort-verdict-line")
-        details: list[widgets.Widget] = [verdict]
-        if prediction.unsure:
-            classes = ", ".join(self.app.classifier.classes)
-            details.append(html_widget(
-                f'<span class="picsort-unsure-note">The model is not sure: this picture may be none of '
-                f"these ({escape(classes)}).</span>", "picsort-unsure"))
-        details.append(self._bars(prediction))
-        self.why_button = widgets.Button(description="Why?", tooltip="Show which parts of the picture "
-                                         "led to this answer",
-                                         layout=widgets.Layout(width="auto", align_self="flex-start"))
-        self.why_button.add_class("picsort-why")
-        self.why_button.on_click(lambda _: self._guarded(self.toggle_explanation))
-        details.append(self.why_button)
-        self.heatmap_box = widgets.VBox([])
-        self.heatmap_box.add_class("picsort-heatmap-box")
-
-        self.status = html_widget("Is this right? Click the correct class to save the picture with that "
-                                  "label.", "picsort-status")
-        # A fixed-width picture column keeps the bars of tall and wide pictures lined up.
-        column = f"{THUMBNAIL_SIZE}px"
-        picture = widgets.Box([thumbnail], layout=widgets.Layout(width=column, min_width=column))
-        row = widgets.HBox([picture, widgets.VBox(details, layout=widgets.Layout(margin="0 0 0 16px"))])
-        extra = ["picsort-card-unsure"] if prediction.unsure else []
-        return self._frame([self._title(), row, self.heatmap_box, self.status, self._label_row()],
-                           "picsort-card-result", *extra)
-
-    def _bars(self, prediction: Prediction) -> widgets.VBox:
-        """One bar per class, in the model's class order so cards can be compared at a glance."""
-        rows = []
-        for name in self.app.classifier.classes:
-            probability = prediction.probabilities[name]
-            bar = widgets.FloatProgress(value=probability, min=0.0, max=1.0,
-                                        bar_style="success" if name == prediction.label else "info",
-                                        layout=widgets.Layout(width="180px"))
-            row = widgets.HBox([
-                widgets.Label(name, layout=widgets.Layout(width="90px")),
-                bar,
-                widgets.Label(percent(probability), layout=widgets.Layout(width="50px", margin="0 0 0 6px")),
-            ])
-            row.add_class("picsort-bar")
-            rows.append(row)
-        box = widgets.VBox(rows)
-        box.add_class("picsort-bars")
-        return box
-
-    def _label_row(self) -> widgets.HBox:
-        """One button per class; the model's guess is marked so confirming it is one obvious click."""
-        buttons = []
-        for name in self.app.classifier.classes:
-            guessed = name == self.prediction.label
-            button = widgets.Button(description=f"✓ {name}" if guessed else name,
-                                    tooltip=f"Save this picture labelled '{name}'",
-                                    button_style="info" if guessed else "",
-                                    layout=widgets.Layout(width="auto", min_width="90px"))
-            button.add_class("picsort-label-button")
-            button.add_class(f"picsort-label-{name}")  # class names are safe folder names (LabelStore checks)
-            button.on_click(lambda _, label=name: self._guarded(lambda: self.save(label)))
-            self.label_buttons[name] = button
-            buttons.append(button)
-        row = widgets.HBox([widgets.Label("Label:"), *buttons])
-        row.add_class("picsort-labels")
-        return row
-
-    # -- actions -----------------------------------------------------------------------------------------
-
-    def _guarded(self, action) -> None:
-        """Run a button's action; a failure becomes a message on this card (a traceback would go nowhere)."""
-        try:
-            action()
-        except Exception:  # noqa: BLE001 - the page must keep working whatever happens
-            log.exception("picsort app: action failed for %s", self.name)
-            self.status.value = f'<span class="picsort-error">{escape(GENERIC_PROBLEM.format(name=self.name))}</span>'
-
-    def save(self, label: str) -> Path:
-        """Save the picture under `label` (prediction and file name recorded) and say so on the card."""
-        prediction = self.prediction
-        path = self.app.store.save(self.data, label, predicted=prediction.label,
-                                   probabilities=prediction.probabilities, original_name=self.name)
-        self.saved_as = label
-        for name, button in self.label_buttons.items():
-            # Green = what is saved now; blue = the model's guess when it isn't what was saved.
-            button.button_style = "success" if name == label else ("info" if name == prediction.label else "")
-        verb = "confirmed" if label == prediction.label else f"corrected from {escape(prediction.label)}"
-        count = self.app.refresh_counts().get(label, 0)
-        self.status.value = (f'<span class="picsort-saved">Saved as {escape(label)}</span> ({verb}; '
-                             f"{count} {escape(label)} picture{'s' if count != 1 else ''} labelled so far).")
-        return path
-
-    def toggle_explanation(self) -> None:
-        """Show (or hide again) the Grad-CAM heatmap for the predicted class."""
-        if self.heatmap_box.children:
-            self.heatmap_box.children = ()
-            self.why_button.description = "Why?"
-            return
-        self.why_button.description = "Working…"
-        try:
-            overlay = self.app.classifier.explain(self._explain_image, class_name=self.prediction.label)
-        finally:
-            self.why_button.description = "Why?"
-        self.heatmap = image_widget(overlay, HEATMAP_SIZE, "picsort-heatmap")
-        caption = html_widget(
-            f"Red and yellow: the parts of the picture that made the model say "
-            f"<b>{escape(self.prediction.label)}</b>. Blue: parts that mattered little.", "picsort-heatmap-caption")
-        self.heatmap_box.children = (self.heatmap, caption)
-        self.why_button.description = "Hide why"
+def listed(names: list[str], joiner: str = "or") -> str:
+    """'a', 'a or b', 'a, b or c' in bold."""
+    bold = [f"<b>{escape(name)}</b>" for name in names]
+    return bold[0] if len(bold) == 1 else ", ".join(bold[:-1]) + f" {joiner} " + bold[-1]
 
 
 # ---- the page --------------------------------------------------------------------------------------------
 
 
 class ClassifierApp:
-    """The page: intro, upload button, label counts and one card per uploaded file (newest upload on top)."""
+    """The page: what the model is, the upload zone, label counts, undo, download and the cards (newest on top)."""
 
-    def __init__(self, classifier: Classifier, store: LabelStore):
+    def __init__(self, classifier: Classifier, store: LabelStore, *, examples_folder: Path | None = EXAMPLES_DIR):
+        if store.classes is None or list(store.classes) != list(classifier.classes):
+            raise ValueError(f"the label store's classes ({store.classes}) are not the model's "
+                             f"({', '.join(classifier.classes)})")
+        send_log_to_server()
         self.classifier = classifier
-        # The store needs the classes to refuse labels the model doesn't know.
-        self.store = store if store.classes else LabelStore(store.root, classifier.classes)
-        self.cards: list[Card] = []
+        self.store = store
+        self.cards: list[ResultCard | ProblemCard] = []  # newest first; includes the batch in progress
+        self.page = 0
+        self._batch: list[ResultCard | ProblemCard] = []
+        self._batch_started: float | None = None
+        self.examples = sorted(p for p in examples_folder.iterdir() if is_image_file(p)) \
+            if examples_folder is not None and examples_folder.is_dir() else []
 
-        self.upload = widgets.FileUpload(accept="image/*", multiple=True, description="Upload photos",
-                                         button_style="primary",
-                                         layout=widgets.Layout(width="auto", align_self="flex-start"))
-        self.upload.add_class("picsort-upload")
-        self.upload.observe(self._on_upload, names="value")
-        self.summary = html_widget("", "picsort-summary")
+        self.upload = UploadZone(on_file=self._upload_file, on_refused=self._upload_refused,
+                                 on_done=lambda _total: self.finish_batch(), limits_text=self.limits_text())
+        self.examples_button = widgets.Button(
+            description="Try these examples", tooltip=f"Classify {len(self.examples)} example photos",
+            layout=widgets.Layout(width="auto", align_self="flex-start", display="" if self.examples else "none"))
+        self.examples_button.add_class("picsort-examples")
+        self.examples_button.on_click(lambda _: self._guarded(self.try_examples))
+        self.progress = html_widget("", "picsort-progress")
         self.counts = html_widget("", "picsort-counts")
+        self.undo_button = widgets.Button(description="Undo last label (U)",
+                                          tooltip="Undo the latest label saved on this page",
+                                          layout=widgets.Layout(width="auto"))
+        self.undo_button.add_class("picsort-undo")
+        self.undo_button.on_click(lambda _: self._guarded(self.undo))
+        self.undo_note = html_widget("", "picsort-undo-note")
+        self.download = DownloadButton(self.labels_zip, mime="application/zip", description="Download labels (zip)")
+        self.previous_page = widgets.Button(description="‹ Newer", layout=widgets.Layout(width="auto"))
+        self.next_page = widgets.Button(description="Older ›", layout=widgets.Layout(width="auto"))
+        self.previous_page.on_click(lambda _: self.show_page(self.page - 1))
+        self.next_page.on_click(lambda _: self.show_page(self.page + 1))
+        self.page_note = html_widget("", "picsort-page-note")
+        self.pager = widgets.HBox([self.previous_page, self.page_note, self.next_page])
+        self.pager.add_class("picsort-pager")
         self.cards_box = widgets.VBox([])
         self.cards_box.add_class("picsort-cards")
+        self.session = SessionWatch()
+        toolbar = widgets.HBox([self.counts, self.undo_button, self.download, self.undo_note])
+        toolbar.add_class("picsort-toolbar")
         self.refresh_counts()
-        self.widget = widgets.VBox([html_widget(STYLE, "picsort-style"), self._intro(), self.upload,
-                                    self.summary, self.counts, self.cards_box])
+        self._show()
+        self.widget = widgets.VBox([html_widget(f"<style>{STYLE}</style>", "picsort-style"), self._intro(),
+                                    self.upload, self.examples_button, self.progress, toolbar, self.pager,
+                                    self.cards_box, self.session])
         self.widget.add_class("picsort-app")
 
+    # -- what the page says ------------------------------------------------------------------------------
+
+    def limits_text(self) -> str:
+        return (f"{ACCEPTED_FORMATS_TEXT}; up to {human_bytes(MAX_UPLOAD_BYTES)} each; as many photos as you "
+                f"like at once.")
+
     def _intro(self) -> widgets.HTML:
-        """What the model recognises, and the honest limit: it knows nothing outside its classes."""
+        """Title and intro from the model card: what it tells apart, how it was made, and its limit."""
         classes = self.classifier.classes
-        listed = ", ".join(f"<b>{escape(c)}</b>" for c in classes[:-1]) + f" or <b>{escape(classes[-1])}</b>" \
-            if len(classes) > 1 else f"<b>{escape(classes[0])}</b>"
-        limit = f"{MAX_UPLOAD_BYTES // (1024 * 1024)} MB"
+        card = self.classifier.card
+        facts = []
+        trained = card.get("trained")
+        if trained:
+            try:
+                facts.append(f"trained on {datetime.datetime.fromisoformat(trained):%-d %B %Y}")
+            except ValueError:
+                facts.append(f"trained {escape(trained)}")
+        photos = sum((card.get("images_per_class") or {}).values())
+        if photos:
+            facts.append(f"from {photos} photos")
+        validation = card.get("validation") or {}
+        if "error_rate" in validation:
+            checked = f" of {validation['images']}" if validation.get("images") else ""
+            facts.append(f"wrong on {validation['error_rate'] * 100:.1f}%{checked} validation photos")
+        about = f"<p>The model: {', '.join(facts)}.</p>" if facts else ""
+        keys = f"1–{min(len(classes), 9)}" if len(classes) > 1 else "1"
         return html_widget(
-            f"<p>Upload photos and the model tells you whether each one shows {listed}.</p>"
-            f"<p>It only knows these {len(classes)} classes: any picture gets one of them, even a cat or a car, "
-            f"so a low confidence often means the picture is none of them.</p>"
-            f"<p>Click <i>Why?</i> on a card to see what the model looked at, and click the right class to "
-            f"save the photo as training data. JPEG, PNG, GIF, WebP, BMP or TIFF, up to {limit} each.</p>",
+            f'<h1 class="picsort-title">Is it {listed(classes)}?</h1>'
+            f"<p>Drop photos and the model says which of {listed(classes, 'and')} each one shows, how sure it "
+            f"is, and (<i>Why?</i>) what it looked at.</p>{about}"
+            f"<p>It knows only these {len(classes)} classes; when a photo looks like none of them, its card says "
+            f"so.</p><p>Label photos with the buttons on each card to collect training data (keys on the card "
+            f"in focus: {keys} the classes, 0 none of these, S skip, U undo).</p>",
             "picsort-intro")
 
-    # -- uploads -----------------------------------------------------------------------------------------
+    # -- files in ----------------------------------------------------------------------------------------
 
-    def _on_upload(self, change: dict) -> None:
-        """Classify as soon as files arrive, then empty the upload so the same file can be sent again."""
-        entries = change["new"]
-        if not entries:
-            return  # our own reset below, or an empty selection
+    def _upload_file(self, name: str, data: bytes, index: int, total: int) -> None:
+        self.add_file(name, data, index=index, total=total)
+
+    def _upload_refused(self, name: str, reason: str, size: int, index: int, total: int) -> None:
+        if reason == "too_large":
+            message = (f"'{shown_name(name)}' is larger than the {human_bytes(MAX_UPLOAD_BYTES)} limit "
+                       f"({human_bytes(size)}); it was not sent.")
+        else:
+            message = f"'{shown_name(name)}' could not be read by the browser (is it a file you can open?)."
+        self.add_problem(name, message, index=index, total=total)
+
+    def add_file(self, name: str, data: bytes, *, index: int | None = None, total: int | None = None):
+        """Classify one file and put its card on the page at once; the full-size picture is dropped here."""
+        self._start(name, index, total)
         try:
-            self.handle_upload(entries)
-        except Exception:  # noqa: BLE001 - never let one upload break the page or the kernel
-            log.exception("picsort app: upload failed")
-            self.summary.value = '<span class="picsort-error">Something went wrong with this upload. ' \
-                                 "Please try again.</span>"
-        finally:
-            self.upload.value = ()
+            card = self._card_for(name, data)
+        except Exception:  # noqa: BLE001 - one file's failure is that file's card, never the page's
+            log.exception("picsort app: could not handle %r", name)
+            card = ProblemCard(name, GENERIC_PROBLEM.format(name=f"'{shown_name(name)}'"))
+        self._add(card)
+        return card
 
-    def handle_upload(self, entries: Iterable[Any]) -> list[Card]:
-        """Make a card for every uploaded file and put them on top of the page, least sure first.
+    def add_problem(self, name: str, message: str, *, index: int | None = None, total: int | None = None):
+        """A card for a file that was not sent or could not be used."""
+        self._start(name, index, total)
+        card = ProblemCard(name, message)
+        self._add(card)
+        return card
 
-        `entries` are ipywidgets-8 upload entries (objects or dicts with `name` and `content`). Every file is
-        decoded first; the usable ones then go through the model in one batch.
-        """
-        started = time.perf_counter()
-        uploads = [Upload.from_entry(entry) for entry in entries]
-        self.summary.value = f"Looking at {len(uploads)} file{'s' if len(uploads) != 1 else ''}…"
-        cards: list[Card] = []
-        good: list[tuple[Upload, Image.Image]] = []
-        for upload in uploads:
-            image, problem = self._decode(upload)
-            if problem is not None:
-                cards.append(Card(self, upload.name, problem=problem))
-            else:
-                good.append((upload, image))
-        cards += self._classify(good)
-        cards.sort(key=lambda card: card.sort_key)  # stable: equal keys keep upload order
-        self._show(cards)
-        self._summarise(cards, time.perf_counter() - started)
-        return cards
+    def _start(self, name: str, index: int | None, total: int | None) -> None:
+        if self._batch_started is None:
+            self._batch_started = time.perf_counter()
+            self.page = 0
+        count = len(self._batch) + 1
+        self.progress.value = f"Looking at {index or count} of {total or count}: {escape(shown_name(name))}…"
 
-    @staticmethod
-    def _decode(upload: Upload) -> tuple[Image.Image | None, str | None]:
-        """(image, None) for a usable file, (None, plain message) for anything else."""
+    def _card_for(self, name: str, data: bytes) -> ResultCard | ProblemCard:
         try:
-            return image_from_bytes(upload.content, upload.name), None
-        except UnusableImageError as error:
-            return None, str(error)
-        except Exception:  # noqa: BLE001 - an unexpected decoder failure is still just this file's problem
-            log.exception("picsort app: could not decode %s", upload.name)
-            return None, GENERIC_PROBLEM.format(name=upload.name)
+            # Decoded no larger than the network's view needs (JPEG draft, reduce on load).
+            image = image_from_bytes(data, name=name, min_side=self.classifier.size + self.classifier.extra)
+        except UnusableImageError as problem:
+            return ProblemCard(name, str(problem))
+        prediction = self.classifier.predict(image)
+        picture, size = jpeg(image, THUMBNAIL_SIZE)
+        explain_copy, _ = jpeg(image, EXPLAIN_SIZE, quality=90)
+        del image  # the full-size picture goes now, before the next file arrives
+        return ResultCard(name, prediction, self.classifier.classes, picture, size, data=data,
+                          on_label=self._save_label, on_undo=lambda: self._guarded(self.undo),
+                          explain=lambda label: self._explain(explain_copy, label))
 
-    def _classify(self, good: list[tuple[Upload, Image.Image]]) -> list[Card]:
-        """Cards for decoded pictures: one forward pass for all of them, one at a time only if that fails."""
-        if not good:
+    def _add(self, card) -> None:
+        self._batch.append(card)
+        self.cards.insert(0, card)  # newest on top while the selection arrives
+        self._keep_within_limits()
+        self._show()
+
+    def finish_batch(self) -> list:
+        """End of a selection: least sure first within it, a summary, and freed memory handed back."""
+        batch, self._batch = self._batch, []
+        started, self._batch_started = self._batch_started, None
+        if not batch:
+            self.progress.value = ""
             return []
-        try:
-            predictions: list[Prediction | None] = self.classifier.predict_batch([image for _, image in good])
-        except Exception:  # noqa: BLE001 - find the picture that fails rather than losing them all
-            log.exception("picsort app: batch classification failed, retrying one by one")
-            predictions = [self._predict_one(upload, image) for upload, image in good]
-        cards = []
-        for (upload, image), prediction in zip(good, predictions):
-            cards.append(self._result_card(upload, image, prediction))
-        return cards
-
-    def _predict_one(self, upload: Upload, image: Image.Image) -> Prediction | None:
-        try:
-            return self.classifier.predict(image)
-        except Exception:  # noqa: BLE001
-            log.exception("picsort app: could not classify %s", upload.name)
-            return None
-
-    def _result_card(self, upload: Upload, image: Image.Image, prediction: Prediction | None) -> Card:
-        generic = GENERIC_PROBLEM.format(name=upload.name)
-        if prediction is None:
-            return Card(self, upload.name, problem=generic)
-        try:
-            return Card(self, upload.name, data=upload.content.tobytes(), image=image, prediction=prediction)
-        except Exception:  # noqa: BLE001 - e.g. a thumbnail that can't be encoded
-            log.exception("picsort app: could not show %s", upload.name)
-            return Card(self, upload.name, problem=generic)
-
-    def _show(self, cards: list[Card]) -> None:
-        """Newest upload on top; earlier cards stay while they fit in MAX_CARDS and MAX_KEPT_BYTES."""
-        kept = list(cards)
-        size = sum(len(card.data or b"") for card in kept)
-        for card in self.cards:
-            size += len(card.data or b"")
-            if len(kept) >= MAX_CARDS or size > MAX_KEPT_BYTES:
-                break
-            kept.append(card)
-        self.cards = kept
-        self.cards_box.children = tuple(card.widget for card in self.cards)
-
-    def _summarise(self, cards: list[Card], seconds: float) -> None:
-        done = sum(card.ok for card in cards)
-        failed = len(cards) - done
-        parts = [f"{done} photo{'s' if done != 1 else ''} classified in {seconds:.1f} s"]
+        batch.sort(key=lambda card: card.sort_key)  # stable: equal keys keep upload order
+        self.cards[: len(batch)] = batch  # the batch's cards are the newest, at the front
+        self._show()
+        done = sum(card.ok for card in batch)
+        failed = len(batch) - done
+        parts = [f"{done} photo{'s' if done != 1 else ''} classified in {time.perf_counter() - started:.1f} s"]
         if failed:
             parts.append(f'<span class="picsort-error">{failed} file{"s" if failed != 1 else ""} could not be '
                          f"used</span>")
-        order = " Least sure first." if done > 1 else ""
-        self.summary.value = "; ".join(parts) + "." + order
+        self.progress.value = "; ".join(parts) + "." + (" Least sure first." if done > 1 else "")
+        return_freed_memory()
+        return batch
+
+    def handle_upload(self, entries: Iterable[Any]) -> list:
+        """Every entry (`name` and `content`, as ipywidgets' FileUpload gives them) as one selection."""
+        entries = list(entries)
+        for index, entry in enumerate(entries, start=1):
+            content = entry_field(entry, "content")
+            data = b"" if content is None else memoryview(content).tobytes()
+            self.add_file(str(entry_field(entry, "name") or "unnamed file"), data, index=index, total=len(entries))
+        return self.finish_batch()
+
+    def try_examples(self) -> list:
+        """The example photos that come with the app, as if uploaded."""
+        for index, path in enumerate(self.examples, start=1):
+            self.add_file(path.name, path.read_bytes(), index=index, total=len(self.examples))
+        return self.finish_batch()
+
+    # -- cards on the page -------------------------------------------------------------------------------
+
+    def _keep_within_limits(self) -> None:
+        """Close the cards past MAX_CARDS; past MAX_KEPT_BYTES, older cards let go of their photo's bytes."""
+        while len(self.cards) > max(MAX_CARDS, len(self._batch)):
+            self.cards.pop().close()
+        kept = 0
+        for card in self.cards:
+            if card.data is None:
+                continue
+            kept += len(card.data)
+            if kept > MAX_KEPT_BYTES and card is not self.cards[0]:  # the newest can always be labelled
+                card.forget_data()
+
+    def show_page(self, page: int) -> None:
+        self.page = page
+        self._show()
+
+    def _show(self) -> None:
+        pages = max(1, -(-len(self.cards) // CARDS_PER_PAGE))
+        self.page = min(max(self.page, 0), pages - 1)
+        first = self.page * CARDS_PER_PAGE
+        shown = self.cards[first: first + CARDS_PER_PAGE]
+        self.cards_box.children = tuple(shown)
+        self.pager.layout.display = "" if pages > 1 else "none"
+        self.previous_page.disabled = self.page == 0
+        self.next_page.disabled = self.page >= pages - 1
+        if shown:
+            self.page_note.value = (f"Page {self.page + 1} of {pages} (cards {first + 1}–{first + len(shown)} "
+                                    f"of {len(self.cards)})")
 
     # -- labels ------------------------------------------------------------------------------------------
+
+    def _save_label(self, card: ResultCard, label: str) -> str:
+        """`on_label` for every result card: save to the store, refresh the counts, return the card's line."""
+        prediction = card.prediction
+        try:
+            self.store.save(card.data, label, predicted=prediction.label, probabilities=prediction.probabilities,
+                            original_name=card.file_name)
+        except LabelStoreError as problem:
+            raise LabelNotSaved(f"Not saved: {problem}") from problem
+        except OSError as problem:
+            if problem.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise LabelNotSaved("Not saved: the disk is full.") from problem
+            if problem.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise LabelNotSaved("Not saved: the labels folder cannot be written to.") from problem
+            raise
+        self.undo_note.value = ""
+        counts = self.refresh_counts()
+        if label == NONE_LABEL:
+            return "Saved as none of these (kept out of training)."
+        count = counts.get(label, 0)
+        verb = "confirmed" if label == prediction.label else f"corrected from {prediction.label}"
+        return f"Saved as {label} ({verb}; {count} {label} picture{'s' if count != 1 else ''} labelled so far)."
+
+    def undo(self) -> dict | None:
+        """Undo the latest label saved on this page; the card it belongs to shows its label again."""
+        undone = self.store.undo()
+        if undone is None:
+            self.undo_note.value = "Nothing to undo."
+            return None
+        now = self.store.label_of(undone["sha256"])
+        name = shown_name(undone.get("original_name") or "photo")
+        was = "none of these" if undone["label"] == NONE_LABEL else undone["label"]
+        note = f"Undone: '{name}' is no longer saved as {was}"
+        note += f" (back to {'none of these' if now == NONE_LABEL else now})." if now else "."
+        for card in self.cards:
+            if isinstance(card, ResultCard) and card.sha256 == undone["sha256"]:
+                card.show_label(now, note if not now else f"Saved as {now} (label restored by undo).")
+        self.undo_note.value = escape(note)
+        self.refresh_counts()
+        return undone
 
     def refresh_counts(self) -> dict[str, int]:
         """Show how many labelled pictures each class has; returns the counts."""
         counts = self.store.counts()
         items = "".join(
-            f'<span class="picsort-count" data-class="{escape(name)}">{escape(name)}: <b>{count}</b></span>'
+            f'<span class="picsort-count" data-class="{escape(name)}">'
+            f'{"none of these" if name == NONE_LABEL else escape(name)}: <b>{count}</b></span>'
             for name, count in counts.items())
         self.counts.value = f"<b>Labelled so far:</b> {items}"
         return counts
+
+    def labels_zip(self) -> tuple[str, bytes, str]:
+        """The label store as a zip (photos in their label folders + manifest), for the download button."""
+        if not any(self.store.counts().values()):
+            raise NothingToDownload("Nothing labelled yet.")
+        buffer = io.BytesIO()
+        count = self.store.write_zip(buffer)
+        stamp = datetime.datetime.now().strftime("%Y-%m-%d-%H%M")
+        return f"picsort-labels-{stamp}.zip", buffer.getvalue(), f"{count} labelled photo{'s' if count != 1 else ''}."
+
+    # -- explaining --------------------------------------------------------------------------------------
+
+    def _explain(self, picture: bytes, label: str) -> bytes:
+        image = image_from_bytes(picture, name="explain")
+        overlay = self.classifier.explain(image, class_name=label)
+        return jpeg(overlay, EXPLAIN_SIZE)[0]
+
+    def _guarded(self, action) -> None:
+        """Run a button's action; a failure becomes a line on the page (details in the server log)."""
+        try:
+            action()
+        except Exception:  # noqa: BLE001 - the page must keep working whatever happens
+            log.exception("picsort app: action failed")
+            self.undo_note.value = '<span class="picsort-error">Something went wrong. Please try again.</span>'

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence, Union
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
 from picsort.familiarity import FamiliarityIndex
-from picsort.images import image_from_bytes, image_from_path
+from picsort.images import ImageInput, image_from_any
 from picsort.model import DEFAULT_THRESHOLD, load_network, model_dir
-
-ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, Image.Image]
 
 # Images per forward pass. On 2 cores (benchmarks/app_speed.py) passes of 4-8 images ran 1.6-3x more images
 # per second than one pass over 64, whose activations (hundreds of MB) miss the caches and are mapped
@@ -60,14 +57,12 @@ class Classifier:
 
     # -- preparing images -------------------------------------------------------------------------------
 
-    @staticmethod
-    def to_image(item: ImageInput) -> Image.Image:
-        """An RGB image from a path, bytes or a PIL image (bad input raises `UnusableImageError`)."""
-        if isinstance(item, Image.Image):
-            return item if item.mode == "RGB" else item.convert("RGB")
-        if isinstance(item, (bytes, bytearray, memoryview)):
-            return image_from_bytes(item)
-        return image_from_path(item)
+    def to_image(self, item: ImageInput, name: str | None = None) -> Image.Image:
+        """An upright RGB image from anything `image_from_any` takes, decoded no larger than `model_view` needs.
+
+        Bad input raises `UnusableImageError`; `name` is what its message calls the image.
+        """
+        return image_from_any(item, min_side=self.size + self.extra, name=name)
 
     def model_view(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it: the learner's validation resize, done the same way in PIL."""

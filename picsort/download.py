@@ -10,8 +10,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -23,7 +21,10 @@ import requests
 import urllib3
 from PIL import Image
 
-__all__ = ["FAILURE_REASONS", "MANIFEST_NAME", "DownloadReport", "download_images"]
+from picsort.files import write_atomically
+from picsort.images import IMAGE_FORMATS
+
+__all__ = ["FAILURE_REASONS", "RECORD_NAME", "DownloadReport", "download_images"]
 
 TIMEOUT, HTTP_ERROR, NOT_AN_IMAGE, TOO_LARGE, CONNECTION_ERROR = (
     "timeout",
@@ -34,22 +35,9 @@ TIMEOUT, HTTP_ERROR, NOT_AN_IMAGE, TOO_LARGE, CONNECTION_ERROR = (
 )
 FAILURE_REASONS = (TIMEOUT, HTTP_ERROR, NOT_AN_IMAGE, TOO_LARGE, CONNECTION_ERROR)
 
-MANIFEST_NAME = ".downloads.json"
-_SAVE_EVERY = 50  # URLs between manifest saves: an interrupted run loses at most this many
+RECORD_NAME = ".downloads.json"
+_SAVE_EVERY = 50  # URLs between saves of the record: an interrupted run loses at most this many
 _CHUNK = 64 * 1024
-
-# Pillow format -> file extension. Only formats Pillow and fastai can train on: anything
-# else Pillow happens to parse (icons, PSD, EPS...) is not a photo we want in a data set.
-_EXTENSIONS = {
-    "JPEG": "jpg",
-    "MPO": "jpg",  # multi-picture JPEG straight from phone cameras; a plain JPEG to any reader
-    "PNG": "png",
-    "GIF": "gif",
-    "WEBP": "webp",
-    "BMP": "bmp",
-    "TIFF": "tiff",
-    "AVIF": "avif",
-}
 
 # Some image hosts refuse python-requests' default User-Agent outright.
 _HEADERS = {"User-Agent": "Mozilla/5.0 (compatible; picsort image downloader)", "Accept": "image/*,*/*;q=0.8"}
@@ -132,9 +120,11 @@ def _image_extension(data: bytes) -> str:
         raise _Failed(TOO_LARGE) from err
     except Exception as err:  # noqa: BLE001 - Pillow signals bad data with many exception types
         raise _Failed(NOT_AN_IMAGE) from err
-    if fmt not in _EXTENSIONS:
+    # Only formats the app and training take: anything else Pillow happens to parse (icons, PSD, EPS...)
+    # is not a photo we want in a data set.
+    if fmt not in IMAGE_FORMATS:
         raise _Failed(NOT_AN_IMAGE)
-    return _EXTENSIONS[fmt]
+    return IMAGE_FORMATS[fmt]
 
 
 def _download_one(url: str, timeout: float, max_bytes: int) -> tuple[str, bytes] | str:
@@ -147,31 +137,19 @@ def _download_one(url: str, timeout: float, max_bytes: int) -> tuple[str, bytes]
     return f"{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + os.replace, so a killed run never leaves half a file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _load_manifest(path: Path) -> dict[str, str]:
+def _load_record(path: Path) -> dict[str, str]:
     """url -> file name or failure reason, from an earlier run; empty if missing or unreadable."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}  # worst case we fetch again; never fail a download over a damaged manifest
+        return {}  # worst case we fetch again; never fail a download over a damaged record
     if not isinstance(data, dict):
         return {}
     return {u: v for u, v in data.items() if isinstance(u, str) and isinstance(v, str)}
 
 
-def _save_manifest(path: Path, manifest: dict[str, str]) -> None:
-    _write_atomic(path, json.dumps(manifest, indent=1, ensure_ascii=False).encode("utf-8"))
+def _save_record(path: Path, record: dict[str, str]) -> None:
+    write_atomically(path, json.dumps(record, indent=1, ensure_ascii=False).encode("utf-8"))
 
 
 def _is_file_name(value: str) -> bool:
@@ -197,8 +175,8 @@ def download_images(
     """
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    manifest_path = dest / MANIFEST_NAME
-    manifest = _load_manifest(manifest_path)
+    record_path = dest / RECORD_NAME
+    record = _load_record(record_path)
     report = DownloadReport()
 
     all_urls = [u.strip() for u in urls if isinstance(u, str) and u.strip()]
@@ -207,7 +185,7 @@ def download_images(
     for url in all_urls:
         if url in seen:
             report.duplicate += 1  # the same URL twice can only give the same bytes twice
-        elif _is_file_name(manifest.get(url, "")):
+        elif _is_file_name(record.get(url, "")):
             report.skipped += 1
         else:
             todo.append(url)
@@ -228,29 +206,29 @@ def download_images(
                 url = futures.pop(future)  # drop our reference, or every image's bytes stay in memory
                 outcome = future.result()
                 if isinstance(outcome, str):
-                    failures[url] = manifest[url] = outcome
+                    failures[url] = record[url] = outcome
                 else:
                     name, data = outcome
                     target = dest / name
                     if name in stored_this_run or target.exists():
                         report.duplicate += 1
                     else:
-                        _write_atomic(target, data)
+                        write_atomically(target, data)
                         stored_this_run.add(name)
                         report.downloaded += 1
-                    manifest[url] = name  # duplicates too: a re-run need not fetch them again
+                    record[url] = name  # duplicates too: a re-run need not fetch them again
                 if n % _SAVE_EVERY == 0:
-                    _save_manifest(manifest_path, manifest)
+                    _save_record(record_path, record)
         finally:
             # On Ctrl-C or an error, don't start the queued URLs; keep what we already have.
             pool.shutdown(wait=False, cancel_futures=True)
-            _save_manifest(manifest_path, manifest)
+            _save_record(record_path, record)
 
     report.failures = [(url, failures[url]) for url in todo if url in failures]
     counts = Counter(reason for _, reason in report.failures)
     report.failed = {reason: counts[reason] for reason in FAILURE_REASONS if counts[reason]}
     files = dict.fromkeys(
-        dest / manifest[url] for url in all_urls if _is_file_name(manifest.get(url, ""))
+        dest / record[url] for url in all_urls if _is_file_name(record.get(url, ""))
     )
     report.files = [path for path in files if path.exists()]
     return report

@@ -1,8 +1,9 @@
-"""Turn uploaded bytes into a usable RGB image, or say in plain words why not.
+"""Turn what a user gives us into a usable RGB image, or say in plain words why not.
 
-Everything that reads an image a user gave us (the app's upload widget, the
-label store, the CLI) goes through :func:`image_from_bytes`, so the checks for
-empty, oversized, damaged, hostile and oddly-encoded files live in one place.
+Everything that reads an image (the app's upload widget, the label store, the CLI, the Python API) goes
+through this module, so the accepted formats and the checks for empty, oversized, damaged, hostile and
+oddly-encoded images live in one place. With ``min_side`` an image is decoded no larger than needed:
+JPEGs straight from the DCT at 1/2, 1/4 or 1/8 scale, other formats reduced right after decoding.
 """
 
 from __future__ import annotations
@@ -12,45 +13,64 @@ import io
 import math
 import os
 import re
+import stat
 import struct
 import unicodedata
 import warnings
 import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+import pillow_heif
+from PIL import ExifTags, Image, UnidentifiedImageError
 
 __all__ = [
+    "ACCEPTED_FORMATS_TEXT",
+    "IMAGE_FORMATS",
     "IMAGE_SUFFIXES",
+    "ImageInput",
     "MAX_IMAGE_PIXELS",
     "MAX_UPLOAD_BYTES",
     "UnusableImageError",
     "image_format_extension",
+    "image_from_any",
     "image_from_bytes",
     "image_from_path",
+    "is_image_file",
 ]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 MAX_IMAGE_PIXELS = 50_000_000
-# File suffixes that count as images when a folder is scanned (training photos, the label store, the CLI).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
-# Only formats a phone, camera or browser produces. Restricting Image.open to
-# these also keeps exotic plugins (EPS hands files to Ghostscript, for one)
-# away from untrusted uploads. MPO is how Pillow reports many camera JPEGs;
-# it has no opener of its own (the JPEG plugin returns it).
-_EXTENSIONS = {
-    "JPEG": "jpg",
-    "MPO": "jpg",
-    "PNG": "png",
-    "GIF": "gif",
-    "WEBP": "webp",
-    "BMP": "bmp",
-    "TIFF": "tiff",
+# HEIC is what iPhones save by default; Pillow reads it only through this plugin. (AVIF is built into Pillow.)
+pillow_heif.register_heif_opener()
+
+# The accepted formats: Pillow's name -> (the name users know, the file suffixes it comes under; the first
+# is the one a file of it is saved under). Only formats a phone, camera or browser produces: restricting
+# Image.open to these also keeps exotic plugins (EPS hands files to Ghostscript, for one) away from
+# untrusted uploads.
+_FORMATS = {
+    "JPEG": ("JPEG", ("jpg", "jpeg", "jpe", "jfif")),
+    "PNG": ("PNG", ("png",)),
+    "HEIF": ("HEIC", ("heic", "heif", "hif")),
+    "AVIF": ("AVIF", ("avif",)),
+    "WEBP": ("WebP", ("webp",)),
+    "GIF": ("GIF", ("gif",)),
+    "BMP": ("BMP", ("bmp",)),
+    "TIFF": ("TIFF", ("tiff", "tif")),
 }
-_FORMATS = tuple(f for f in _EXTENSIONS if f != "MPO")
-_FORMAT_NAMES = "JPEG, PNG, GIF, WebP, BMP or TIFF"
+# Pillow format -> the extension a file of it is saved under. MPO is how Pillow reports many camera
+# JPEGs; it has no opener of its own (the JPEG plugin returns it).
+IMAGE_FORMATS = {fmt: suffixes[0] for fmt, (_, suffixes) in _FORMATS.items()} | {"MPO": "jpg"}
+# File suffixes that count as images when a folder is scanned (training photos, the label store, the CLI).
+IMAGE_SUFFIXES = frozenset(f".{suffix}" for _, suffixes in _FORMATS.values() for suffix in suffixes)
+_NAMES = [name for name, _ in _FORMATS.values()]
+ACCEPTED_FORMATS_TEXT = ", ".join(_NAMES[:-1]) + " or " + _NAMES[-1]  # "JPEG, PNG, ... or TIFF"
+
+# Anything a Python user may hand to image_from_any.
+ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Image.Image, np.ndarray]
 
 # What Pillow's decoders raise on bad input. Anything from this list while
 # reading untrusted bytes means "the file is damaged", not "picsort has a bug".
@@ -70,79 +90,280 @@ _DECODE_ERRORS = (
 _HEADER_ERRORS = (OSError, ValueError, EOFError, zlib.error)
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
+# EXIF orientation -> the turn that puts the picture upright (the table of Pillow's ImageOps.exif_transpose,
+# which cannot be used here: it reads the tag from the image it turns, and the picture is turned after
+# it has been converted and reduced, when it is small).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# Wide (16/32-bit, float) pixels are scaled to 8 bit this many at a time, so the temporaries stay a few MB.
+_STRIP_PIXELS = 1 << 20
+
 
 class UnusableImageError(ValueError):
-    """An uploaded file cannot be used as an image; the message is meant for the user."""
+    """An image cannot be used; the message is meant for the user."""
 
-    def __init__(self, message: str, *, name: str | None = None) -> None:
-        super().__init__(message)
-        self.name = name
+
+def is_image_file(path: str | os.PathLike[str]) -> bool:
+    """Whether a folder scan should take `path` for an image: an image suffix and not hidden (by name only).
+
+    Nothing is read: whether it really is one is up to `image_from_path`, which also refuses anything that
+    is not a regular file.
+    """
+    name = os.path.basename(os.fspath(path))
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES
+
+
+def image_from_any(item: ImageInput, min_side: int | None = None, *, name: str | None = None) -> Image.Image:
+    """An upright 8-bit RGB image from whatever a Python user has at hand.
+
+    `item` may be a path (str or PathLike), the bytes of an image file (bytes, bytearray, memoryview), a binary
+    file object, a PIL image in any mode, or a numpy array (HxW grey, HxWx3 RGB or HxWx4 RGBA; uint8, or
+    wider integers and floats scaled as a 16-bit or float file would be). EXIF orientation, the scaling
+    of wide pixels and the limits are the same whatever the input. `name` is what messages call the image
+    (default: its file name where it has one). With `min_side`, see `image_from_bytes`.
+    Raises `UnusableImageError` for an image that cannot be used, `TypeError` for anything else.
+    """
+    if isinstance(item, Image.Image):
+        return _image_from_pil(item, min_side, name)
+    if isinstance(item, np.ndarray):
+        return _image_from_array(item, min_side, name or "image")
+    if isinstance(item, (bytes, bytearray, memoryview)):
+        return image_from_bytes(item, name or "image", min_side=min_side)
+    if isinstance(item, (str, os.PathLike)):
+        return image_from_path(item, min_side=min_side)
+    if callable(getattr(item, "read", None)):
+        data = item.read(MAX_UPLOAD_BYTES + 1)  # one byte over is enough to say it is too large
+        if isinstance(data, str):
+            raise TypeError("the file was opened in text mode: open it with open(path, 'rb')")
+        file_name = getattr(item, "name", None)
+        return image_from_bytes(data, name or (os.path.basename(file_name) if isinstance(file_name, str) else "image"),
+                                min_side=min_side)
+    raise TypeError(f"cannot read an image from a {type(item).__module__}.{type(item).__qualname__}: give a path, "
+                    "bytes, a binary file object, a PIL image or a numpy array")
 
 
 def image_from_bytes(
-    data: bytes | bytearray | memoryview, name: str = "image"
+    data: bytes | bytearray | memoryview, name: str = "image", min_side: int | None = None
 ) -> Image.Image:
     """Decode uploaded bytes into a fully loaded, upright, 8-bit RGB image (first frame).
 
-    ``name`` is only used in error messages. Raises :class:`UnusableImageError`
-    for empty, too big, unreadable, damaged or too-many-pixel files.
+    ``name`` is only used in error messages. With ``min_side`` the image may come out smaller than
+    stored, but never with a side under ``min_side`` (nor larger than stored): the smallest such image
+    Pillow can decode or reduce to cheaply. Raises :class:`UnusableImageError` for empty, too big,
+    unreadable, damaged or too-many-pixel files.
     """
     raw = _checked_bytes(data, name)
     label = _display_name(name)
-    with _bombs_refused(label, name):
+    with _bombs_refused(label):
         im = _open(raw, name)
         # Size comes from the header: refuse before any pixels are decoded.
-        _check_pixels(im.size, name)
+        _check_pixels(im.size, label)
+        if min_side:
+            # JPEG decodes at 1/2, 1/4 or 1/8 scale straight from the DCT; HEIC may use an embedded
+            # thumbnail that is large enough; other formats ignore this.
+            im.draft("RGB", (min_side, min_side))
         try:
             im.load()
         except _BOMB_ERRORS:
             raise
         except _DECODE_ERRORS as exc:
-            raise UnusableImageError(
-                f"{label} is damaged or incomplete", name=name
-            ) from exc
+            raise UnusableImageError(f"{label} is damaged or incomplete") from exc
         # Some formats (GIF frames, TIFF tiles) can only reveal their
         # true extent while decoding.
-        _check_pixels(im.size, name)
-
-    _apply_exif_orientation(im)
-    try:
-        return _to_rgb(im)
-    except _DECODE_ERRORS as exc:
-        raise UnusableImageError(
-            f"{label} uses a colour format we can't read", name=name
-        ) from exc
+        _check_pixels(im.size, label)
+    return _finished(im, min_side, label)
 
 
-def image_from_path(path: str | os.PathLike[str]) -> Image.Image:
-    """Read an image file from disk with the same checks as :func:`image_from_bytes`."""
+def image_from_path(path: str | os.PathLike[str], min_side: int | None = None) -> Image.Image:
+    """Read an image file from disk with the same checks as :func:`image_from_bytes`.
+
+    Only a regular file is read (a pipe or a device named like a photo would block or never end), and
+    never more than one byte over the size limit.
+    """
     path = Path(path)
     label = _display_name(path.name)
     try:
-        size = path.stat().st_size
-        # Don't read a 4 GB file into memory just to reject it.
-        if size > MAX_UPLOAD_BYTES:
-            raise UnusableImageError(_too_many_bytes_message(label), name=path.name)
-        data = path.read_bytes()
+        # Non-blocking, so that opening a FIFO returns at once instead of waiting for a writer.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as file:
+            info = os.fstat(file.fileno())
+            if stat.S_ISDIR(info.st_mode):
+                raise UnusableImageError(f"{label} is a folder, not an image")
+            if not stat.S_ISREG(info.st_mode):
+                raise UnusableImageError(f"{label} is not a regular file (a pipe, device or socket), not an image")
+            # Don't read a 4 GB file into memory just to reject it.
+            if info.st_size > MAX_UPLOAD_BYTES:
+                raise UnusableImageError(_too_many_bytes_message(label))
+            data = file.read(MAX_UPLOAD_BYTES + 1)  # it may have grown since
     except FileNotFoundError as exc:
-        raise UnusableImageError(f"{label} was not found", name=path.name) from exc
+        raise UnusableImageError(f"{label} was not found") from exc
     except IsADirectoryError as exc:
-        raise UnusableImageError(f"{label} is a folder, not an image", name=path.name) from exc
+        raise UnusableImageError(f"{label} is a folder, not an image") from exc
     except OSError as exc:
-        raise UnusableImageError(f"{label} could not be read", name=path.name) from exc
-    return image_from_bytes(data, name=path.name)
+        raise UnusableImageError(f"{label} could not be read") from exc
+    return image_from_bytes(data, name=path.name, min_side=min_side)
 
 
 def image_format_extension(data: bytes | bytearray | memoryview, name: str = "image") -> str:
-    """Lowercase file extension ("jpg", "png", "gif", "webp", "bmp", "tiff") for the image's format."""
+    """Lowercase file extension ("jpg", "png", "heic", ...: a value of `IMAGE_FORMATS`) for the image's format."""
     raw = _checked_bytes(data, name)
-    with _bombs_refused(_display_name(name), name):
+    with _bombs_refused(_display_name(name)):
         im = _open(raw, name)
-    return _EXTENSIONS[im.format]
+    return IMAGE_FORMATS[im.format]
+
+
+def _image_from_pil(source: Image.Image, min_side: int | None, name: str | None) -> Image.Image:
+    """The RGB image for a PIL image the caller holds (left as it is, apart from being loaded)."""
+    label = _display_name(name or os.path.basename(getattr(source, "filename", "") or "") or "image")
+    if source.width == 0 or source.height == 0:
+        raise UnusableImageError(f"{label} is empty ({source.width}×{source.height} pixels)")
+    with _bombs_refused(label):
+        _check_pixels(source.size, label)
+        try:
+            source.load()  # an image from Image.open is decoded only now
+        except _BOMB_ERRORS:
+            raise
+        except _DECODE_ERRORS as exc:
+            raise UnusableImageError(f"{label} is damaged or incomplete") from exc
+    return _finished(source, min_side, label)
+
+
+def _image_from_array(array: np.ndarray, min_side: int | None, name: str) -> Image.Image:
+    """The RGB image for a numpy array of pixels: HxW, HxWx1, HxWx3 or HxWx4 (alpha dropped)."""
+    label = _display_name(name)
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if not (array.ndim == 2 or (array.ndim == 3 and array.shape[2] in (3, 4))):
+        raise UnusableImageError(f"{label} is a numpy array of shape {array.shape}, not an image: "
+                                 "give HxW (grey), HxWx3 (RGB) or HxWx4 (RGBA)")
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise UnusableImageError(f"{label} is empty ({array.shape[1]}×{array.shape[0]} pixels)")
+    _check_pixels((array.shape[1], array.shape[0]), label)
+    if array.dtype.kind not in "buif":
+        raise UnusableImageError(f"{label} is a numpy array of {array.dtype}, not of pixel values: "
+                                 "give uint8 (or other integers or floats)")
+    if array.ndim == 3:
+        array = array[:, :, :3]  # RGBA: alpha dropped, as for an RGBA file
+    if array.dtype == np.uint8:
+        pixels = array
+    elif array.dtype == np.bool_:
+        pixels = array.astype(np.uint8) * 255
+    else:
+        def strips() -> Iterator[np.ndarray]:
+            for top in range(0, len(array), rows):
+                yield array[top:top + rows]
+
+        rows = max(1, _STRIP_PIXELS // (array.size // len(array)))
+        pixels = _wide_to_uint8(strips, array.shape, sixteen_bit=array.dtype == np.uint16,
+                                is_float=array.dtype.kind == "f")
+    return _finished(Image.fromarray(np.ascontiguousarray(pixels)), min_side, label)
+
+
+def _finished(source: Image.Image, min_side: int | None, label: str) -> Image.Image:
+    """A new upright RGB image from a loaded image, reduced towards `min_side` on the way."""
+    turn = _upright_turn(source)
+    try:
+        im = _to_8bit(source)
+        if min_side and min(im.size) >= 2 * min_side:
+            im = im.reduce(min(im.size) // min_side)
+        if turn is not None:
+            im = im.transpose(turn)
+        # Never hand back the caller's own image or the decoder's object: always a new, detached picture.
+        return im.convert("RGB") if im.mode != "RGB" or im is source else im
+    except _DECODE_ERRORS as exc:
+        raise UnusableImageError(f"{label} uses a colour format we can't read") from exc
+
+
+def _upright_turn(im: Image.Image) -> Image.Transpose | None:
+    try:
+        return _UPRIGHT.get(im.getexif().get(ExifTags.Base.Orientation))
+    except _DECODE_ERRORS:
+        # Broken EXIF in an otherwise fine photo: keep the pixels as stored
+        # rather than refusing the upload over a metadata problem.
+        return None
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    """``im`` as an "L" or "RGB" image with the same look (possibly ``im`` itself), ready to reduce."""
+    mode = im.mode
+    if mode in ("L", "RGB"):
+        return im
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        # Pillow's own convert clips everything above 255 to white.
+        width, height = im.size
+        rows = max(1, _STRIP_PIXELS // width)
+
+        def strips() -> Iterator[np.ndarray]:
+            for top in range(0, height, rows):
+                yield np.asarray(im.crop((0, top, width, min(top + rows, height))))
+
+        values = _wide_to_uint8(strips, (height, width), sixteen_bit=mode.startswith("I;16"), is_float=mode == "F")
+        return Image.fromarray(values)
+    if mode in ("1", "LA"):
+        # The grey convert("RGB") would give, on a third of the memory.
+        return im.convert("L")
+    if mode == "P" and "transparency" in im.info:
+        # Same colours as a direct convert("RGB") (what fastai does), without
+        # Pillow's warning about byte-string palette transparency.
+        return im.convert("RGBA").convert("RGB")
+    # RGBA: plain convert drops alpha exactly like fastai's
+    # PILImage.create, so the app sees what training saw.
+    return im.convert("RGB")
+
+
+def _wide_to_uint8(strips: Callable[[], Iterator[np.ndarray]], shape: tuple[int, ...], *, sixteen_bit: bool,
+                   is_float: bool) -> np.ndarray:
+    """Map wide pixels onto 0..255; `strips()` yields them a few rows at a time, in order (twice if need be).
+
+    16-bit pixels use their full range. 32-bit integers and floats carry no statement of their range, so
+    go by the values: data that fits a conventional range (0..1 for floats, 0..255, 0..65535 for
+    integers) keeps its meaning; anything else is stretched min..max.
+    """
+    out = np.empty(shape, np.uint8)
+    if sixteen_bit:
+        def scale(block: np.ndarray) -> np.ndarray:
+            return (block.astype(np.uint32) * 255 + 32767) // 65535  # round(v * 255 / 65535)
+    else:
+        lo, hi = math.inf, -math.inf
+        for block in strips():
+            finite = block[np.isfinite(block)] if is_float else block
+            if finite.size:
+                lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
+        if lo > hi:  # nothing finite
+            out.fill(0)
+            return out
+        if lo >= 0 and is_float and hi <= 1:
+            factor, offset = 255.0, 0.0
+        elif lo >= 0 and hi <= 255:
+            factor, offset = 1.0, 0.0
+        elif lo >= 0 and not is_float and hi <= 65535:
+            factor, offset = 255 / 65535, 0.0
+        elif hi > lo:
+            factor, offset = 255 / (hi - lo), lo
+        else:
+            factor, offset = 1.0, 0.0  # constant image outside 0..255: clipped below
+
+        def scale(block: np.ndarray) -> np.ndarray:
+            values = np.nan_to_num(block.astype(np.float32), nan=lo, posinf=hi, neginf=lo)
+            values -= offset
+            values *= factor
+            return np.clip(np.rint(values, out=values), 0, 255, out=values)
+    row = 0
+    for block in strips():
+        out[row:row + len(block)] = scale(block)
+        row += len(block)
+    return out
 
 
 @contextlib.contextmanager
-def _bombs_refused(label: str, name: str):
+def _bombs_refused(label: str):
     """Turn Pillow's decompression-bomb warning and error into UnusableImageError, for this call only."""
     # Pillow only *warns* about mid-sized bombs; make that an error here
     # (scoped to this call, Pillow's global limit is left alone).
@@ -151,7 +372,7 @@ def _bombs_refused(label: str, name: str):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     except _BOMB_ERRORS as exc:
-        raise UnusableImageError(_too_large_message(label, str(exc)), name=name) from exc
+        raise UnusableImageError(_too_large_message(label, str(exc))) from exc
 
 
 def _checked_bytes(data: bytes | bytearray | memoryview, name: str) -> bytes:
@@ -162,9 +383,9 @@ def _checked_bytes(data: bytes | bytearray | memoryview, name: str) -> bytes:
     view = memoryview(data)  # TypeError for anything that isn't a buffer
     label = _display_name(name)
     if view.nbytes == 0:
-        raise UnusableImageError(f"{label} is empty", name=name)
+        raise UnusableImageError(f"{label} is empty")
     if view.nbytes > MAX_UPLOAD_BYTES:
-        raise UnusableImageError(_too_many_bytes_message(label), name=name)
+        raise UnusableImageError(_too_many_bytes_message(label))
     # ipywidgets 8 hands uploads over as memoryview; Pillow wants a file.
     return view.tobytes()
 
@@ -173,27 +394,24 @@ def _open(raw: bytes, name: str) -> Image.Image:
     """Identify the format and read the header only."""
     label = _display_name(name)
     try:
-        im = Image.open(io.BytesIO(raw), formats=_FORMATS)
+        im = Image.open(io.BytesIO(raw), formats=tuple(_FORMATS))
     except UnidentifiedImageError as exc:
         raise UnusableImageError(
             f"{label} is not an image (or not a format we can read). "
-            f"Please use a {_FORMAT_NAMES} file.",
-            name=name,
+            f"Please use a {ACCEPTED_FORMATS_TEXT} file."
         ) from exc
     except _BOMB_ERRORS:
         raise
     except _HEADER_ERRORS as exc:
         # Recognised as an image format, but the header itself is broken.
-        raise UnusableImageError(f"{label} is damaged or incomplete", name=name) from exc
+        raise UnusableImageError(f"{label} is damaged or incomplete") from exc
     return im
 
 
-def _check_pixels(size: tuple[int, int], name: str) -> None:
+def _check_pixels(size: tuple[int, int], label: str) -> None:
     width, height = size
     if width * height > MAX_IMAGE_PIXELS:
-        raise UnusableImageError(
-            _too_large_message(_display_name(name), pixels=width * height), name=name
-        )
+        raise UnusableImageError(_too_large_message(label, pixels=width * height))
 
 
 def _too_many_bytes_message(label: str) -> str:
@@ -232,63 +450,3 @@ def _display_name(name: str) -> str:
     if len(text) > 80:
         text = text[:77] + "..."
     return f"'{text}'"
-
-
-def _apply_exif_orientation(im: Image.Image) -> None:
-    """Rotate/flip ``im`` in place so it is the right way up."""
-    try:
-        ImageOps.exif_transpose(im, in_place=True)
-    except _DECODE_ERRORS:
-        # Broken EXIF in an otherwise fine photo: keep the pixels as stored
-        # rather than refusing the upload over a metadata problem.
-        pass
-
-
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """A new 8-bit RGB image from ``im`` whatever its mode."""
-    mode = im.mode
-    if mode.startswith("I;16"):
-        # Full 16-bit range -> 8 bit, rounded: round(v * 255 / 65535).
-        # (Pillow's own convert clips everything above 255 to white.)
-        values = np.asarray(im).astype(np.uint32)
-        return _gray_to_rgb((values * 255 + 32767) // 65535)
-    if mode in ("I", "F"):
-        return _gray_to_rgb(_wide_to_8bit(np.asarray(im), is_float=mode == "F"))
-    if mode == "P" and "transparency" in im.info:
-        # Same colours as a direct convert("RGB") (what fastai does), without
-        # Pillow's warning about byte-string palette transparency.
-        return im.convert("RGBA").convert("RGB")
-    # RGBA/LA: plain convert drops alpha exactly like fastai's
-    # PILImage.create, so the app sees what training saw.
-    return im.convert("RGB")
-
-
-def _wide_to_8bit(values: np.ndarray, *, is_float: bool) -> np.ndarray:
-    """Map 32-bit integer or float pixels onto 0..255.
-
-    These modes carry no statement of their range, so go by the values:
-    data that fits a conventional range (0..1 for floats, 0..255, 0..65535
-    for integers) keeps its meaning; anything else is stretched min..max.
-    """
-    values = values.astype(np.float32)
-    finite = np.isfinite(values)
-    if not finite.any():
-        return np.zeros(values.shape, np.uint8)
-    lo = float(values[finite].min())
-    hi = float(values[finite].max())
-    values = np.nan_to_num(values, nan=lo, posinf=hi, neginf=lo)
-    if lo >= 0 and is_float and hi <= 1:
-        scaled = values * 255
-    elif lo >= 0 and hi <= 255:
-        scaled = values
-    elif lo >= 0 and not is_float and hi <= 65535:
-        scaled = values * (255 / 65535)
-    elif hi > lo:
-        scaled = (values - lo) * (255 / (hi - lo))
-    else:
-        scaled = values  # constant image outside 0..255: clipped below
-    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
-
-
-def _gray_to_rgb(values: np.ndarray) -> Image.Image:
-    return Image.fromarray(values.astype(np.uint8)).convert("RGB")

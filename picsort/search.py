@@ -10,15 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
+
+from picsort.files import write_atomically
 
 __all__ = ["SearchFailedError", "search_images", "search_categories"]
 
@@ -80,14 +80,7 @@ def _write_cache(path: Path, query: str, max_images: int, urls: list[str]) -> No
     """Store URLs atomically, so an interrupted run never leaves a half-written cache file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"query": query, "max_images": max_images, "urls": urls}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".search-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, ensure_ascii=False, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, json.dumps(payload, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
 def _is_ratelimit(err: BaseException) -> bool:

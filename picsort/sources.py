@@ -1,19 +1,35 @@
-"""Where training photos come from: DuckDuckGo image search, or a local folder with one sub-folder per class.
+"""Where training photos come from: DuckDuckGo image search, a local folder with one sub-folder per class, or
+the app's label store (its folder, or the zip the app's "Download labels" gives).
 
-Either way the result is the same layout, `dest/<class>/<hash>.<ext>`, so the notebook does not care.
+Every way gives the same layout, `dest/<class>/<hash>.<ext>` (the first 16 hex digits of the photo's SHA-256),
+so the notebook does not care, and one photo has one name whichever way it came.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
+import json
 import random
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 from picsort.download import DownloadReport, download_images
-from picsort.images import IMAGE_SUFFIXES, UnusableImageError, image_format_extension
+from picsort.files import write_atomically
+from picsort import folders
+from picsort.images import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES, UnusableImageError, image_format_extension
+from picsort.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, check_class_name
 from picsort.search import search_categories
+
+__all__ = ["GATHERED_NAME", "LabelledPhoto", "LabelsGathered", "class_folders", "gather_from_folder",
+           "gather_from_search", "gather_labels", "label_store_folder", "labels_to_review"]
+
+# In `dest`: which labelled photos gather_labels put there, and under which label (hidden: fastai skips it).
+GATHERED_NAME = ".labels-gathered.json"
+_MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 
 
 def class_folders(source: Path | str) -> dict[str, list[Path]]:
@@ -22,7 +38,9 @@ def class_folders(source: Path | str) -> dict[str, list[Path]]:
     if not source.is_dir():
         raise FileNotFoundError(f"{source} is not a folder: give a folder with one sub-folder of photos per class")
     classes = {}
-    for folder in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    # "None of these" photos (the label store's none/) are never a class.
+    for folder in sorted(p for p in source.iterdir()
+                         if p.is_dir() and not p.name.startswith(".") and p.name != NONE_LABEL):
         files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
         if files:
             classes[folder.name] = files
@@ -36,7 +54,11 @@ def gather_from_folder(source: Path | str, dest: Path | str, *, classes: list[st
     """Copy up to `images_per_class` photos of each class from `source` into `dest/<class>/`; counts per class.
 
     Files are named by content hash, as downloads are, so copying again skips what is there.
+    A label store (a folder with a manifest.jsonl, or a labels zip) is gathered by `gather_labels` instead:
+    every label counts (`images_per_class` does not apply) and the training data mirrors the latest labels.
     """
+    if _is_label_store(source):
+        return gather_labels(source, dest, classes=classes).counts
     found = class_folders(source)
     missing = [c for c in classes or [] if c not in found]
     if missing:
@@ -59,9 +81,7 @@ def gather_from_folder(source: Path | str, dest: Path | str, *, classes: list[st
                 continue  # not an image: take the next photo instead
             copy = target / f"{hashlib.sha256(data).hexdigest()[:16]}.{extension}"
             if not copy.exists():
-                temporary = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
-                temporary.write_bytes(data)
-                os.replace(temporary, copy)
+                write_atomically(copy, data)
             copied.add(copy)
         counts[name] = len(copied)
     return counts
@@ -70,8 +90,202 @@ def gather_from_folder(source: Path | str, dest: Path | str, *, classes: list[st
 def gather_from_search(queries: Mapping[str, str], dest: Path | str, *, images_per_class: int = 150,
                        cache_dir: Path | str | None = None, **download_options) -> dict[str, DownloadReport]:
     """Search DuckDuckGo for each class's query and download the images into `dest/<class>/`."""
-    from picsort.backbones import cache_dir as default_cache_dir
-
     urls = search_categories(dict(queries), images_per_class,
-                             cache_dir=cache_dir or default_cache_dir() / "searches")
+                             cache_dir=cache_dir or folders.cache_dir() / "searches")
     return {name: download_images(urls[name], Path(dest) / name, **download_options) for name in queries}
+
+
+# --- the app's labels ----------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelledPhoto:
+    """One photo from the label store, with what the model said when it was labelled (for review)."""
+
+    path: Path
+    label: str
+    predicted: str | None  # the model's guess, None if the app did not record one
+    confidence: float | None  # the model's probability for its guess
+    sha256: str
+    original_name: str | None = None
+    time: str | None = None
+
+
+@dataclass
+class LabelsGathered:
+    """What `gather_labels` did; `str()` gives a one-line summary."""
+
+    counts: dict[str, int] = field(default_factory=dict)  # class -> labelled photos now in the training data
+    none_of_these: int = 0  # photos labelled "none of these": left out of (and removed from) the data
+    removed: int = 0  # copies removed from dest: an older label's copy, a "none of these" photo, an undone label
+    missing: int = 0  # manifest entries whose photo is not in the store (deleted by hand)
+
+    def __str__(self) -> str:
+        classes = ", ".join(f"{name}: {count}" for name, count in self.counts.items()) or "no photos"
+        notes = [f"{self.none_of_these} 'none of these' left out"] if self.none_of_these else []
+        notes += [f"{self.removed} old copies removed"] if self.removed else []
+        notes += [f"{self.missing} photos missing from the store"] if self.missing else []
+        return classes + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def label_store_folder(source: Path | str) -> Path:
+    """The folder of a label store: `source` itself, or a labels zip unpacked once into the cache folder."""
+    source = Path(source)
+    if source.is_dir():
+        return source
+    if not zipfile.is_zipfile(source):
+        raise ValueError(f"{source} is neither a label folder nor a labels zip (the app's 'Download labels')")
+    digest = hashlib.sha256()
+    with open(source, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    target = folders.cache_dir() / "label-zips" / digest.hexdigest()[:16]
+    if (target / MANIFEST_NAME).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    unpacking = Path(tempfile.mkdtemp(dir=target.parent, prefix=".unpacking-"))
+    try:
+        _unpack_labels(source, unpacking)
+        shutil.rmtree(target, ignore_errors=True)
+        unpacking.rename(target)
+    finally:
+        shutil.rmtree(unpacking, ignore_errors=True)
+    return target
+
+
+def labels_to_review(source: Path | str, dest: Path | str, *, classes: list[str] | None = None
+                     ) -> list[LabelledPhoto]:
+    """Photos labelled (or relabelled) since the last `gather_labels(source, dest)`, grouped by label.
+
+    Each comes with the model's guess and its confidence from the manifest, so a notebook can show them
+    before they are added to the training data. "None of these" photos are listed too (under NONE_LABEL):
+    gathering leaves them out.
+    """
+    folder = label_store_folder(source)
+    gathered = _read_gathered(Path(dest))
+    photos = []
+    for entry in LabelStore(folder).entries():
+        if classes is not None and entry["label"] not in (*classes, NONE_LABEL):
+            continue
+        if gathered.get(entry["sha256"], {}).get("label") == entry["label"]:
+            continue
+        probabilities = entry.get("probabilities") or {}
+        predicted = entry.get("predicted")
+        photos.append(LabelledPhoto(path=folder / entry["path"], label=entry["label"], predicted=predicted,
+                                    confidence=probabilities.get(predicted), sha256=entry["sha256"],
+                                    original_name=entry.get("original_name"), time=entry.get("time")))
+    photos.sort(key=lambda photo: (photo.label == NONE_LABEL, photo.label, photo.time or ""))
+    return photos
+
+
+def gather_labels(source: Path | str, dest: Path | str, *, classes: list[str] | None = None,
+                  skip: Iterable[str] = ()) -> LabelsGathered:
+    """Mirror the label store `source` (folder or labels zip) into the training data `dest/<class>/`.
+
+    A photo's latest label is its only copy in `dest`: relabelled in the app, it leaves its old class folder
+    (whichever way it first got there); labelled "none of these", it leaves the data altogether; a label
+    undone in the app takes back the copy an earlier gather made. `classes` limits the classes gathered;
+    `skip` holds SHA-256s of photos to leave out this time (say, rejected on review: they stay pending).
+    """
+    folder, dest = label_store_folder(source), Path(dest)
+    skip = {digest.lower() for digest in skip}
+    gathered = _read_gathered(dest)
+    report = LabelsGathered()
+    current = set()
+    for entry in LabelStore(folder).entries():
+        digest, label = entry["sha256"], entry["label"]
+        if digest in skip or (classes is not None and label not in (*classes, NONE_LABEL)):
+            current.add(digest)  # not gathered now, and not taken back either
+            continue
+        file = folder / entry["path"]
+        if not file.is_file():
+            report.missing += 1
+            continue
+        current.add(digest)
+        copies = _copies_in(dest, digest)
+        if label == NONE_LABEL:
+            for copy in copies:
+                copy.unlink()
+                report.removed += 1
+            gathered[digest] = {"label": label}
+            report.none_of_these += 1
+            continue
+        target = dest / label / f"{digest[:16]}{file.suffix}"
+        for copy in copies:
+            if copy != target:
+                copy.unlink()
+                report.removed += 1
+        earlier = gathered.get(digest, {})
+        if target.exists():
+            created = earlier.get("created", False) and earlier.get("file") == f"{label}/{target.name}"
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(target, file.read_bytes())
+            created = True
+        gathered[digest] = {"label": label, "file": f"{label}/{target.name}", "created": created}
+        report.counts[label] = report.counts.get(label, 0) + 1
+    for digest in [d for d in gathered if d not in current]:
+        # Undone in the app since the last gather: take back only a copy this function made.
+        earlier = gathered.pop(digest)
+        if earlier.get("created") and (dest / earlier["file"]).is_file():
+            (dest / earlier["file"]).unlink()
+            report.removed += 1
+    dest.mkdir(parents=True, exist_ok=True)
+    write_atomically(dest / GATHERED_NAME, json.dumps(gathered, indent=1).encode("utf-8"))
+    report.counts = dict(sorted(report.counts.items()))
+    return report
+
+
+def _is_label_store(source: Path | str) -> bool:
+    source = Path(source)
+    return (source / MANIFEST_NAME).is_file() if source.is_dir() else zipfile.is_zipfile(source)
+
+
+def _copies_in(dest: Path, digest: str) -> list[Path]:
+    """Files of one photo in dest's class folders (named by the first 16 hex digits of its SHA-256)."""
+    if not dest.is_dir():
+        return []
+    return sorted(file for file in dest.glob(f"*/{digest[:16]}.*")
+                  if file.is_file() and not file.parent.name.startswith("."))
+
+
+def _read_gathered(dest: Path) -> dict[str, dict]:
+    try:
+        data = json.loads((dest / GATHERED_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _unpack_labels(source: Path, folder: Path) -> None:
+    """Unpack a labels zip's manifest and `<label>/<file>` photos; anything else in it is left out."""
+    with zipfile.ZipFile(source) as archive:
+        for member in archive.infolist():
+            parts = member.filename.split("/")
+            if member.filename == MANIFEST_NAME:
+                limit = _MAX_MANIFEST_BYTES
+            elif (len(parts) == 2 and not parts[1].startswith(".") and Path(parts[1]).suffix.lower()
+                  in IMAGE_SUFFIXES and _is_label_name(parts[0])):
+                limit = MAX_UPLOAD_BYTES
+            else:
+                continue  # folders, hidden files, anything a hand-made zip may hold: not ours
+            if member.file_size > limit:
+                raise ValueError(f"{source}: {member.filename} is larger than a labelled photo can be")
+            with archive.open(member) as data:
+                content = data.read(limit + 1)  # the header's size can lie: never read more than the limit
+            if len(content) > limit:
+                raise ValueError(f"{source}: {member.filename} is larger than a labelled photo can be")
+            (folder / member.filename).parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(folder / member.filename, content)
+    if not (folder / MANIFEST_NAME).is_file():
+        raise ValueError(f"{source} has no {MANIFEST_NAME}: it is not a labels zip from the app")
+
+
+def _is_label_name(name: str) -> bool:
+    if name == NONE_LABEL:
+        return True
+    try:
+        check_class_name(name)
+    except ValueError:
+        return False
+    return True

@@ -1,39 +1,39 @@
-"""The web app's logic, driven the way the upload widget drives it (no browser needed)."""
+"""The web app's logic, driven the way its widgets drive it (no browser needed)."""
 
 from __future__ import annotations
 
-import datetime
 import hashlib
 import html
 import io
 import json
 import os
-import re
+import shutil
 import subprocess
 import sys
+import warnings
+import zipfile
 from pathlib import Path
 
 import ipywidgets as widgets
 import numpy as np
+import psutil
 import pytest
 from PIL import Image
 
 import picsort.app as app_module
-from picsort.app import ClassifierApp, build_app, labels_dir
-from picsort.classify import load_model
+from picsort.app import ClassifierApp, build_app
+from picsort.cards import LabelNotSaved, ProblemCard, ResultCard, shown_name
+from picsort.classify import Prediction, load_model
+from picsort.download_widget import NothingToDownload
 from picsort.images import MAX_UPLOAD_BYTES
-from picsort.labels import LabelStore
+from picsort.labels import NONE_LABEL, DiskFullError, LabelStore
+from picsort.session_widget import SessionWatch
 
 REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((REPO / "examples").glob("*.jpg"))
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------
-
-
-def entry(name: str, data: bytes, kind: str = "image/jpeg") -> dict:
-    """An upload entry shaped like ipywidgets 8's (`content` is a memoryview)."""
-    return {"name": name, "type": kind, "size": len(data), "content": memoryview(data),
-            "last_modified": datetime.datetime(2024, 5, 1, tzinfo=datetime.timezone.utc)}
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
@@ -42,30 +42,28 @@ def encode(image: Image.Image, fmt: str = "PNG", **options) -> bytes:
     return buffer.getvalue()
 
 
-def walk(widget: widgets.Widget):
-    """Every widget inside `widget`, itself included."""
-    yield widget
-    for child in getattr(widget, "children", ()):
-        yield from walk(child)
-
-
-def texts(widget: widgets.Widget) -> str:
-    """What a person reads in a widget: HTML and label text and button captions, tags removed."""
-    parts = []
-    for item in walk(widget):
-        if isinstance(item, (widgets.HTML, widgets.Label)):
-            parts.append(html.unescape(re.sub(r"<style>.*?</style>|<[^>]+>", "", item.value, flags=re.S)))
-        elif isinstance(item, widgets.Button):
-            parts.append(item.description)
-    return "\n".join(parts)
-
-
-def with_class(widget: widgets.Widget, css_class: str) -> list[widgets.Widget]:
-    return [item for item in walk(widget) if css_class in item._dom_classes]
+def live_widgets() -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return len(widgets.Widget.widgets)
 
 
 def stored_images(root: Path) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".") and p.suffix != ".jsonl"]
+
+
+def manifest(labels: Path) -> list[dict]:
+    return [json.loads(line) for line in (labels / "manifest.jsonl").read_text().splitlines()]
+
+
+def shown(app: ClassifierApp) -> list[str]:
+    """File names of the cards on the page, top to bottom."""
+    return [card.file_name for card in app.cards_box.children]
+
+
+def phone_photo(source: Path, size=(4032, 3024)) -> bytes:
+    """A phone-size JPEG made by upscaling a small photo."""
+    return encode(Image.open(source).convert("RGB").resize(size, Image.BICUBIC), "JPEG", quality=90)
 
 
 # ---- fixtures --------------------------------------------------------------------------------------------
@@ -83,113 +81,157 @@ def labels(tmp_path) -> Path:
 
 @pytest.fixture
 def app(classifier, labels) -> ClassifierApp:
-    return ClassifierApp(classifier, LabelStore(labels, classifier.classes))
+    page = ClassifierApp(classifier, LabelStore(labels, classifier.classes))
+    yield page
+    for card in list(page.cards):
+        card.close()
 
 
 @pytest.fixture(scope="module")
-def photo_files(photos) -> list[Path]:
-    """A few photos of each class (real ones where there are some)."""
-    folder, _ = photos
-    chosen = []
-    for class_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
-        chosen += sorted(class_folder.glob("*.jpg"))[:2]
-    assert chosen, f"no photos in {folder}"
-    return chosen
+def photo() -> bytes:
+    return EXAMPLES[0].read_bytes()
 
 
-@pytest.fixture(scope="module")
-def photo(photo_files) -> bytes:
-    return photo_files[0].read_bytes()
+# ---- classifying, one file at a time ---------------------------------------------------------------------
 
 
-# ---- classifying -----------------------------------------------------------------------------------------
+def test_one_photo_gets_a_card_with_the_guess_and_a_bar_per_class(app, classifier, photo):
+    (card,) = app.handle_upload([{"name": "bear.jpg", "content": memoryview(photo)}])
 
-
-def test_one_photo_gets_a_card_with_the_class_and_a_bar_per_class(app, classifier, photo):
-    cards = app.handle_upload([entry("bear.jpg", photo)])
-
-    assert len(cards) == 1 and app.cards == cards
-    card = cards[0]
-    assert card.ok and card.problem is None
+    assert isinstance(card, ResultCard) and card.ok
     prediction = card.prediction
-    assert prediction.label in classifier.classes
-    text = texts(card.widget)
-    assert "bear.jpg" in text
-    assert f"{prediction.label} — {app_module.percent(prediction.probability)}" in text
-    bars = with_class(card.widget, "picsort-bar")
-    assert len(bars) == len(classifier.classes)
-    for bar, name in zip(bars, classifier.classes):
-        progress = [w for w in walk(bar) if isinstance(w, widgets.FloatProgress)]
-        assert len(progress) == 1
-        assert progress[0].value == pytest.approx(prediction.probabilities[name])
-        assert name in texts(bar)
-    # The thumbnail is a small JPEG, the right way up (image_from_bytes already applied EXIF).
-    (thumbnail,) = with_class(card.widget, "picsort-thumbnail")
-    assert thumbnail.format == "jpeg"
-    shown = Image.open(io.BytesIO(thumbnail.value))
-    assert max(shown.size) <= app_module.THUMBNAIL_SIZE
-    # One label button per class, the model's guess marked.
-    assert set(card.label_buttons) == set(classifier.classes)
-    assert card.label_buttons[prediction.label].description == f"✓ {prediction.label}"
-    # The card is on the page.
-    assert app.cards_box.children == (card.widget,)
+    assert card.guess == prediction.label in classifier.classes
+    assert card.classes == classifier.classes
+    assert card.percents == [app_module.percent(prediction.probabilities[c]) for c in classifier.classes]
+    assert card.probabilities == pytest.approx([prediction.probabilities[c] for c in classifier.classes])
+    assert card.name == "bear.jpg"
+    thumbnail = Image.open(io.BytesIO(card.picture))
+    assert thumbnail.format == "JPEG" and max(thumbnail.size) <= app_module.THUMBNAIL_SIZE
+    assert (card.picture_width, card.picture_height) == thumbnail.size
+    assert card.data == photo and card.can_label
+    assert app.cards_box.children == (card,)
+    assert "1 photo classified" in app.progress.value
 
 
-def test_many_photos_are_classified_in_one_batch_least_sure_first(app, classifier, photo_files, monkeypatch):
-    calls = []
-    original = classifier.predict_batch
-
-    def counting(items):
-        items = list(items)
-        calls.append(len(items))
-        return original(items)
-
-    monkeypatch.setattr(classifier, "predict_batch", counting)
-    cards = app.handle_upload([entry(p.name, p.read_bytes()) for p in photo_files])
-
-    assert calls == [len(photo_files)]  # one forward pass for the whole upload
-    assert all(card.ok for card in cards)
-    probabilities = [card.prediction.probability for card in cards]
-    assert probabilities == sorted(probabilities)
-    assert [c.widget for c in cards] == list(app.cards_box.children)
-    assert f"{len(photo_files)} photos classified" in app.summary.value
+def test_each_file_is_shown_as_it_arrives_with_a_progress_line(app):
+    first = app.add_file(EXAMPLES[0].name, EXAMPLES[0].read_bytes(), index=1, total=3)
+    assert shown(app) == [EXAMPLES[0].name] and first.ok
+    assert "Looking at 1 of 3" in app.progress.value
+    app.add_file(EXAMPLES[1].name, EXAMPLES[1].read_bytes(), index=2, total=3)
+    assert "Looking at 2 of 3" in app.progress.value
+    assert shown(app) == [EXAMPLES[1].name, EXAMPLES[0].name]  # newest on top while they arrive
+    app.add_file(EXAMPLES[2].name, EXAMPLES[2].read_bytes(), index=3, total=3)
+    batch = app.finish_batch()
+    assert "3 photos classified" in app.progress.value
+    probabilities = [card.prediction.probability for card in batch]
+    assert probabilities == sorted(probabilities)  # least sure first once the selection is in
+    assert list(app.cards_box.children) == batch
 
 
-def test_a_new_upload_goes_on_top_of_the_earlier_cards(app, photo_files):
-    first = app.handle_upload([entry("first.jpg", photo_files[0].read_bytes())])
-    second = app.handle_upload([entry("second.jpg", photo_files[1].read_bytes())])
+def test_a_phone_photo_is_decoded_only_as_large_as_the_network_needs(app, classifier, monkeypatch):
+    seen = []
+    original = classifier.predict
+
+    def recording(image):
+        seen.append(image.size)
+        return original(image)
+
+    monkeypatch.setattr(classifier, "predict", recording)
+    (card,) = app.handle_upload([{"name": "phone.jpg", "content": phone_photo(EXAMPLES[0])}])
+    assert card.ok
+    (size,) = seen
+    needed = classifier.size + classifier.extra
+    assert needed <= min(size) and max(size) < 4032 / 2  # drafted, far below the 12-megapixel original
+
+
+def test_a_new_selection_goes_on_top_of_the_earlier_cards(app):
+    first = app.handle_upload([{"name": "first.jpg", "content": EXAMPLES[0].read_bytes()}])
+    second = app.handle_upload([{"name": "second.jpg", "content": EXAMPLES[1].read_bytes()}])
     assert app.cards == second + first
+    assert shown(app) == ["second.jpg", "first.jpg"]
 
 
-def test_old_cards_are_dropped_past_the_limit(app, photo, monkeypatch):
-    monkeypatch.setattr(app_module, "MAX_CARDS", 3)
-    for number in range(5):
-        app.handle_upload([entry(f"{number}.jpg", photo)])
-    assert [card.name for card in app.cards] == ["4.jpg", "3.jpg", "2.jpg"]
-    assert len(app.cards_box.children) == 3
+def test_the_examples_button_classifies_the_example_photos(app):
+    assert len(app.examples) == len(EXAMPLES) == 6
+    app.examples_button.click()
+    assert sorted(card.file_name for card in app.cards) == sorted(p.name for p in EXAMPLES)
+    assert all(card.ok for card in app.cards)
+    assert f"{len(EXAMPLES)} photos classified" in app.progress.value
 
 
-def test_old_cards_are_dropped_when_they_hold_too_many_bytes_but_never_the_newest(app, photo, monkeypatch):
+def test_no_examples_button_without_an_examples_folder(classifier, labels, tmp_path):
+    page = ClassifierApp(classifier, LabelStore(labels, classifier.classes), examples_folder=tmp_path / "none")
+    assert page.examples == [] and page.examples_button.layout.display == "none"
+
+
+# ---- many photos on one page -----------------------------------------------------------------------------
+
+
+def test_cards_are_shown_a_page_at_a_time(app, photo, monkeypatch):
+    monkeypatch.setattr(app_module, "CARDS_PER_PAGE", 3)
+    app.handle_upload([{"name": f"{n}.jpg", "content": photo} for n in range(7)])
+    assert len(app.cards) == 7 and len(app.cards_box.children) == 3
+    assert app.pager.layout.display == "" and app.previous_page.disabled and not app.next_page.disabled
+    assert "Page 1 of 3" in app.page_note.value
+    app.next_page.click()
+    app.next_page.click()
+    assert list(app.cards_box.children) == app.cards[6:]
+    assert "Page 3 of 3" in app.page_note.value and app.next_page.disabled
+    app.previous_page.click()
+    assert list(app.cards_box.children) == app.cards[3:6]
+
+
+def test_at_least_sixty_cards_to_a_page():
+    assert app_module.CARDS_PER_PAGE >= 60
+
+
+def test_cards_past_the_limit_are_closed_and_widgets_stay_flat(app, photo, monkeypatch):
+    monkeypatch.setattr(app_module, "MAX_CARDS", 5)
+    app.handle_upload([{"name": f"warm-{n}.jpg", "content": photo} for n in range(5)])
+    warm = list(app.cards)
+    before = live_widgets()
+    for round_ in range(6):
+        app.handle_upload([{"name": f"{round_}-{n}.jpg", "content": photo} for n in range(5)])
+    assert live_widgets() == before
+    assert len(app.cards) == 5 and all(card.comm is None for card in warm)  # closed
+    assert all(card.data is None and card._on_label is None for card in warm)  # bytes and callbacks let go
+
+
+def test_older_cards_let_go_of_their_bytes_past_the_cap(app, photo, monkeypatch):
     monkeypatch.setattr(app_module, "MAX_KEPT_BYTES", len(photo) * 2)
-    app.handle_upload([entry("old.jpg", photo)])
-    app.handle_upload([entry(f"new-{n}.jpg", photo) for n in range(3)])  # over the limit on its own
-    assert sorted(card.name for card in app.cards) == ["new-0.jpg", "new-1.jpg", "new-2.jpg"]
+    app.handle_upload([{"name": f"{n}.jpg", "content": photo} for n in range(4)])
+    holding = [card.file_name for card in app.cards if card.data is not None]
+    assert sorted(holding) == ["2.jpg", "3.jpg"]  # the newest ones
+    forgotten = [card for card in app.cards if card.data is None]
+    assert len(forgotten) == 2
+    assert all(not card.can_label and "upload it again" in card.status for card in forgotten)
 
 
-def test_an_unsure_answer_says_the_picture_may_be_none_of_the_classes(app, classifier, photo, monkeypatch):
-    monkeypatch.setattr(classifier, "threshold", 1.01)  # nothing can be that sure
-    (card,) = app.handle_upload([entry("odd.jpg", photo)])
-    assert card.prediction.unsure
-    assert "not sure" in texts(card.widget)
-    assert "may be none of these" in texts(card.widget)
-    assert "picsort-card-unsure" in card.widget._dom_classes
+def test_memory_stays_flat_over_many_phone_photos(app, monkeypatch):
+    """RSS growth over 30 more 12-MP uploads is small against the bytes that went through."""
+    monkeypatch.setattr(app_module, "MAX_KEPT_BYTES", 8 * 1024 * 1024)
+    monkeypatch.setattr(app_module, "MAX_CARDS", 10)
+    data = phone_photo(EXAMPLES[2])
+    process = psutil.Process()
+    for n in range(10):
+        app.handle_upload([{"name": f"warm-{n}.jpg", "content": data}])
+    before = process.memory_info().rss
+    for n in range(30):
+        app.handle_upload([{"name": f"{n}.jpg", "content": data}])
+    growth = process.memory_info().rss - before
+    passed = 30 * len(data)
+    assert growth < 0.2 * passed, f"RSS grew {growth / 1e6:.0f} MB for {passed / 1e6:.0f} MB uploaded"
 
 
-def test_a_sure_answer_has_no_unsure_note(app, classifier, photo, monkeypatch):
-    monkeypatch.setattr(classifier, "threshold", 0.0)
-    (card,) = app.handle_upload([entry("clear.jpg", photo)])
-    assert not card.prediction.unsure
-    assert "not sure" not in texts(card.widget)
+def test_freed_memory_is_handed_back_after_each_selection(app, photo, monkeypatch):
+    calls = []
+    monkeypatch.setattr(app_module, "return_freed_memory", lambda: calls.append(1))
+    app.handle_upload([{"name": "a.jpg", "content": photo}, {"name": "b.jpg", "content": photo}])
+    assert calls == [1]
+
+
+def test_return_freed_memory_runs_here():
+    app_module.return_freed_memory()  # glibc here; elsewhere a no-op, never an error
 
 
 # ---- bad uploads -----------------------------------------------------------------------------------------
@@ -205,79 +247,63 @@ def bad_files(photo: bytes) -> dict[str, tuple[bytes, str]]:
     }
 
 
-def test_each_bad_file_gets_its_own_card_and_the_good_ones_are_still_classified(app, labels, photo_files):
-    bad = bad_files(photo_files[0].read_bytes())
-    good = {p.name: p.read_bytes() for p in photo_files[:3]}
-    entries = [entry(name, data) for name, (data, _) in bad.items()]
-    entries.insert(2, entry(*next(iter(good.items()))))
-    entries += [entry(name, data) for name, data in list(good.items())[1:]]
+def test_each_bad_file_gets_its_own_card_and_the_good_ones_are_still_classified(app, labels):
+    bad = bad_files(EXAMPLES[0].read_bytes())
+    good = {p.name: p.read_bytes() for p in EXAMPLES[:3]}
+    entries = [{"name": name, "content": data} for name, (data, _) in bad.items()]
+    entries[2:2] = [{"name": name, "content": data} for name, data in good.items()]
 
     cards = app.handle_upload(entries)
 
-    by_name = {card.name: card for card in cards}
+    by_name = {card.file_name: card for card in cards}
     assert set(by_name) == set(bad) | set(good)
     for name, (_, words) in bad.items():
         card = by_name[name]
-        assert not card.ok and card.data is None
-        text = texts(card.widget)
-        assert words in card.problem and words in text
-        assert f"'{name}'" in text  # the message names the file
-        assert "Traceback" not in text
-        assert not card.label_buttons  # nothing to save
-        assert "picsort-card-problem" in card.widget._dom_classes
-    for name in good:
-        assert by_name[name].ok
-    # Problems first (they need attention), then results least sure first.
-    assert [card.ok for card in cards] == [False] * len(bad) + [True] * len(good)
-    assert "could not be used" in app.summary.value
+        assert isinstance(card, ProblemCard) and not card.ok and card.data is None
+        assert words in card.problem and words in card.value
+        assert f"'{name}'" in card.problem  # the message names the file
+        assert "Traceback" not in card.value and "Nothing was saved" in card.value
+    assert all(by_name[name].ok for name in good)
+    assert [card.ok for card in cards] == [False] * len(bad) + [True] * len(good)  # problems first
+    assert "4 files could not be used" in app.progress.value
     assert stored_images(labels) == []
+
+
+def test_files_the_browser_did_not_send_get_a_card_saying_why(app):
+    app.upload._message(app.upload, {"type": "too_large", "name": "big.jpg", "size": 31 * 1024 * 1024,
+                                     "index": 1, "total": 2}, [])
+    app.upload._message(app.upload, {"type": "unreadable", "name": "folder", "index": 2, "total": 2}, [])
+    app.upload._message(app.upload, {"type": "done", "total": 2}, [])
+    big, folder = sorted(app.cards, key=lambda card: card.file_name)
+    assert "'big.jpg' is larger than the 20 MB limit (31 MB)" in big.problem
+    assert "could not be read" in folder.problem
+    assert "2 files could not be used" in app.progress.value
 
 
 def test_an_unexpected_failure_shows_a_plain_message_not_a_traceback(app, classifier, photo, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("out of cheese")
 
-    monkeypatch.setattr(classifier, "predict_batch", broken)
     monkeypatch.setattr(classifier, "predict", broken)
-    (card,) = app.handle_upload([entry("bear.jpg", photo)])
+    (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
     assert not card.ok
-    text = texts(card.widget)
-    assert "Something went wrong with 'bear.jpg'" in text
-    assert "cheese" not in text and "Traceback" not in text
-
-
-def test_one_failing_picture_does_not_lose_the_others(app, classifier, photo_files, monkeypatch):
-    """If the batch fails, each picture is tried alone so only the culprit gets the generic message."""
-    original_batch = classifier.predict_batch
-    culprit = photo_files[1].read_bytes()
-    culprit_size = Image.open(io.BytesIO(culprit)).size
-    if Image.open(photo_files[0]).size == culprit_size:
-        pytest.skip("the two photos have the same size")
-
-    def batch_fails(items):
-        raise RuntimeError("batch failed")
-
-    def predict(image):
-        if image.size == culprit_size:
-            raise RuntimeError("this one")
-        return original_batch([image])[0]
-
-    monkeypatch.setattr(classifier, "predict_batch", batch_fails)
-    monkeypatch.setattr(classifier, "predict", predict)
-    cards = app.handle_upload([entry("a.jpg", photo_files[0].read_bytes()), entry("b.jpg", culprit)])
-    by_name = {card.name: card for card in cards}
-    assert by_name["a.jpg"].ok
-    assert not by_name["b.jpg"].ok
+    assert "Something went wrong with 'bear.jpg'" in html.unescape(card.value)
+    assert "cheese" not in card.value and "Traceback" not in card.value
 
 
 def test_file_names_are_shown_as_text_never_as_markup(app, photo):
     name = '<img src=x onerror="alert(1)">.jpg'
-    (card,) = app.handle_upload([entry(name, photo)])
-    markup = "".join(w.value for w in walk(card.widget) if isinstance(w, widgets.HTML))
-    assert "<img" not in markup
-    assert "&lt;img" in markup
-    (bad,) = app.handle_upload([entry(name, b"")])
-    assert "<img" not in "".join(w.value for w in walk(bad.widget) if isinstance(w, widgets.HTML))
+    (bad,) = app.handle_upload([{"name": name, "content": b""}])
+    assert "<img" not in bad.value and "&lt;img" in bad.value
+    (card,) = app.handle_upload([{"name": name, "content": photo}])
+    assert card.name == name  # the card's view sets it as text, never as HTML
+
+
+def test_bidi_and_control_characters_are_stripped_from_names_shown():
+    assert shown_name("photo\u202egpj.exe") == "photogpj.exe"
+    assert shown_name("a\x00b\nc.jpg") == "abc.jpg"
+    assert shown_name("\u200f") == "unnamed file"
+    assert len(shown_name("x" * 1000)) <= 120
 
 
 # ---- unusual but valid pictures --------------------------------------------------------------------------
@@ -288,24 +314,11 @@ def _noise(mode: str, size=(64, 48)) -> Image.Image:
     return Image.fromarray(rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)).convert(mode)
 
 
-def _sixteen_bit() -> bytes:
-    values = np.linspace(0, 65535, 64 * 48, dtype=np.uint16).reshape(48, 64)
-    image = Image.fromarray(values)
-    assert image.mode.startswith("I;16")
-    return encode(image, "PNG")
-
-
-def _animated_gif() -> bytes:
-    frames = [_noise("RGB").convert("P"), Image.new("P", (64, 48), 3)]
-    return encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
-
-
 UNUSUAL = {
     "cmyk.jpg": lambda: encode(_noise("CMYK"), "JPEG"),
-    "sixteen-bit.png": _sixteen_bit,
+    "sixteen-bit.png": lambda: encode(Image.fromarray(np.linspace(0, 65535, 64 * 48, dtype=np.uint16).reshape(48, 64))),
     "gray.png": lambda: encode(_noise("L"), "PNG"),
     "alpha.png": lambda: encode(_noise("RGBA"), "PNG"),
-    "animated.gif": _animated_gif,
     "large.jpg": lambda: encode(_noise("RGB").resize((5000, 4000)), "JPEG", quality=70),
     "one-pixel.png": lambda: encode(Image.new("RGB", (1, 1), (120, 80, 40)), "PNG"),
     "tall.png": lambda: encode(_noise("RGB", size=(20, 900)), "PNG"),
@@ -314,155 +327,304 @@ UNUSUAL = {
 
 @pytest.mark.parametrize("name", list(UNUSUAL))
 def test_unusual_valid_pictures_are_classified(app, classifier, name):
-    data = UNUSUAL[name]()
-    (card,) = app.handle_upload([entry(name, data)])
+    (card,) = app.handle_upload([{"name": name, "content": UNUSUAL[name]()}])
     assert card.ok, card.problem
-    assert card.prediction.label in classifier.classes
-    (thumbnail,) = with_class(card.widget, "picsort-thumbnail")
-    shown = Image.open(io.BytesIO(thumbnail.value))
-    assert max(shown.size) <= app_module.THUMBNAIL_SIZE
-    assert min(shown.size) >= 1
+    shown_picture = Image.open(io.BytesIO(card.picture))
+    assert 1 <= min(shown_picture.size) and max(shown_picture.size) <= app_module.THUMBNAIL_SIZE
 
 
-def test_unusual_pictures_in_one_upload_share_one_batch(app):
-    cards = app.handle_upload([entry(name, make()) for name, make in UNUSUAL.items()])
-    assert all(card.ok for card in cards)
+# ---- what a card says ------------------------------------------------------------------------------------
+
+
+def fake_prediction(classes, **changes) -> Prediction:
+    probabilities = {name: 0.1 for name in classes}
+    probabilities[classes[0]] = 1 - 0.1 * (len(classes) - 1)
+    fields = dict(label=classes[0], probability=probabilities[classes[0]], probabilities=probabilities,
+                  unsure=False, none_of_these=False, similarity=0.9)
+    fields.update(changes)
+    return Prediction(**fields)
+
+
+def test_a_photo_like_none_of_the_classes_says_so_and_still_shows_the_best_guess(app, classifier, photo,
+                                                                                  monkeypatch):
+    monkeypatch.setattr(classifier, "predict",
+                        lambda image: fake_prediction(classifier.classes, none_of_these=True, similarity=0.1))
+    (card,) = app.handle_upload([{"name": "truck.jpg", "content": photo}])
+    assert card.none_of_these
+    assert card.note.startswith("This photo does not look like any of: " + ", ".join(classifier.classes))
+    assert card.guess == classifier.classes[0] and len(card.percents) == len(classifier.classes)
+
+
+def test_an_unsure_answer_says_so(app, classifier, photo, monkeypatch):
+    monkeypatch.setattr(classifier, "predict", lambda image: fake_prediction(classifier.classes, unsure=True))
+    (card,) = app.handle_upload([{"name": "odd.jpg", "content": photo}])
+    assert not card.none_of_these and "not sure" in card.note
+
+
+def test_a_sure_answer_has_no_note(app, classifier, photo, monkeypatch):
+    monkeypatch.setattr(classifier, "predict", lambda image: fake_prediction(classifier.classes))
+    (card,) = app.handle_upload([{"name": "clear.jpg", "content": photo}])
+    assert card.note == ""
+
+
+def test_a_result_card_reports_through_its_callbacks_only(classifier, photo):
+    """Every attribute from __init__; labels go to on_label, undo to on_undo, Why? to explain."""
+    calls = []
+    card = ResultCard("x.jpg", fake_prediction(classifier.classes), classifier.classes, b"jpeg", (2, 1),
+                      data=photo, on_label=lambda c, label: calls.append(("label", label)) or f"saved {label}",
+                      on_undo=lambda: calls.append(("undo",)), explain=lambda label: b"overlay-" + label.encode())
+    try:
+        for message in ({"type": "label", "label": classifier.classes[1]}, {"type": "label", "label": "nope"},
+                        {"type": "label", "label": NONE_LABEL}, {"type": "undo"}, {"type": "why"}):
+            card._message(card, message, [])
+        assert calls == [("label", classifier.classes[1]), ("label", NONE_LABEL), ("undo",)]
+        assert card.saved_as == NONE_LABEL and card.status == f"saved {NONE_LABEL}"
+        assert card.heatmap == b"overlay-" + classifier.classes[0].encode()
+        card._message(card, {"type": "why"}, [])
+        assert card.heatmap == b""
+    finally:
+        card.close()
+
+
+def test_a_label_the_callback_refuses_shows_its_message(classifier, photo):
+    def refuse(card, label):
+        raise LabelNotSaved("Not saved: the disk is full.")
+
+    card = ResultCard("x.jpg", fake_prediction(classifier.classes), classifier.classes, b"", (1, 1), data=photo,
+                      on_label=refuse)
+    try:
+        card.choose(classifier.classes[0])
+        assert card.saved_as == "" and card.status == "Not saved: the disk is full." and card.status_kind == "error"
+    finally:
+        card.close()
 
 
 # ---- labelling -------------------------------------------------------------------------------------------
 
 
-def manifest(labels: Path) -> list[dict]:
-    return [json.loads(line) for line in (labels / "manifest.jsonl").read_text().splitlines()]
+def test_confirming_the_guess_saves_the_photo_with_its_label(app, labels, photo):
+    (card,) = app.handle_upload([{"name": "my bear.jpg", "content": photo}])
+    guess = card.guess
 
-
-def test_confirming_the_guess_saves_the_picture_with_its_label(app, classifier, labels, photo):
-    (card,) = app.handle_upload([entry("my bear.jpg", photo)])
-    guess = card.prediction.label
-
-    card.label_buttons[guess].click()
+    card._message(card, {"type": "label", "label": guess}, [])  # what the button (or its key) sends
 
     digest = hashlib.sha256(photo).hexdigest()
-    saved = labels / guess / f"{digest}.jpg"
-    assert saved.read_bytes() == photo
+    assert (labels / guess / f"{digest}.jpg").read_bytes() == photo
     (line,) = manifest(labels)
-    assert line["label"] == guess and line["predicted"] == guess
-    assert line["original_name"] == "my bear.jpg"
-    assert line["sha256"] == digest
+    assert line["label"] == guess and line["predicted"] == guess and line["original_name"] == "my bear.jpg"
     assert line["probabilities"] == pytest.approx(card.prediction.probabilities)
-    assert card.saved_as == guess
-    assert f"Saved as {guess}" in texts(card.widget)
-    assert "confirmed" in texts(card.widget)
-    assert card.label_buttons[guess].button_style == "success"
-    assert f"{guess}: 1" in texts(app.counts)
+    assert card.saved_as == guess and card.status_kind == "saved"
+    assert card.status.startswith(f"Saved as {guess} (confirmed; 1 {guess} picture labelled so far")
+    assert f"{guess}: <b>1</b>" in app.counts.value
 
 
-def test_correcting_to_another_class_moves_the_picture(app, classifier, labels, photo):
-    (card,) = app.handle_upload([entry("bear.jpg", photo)])
-    guess = card.prediction.label
+def test_correcting_to_another_class_moves_the_photo(app, classifier, labels, photo):
+    (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
+    guess = card.guess
     other = next(name for name in classifier.classes if name != guess)
     digest = hashlib.sha256(photo).hexdigest()
 
-    card.label_buttons[guess].click()
-    card.label_buttons[other].click()
+    card.choose(guess)
+    card.choose(other)
 
     assert not (labels / guess / f"{digest}.jpg").exists()
     assert (labels / other / f"{digest}.jpg").read_bytes() == photo
-    lines = manifest(labels)
-    assert [line["label"] for line in lines] == [guess, other]
-    assert lines[-1]["predicted"] == guess
     assert LabelStore(labels).label_of(digest) == other
-    text = texts(card.widget)
-    assert f"Saved as {other}" in text and f"corrected from {guess}" in text
-    assert card.label_buttons[other].button_style == "success"
-    assert card.label_buttons[guess].button_style == "info"  # still marked as the model's guess
-    counts = texts(app.counts)
-    assert f"{other}: 1" in counts and f"{guess}: 0" in counts
+    assert f"Saved as {other} (corrected from {guess}" in card.status
+    assert f"{other}: <b>1</b>" in app.counts.value and f"{guess}: <b>0</b>" in app.counts.value
 
 
-def test_counts_are_shown_per_class_and_update_after_each_save(app, classifier, labels, photo_files):
-    assert all(f"{name}: 0" in texts(app.counts) for name in classifier.classes)
-    cards = app.handle_upload([entry(p.name, p.read_bytes()) for p in photo_files[:3]])
-    target = classifier.classes[0]
-    for number, card in enumerate(cards, start=1):
-        card.label_buttons[target].click()
-        assert f"{target}: {number}" in texts(app.counts)
-        assert f"{number} {target} picture" in texts(card.widget)
-    assert len(stored_images(labels)) == len(set(p.read_bytes() for p in photo_files[:3]))
+def test_none_of_these_is_saved_apart_from_the_classes(app, labels, photo):
+    (card,) = app.handle_upload([{"name": "truck.jpg", "content": photo}])
+    card._message(card, {"type": "label", "label": NONE_LABEL}, [])
+    digest = hashlib.sha256(photo).hexdigest()
+    assert (labels / NONE_LABEL / f"{digest}.jpg").exists()
+    assert card.saved_as == NONE_LABEL and "none of these" in card.status
+    assert "none of these: <b>1</b>" in app.counts.value
 
 
-def test_counts_include_pictures_labelled_before_the_page_opened(classifier, labels, photo):
+def test_skip_saves_nothing_and_says_so(app, labels, photo):
+    (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
+    card._message(card, {"type": "skip"}, [])
+    assert card.skipped and "not saved" in card.status
+    assert stored_images(labels) == []
+
+
+def test_undo_takes_back_the_last_label_and_the_card_shows_it(app, classifier, labels):
+    first, second = app.handle_upload([{"name": p.name, "content": p.read_bytes()} for p in EXAMPLES[:2]])
+    first.choose(classifier.classes[0])
+    second.choose(classifier.classes[1])
+    second.choose(classifier.classes[2])
+
+    second._message(second, {"type": "undo"}, [])  # the U key on a card
+    assert second.saved_as == classifier.classes[1]
+    assert f"{classifier.classes[1]}: <b>1</b>" in app.counts.value
+
+    app.undo_button.click()
+    assert second.saved_as == "" and "no longer saved" in second.status
+    assert f"no longer saved as {classifier.classes[1]}" in app.undo_note.value
+    app.undo_button.click()
+    assert first.saved_as == "" and stored_images(labels) == []
+    app.undo_button.click()
+    assert app.undo_note.value == "Nothing to undo."
+
+
+def test_counts_include_photos_labelled_before_the_page_opened(classifier, labels, photo):
     LabelStore(labels, classifier.classes).save(photo, classifier.classes[-1])
-    app = ClassifierApp(classifier, LabelStore(labels, classifier.classes))
-    assert f"{classifier.classes[-1]}: 1" in texts(app.counts)
+    page = ClassifierApp(classifier, LabelStore(labels, classifier.classes))
+    assert f"{classifier.classes[-1]}: <b>1</b>" in page.counts.value
 
 
-def test_a_failed_save_says_so_on_the_card(app, photo, monkeypatch):
-    (card,) = app.handle_upload([entry("bear.jpg", photo)])
+def test_a_full_disk_says_so_on_the_card(app, photo, monkeypatch):
+    (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
 
     def disk_full(*args, **kwargs):
-        raise OSError(28, "No space left on device")
+        raise DiskFullError("the disk holding the labels is full")
 
     monkeypatch.setattr(app.store, "save", disk_full)
-    card.label_buttons[card.prediction.label].click()
-    text = texts(card.widget)
-    assert "Something went wrong with 'bear.jpg'" in text
-    assert "Saved as" not in text and card.saved_as is None
+    card.choose(card.guess)
+    assert card.status.startswith("Not saved:") and "full" in card.status
+    assert card.saved_as == "" and card.status_kind == "error"
 
 
-# ---- explaining ------------------------------------------------------------------------------------------
+def test_an_unexpected_save_failure_shows_a_plain_message(app, photo, monkeypatch):
+    (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
+    monkeypatch.setattr(app.store, "save", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("cheese")))
+    card.choose(card.guess)
+    assert "Something went wrong with 'bear.jpg'" in card.status and "cheese" not in card.status
+
+
+def test_the_store_must_know_the_models_classes(classifier, labels):
+    with pytest.raises(ValueError, match="classes"):
+        ClassifierApp(classifier, LabelStore(labels))
+    with pytest.raises(ValueError, match="classes"):
+        ClassifierApp(classifier, LabelStore(labels, ["cat", "dog"]))
+
+
+# ---- download, explain -----------------------------------------------------------------------------------
+
+
+def test_download_labels_is_a_zip_of_the_store(app, labels, classifier):
+    with pytest.raises(NothingToDownload):
+        app.labels_zip()
+    cards = app.handle_upload([{"name": p.name, "content": p.read_bytes()} for p in EXAMPLES[:2]])
+    cards[0].choose(classifier.classes[0])
+    cards[1].choose(NONE_LABEL)
+    name, data, note = app.labels_zip()
+    assert name.endswith(".zip") and "2 labelled photos" in note
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        names = set(archive.namelist())
+        assert "manifest.jsonl" in names
+        for card, label in ((cards[0], classifier.classes[0]), (cards[1], NONE_LABEL)):
+            assert archive.read(f"{label}/{card.sha256}.jpg") == (REPO / "examples" / card.file_name).read_bytes()
+
+
+def test_the_download_button_sends_the_file_or_says_why_not(app, classifier, monkeypatch):
+    sent = []
+    monkeypatch.setattr(app.download, "send", lambda content, buffers=None: sent.append((content, buffers)))
+    app.download._message(app.download, {"type": "download"}, [])
+    assert sent[-1] == ({"type": "message", "text": "Nothing labelled yet."}, None)
+    (card,) = app.handle_upload([{"name": "a.jpg", "content": EXAMPLES[0].read_bytes()}])
+    card.choose(card.guess)
+    app.download._message(app.download, {"type": "download"}, [])
+    content, (data,) = sent[-1]
+    assert content["type"] == "file" and content["name"].endswith(".zip")
+    assert zipfile.ZipFile(io.BytesIO(data)).namelist()
 
 
 def test_why_shows_a_heatmap_and_hides_it_again(app, photo):
-    (card,) = app.handle_upload([entry("bear.jpg", photo)])
-    assert not with_class(card.widget, "picsort-heatmap")
-
-    card.why_button.click()
-
-    (heatmap,) = with_class(card.widget, "picsort-heatmap")
-    assert isinstance(heatmap, widgets.Image) and heatmap.format == "jpeg"
-    picture = Image.open(io.BytesIO(heatmap.value))
-    assert max(picture.size) <= app_module.HEATMAP_SIZE
-    assert card.prediction.label in texts(card.widget)
-    assert card.why_button.description == "Hide why"
-
-    card.why_button.click()
-    assert not with_class(card.widget, "picsort-heatmap")
-    assert card.why_button.description == "Why?"
+    (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
+    assert card.heatmap == b""
+    card._message(card, {"type": "why"}, [])
+    overlay = Image.open(io.BytesIO(card.heatmap))
+    assert overlay.format == "JPEG" and max(overlay.size) <= app_module.EXPLAIN_SIZE
+    assert not card.explaining
+    card._message(card, {"type": "why"}, [])
+    assert card.heatmap == b""
 
 
-# ---- the upload widget and the page ----------------------------------------------------------------------
+# ---- the widgets' messages -------------------------------------------------------------------------------
 
 
-def test_uploading_through_the_widget_classifies_and_resets_it(app, photo):
-    app.upload.value = (entry("bear.jpg", photo), entry("empty.jpg", b""))
-    assert {card.name for card in app.cards} == {"bear.jpg", "empty.jpg"}
-    assert app.upload.value == ()  # so the same file can be uploaded again
-    app.upload.value = (entry("bear.jpg", photo),)
-    assert [card.name for card in app.cards].count("bear.jpg") == 2
+def test_the_upload_zone_hands_over_each_file_and_acknowledges_it(app, monkeypatch):
+    acks = []
+    monkeypatch.setattr(app.upload, "send", lambda content, buffers=None: acks.append(content))
+    data = EXAMPLES[0].read_bytes()
+    app.upload._message(app.upload, {"type": "file", "name": "a.jpg", "index": 1, "total": 2, "id": 7},
+                        [memoryview(data)])
+    assert acks == [{"type": "ack", "id": 7}] and shown(app) == ["a.jpg"]
+    assert "1 of 2" in app.progress.value
+
+    monkeypatch.setattr(app, "add_file", lambda *a, **k: 1 / 0)
+    app.upload._message(app.upload, {"type": "file", "name": "b.jpg", "index": 2, "total": 2, "id": 8}, [b"x"])
+    assert acks[-1] == {"type": "ack", "id": 8}  # never leaves the browser waiting
+    app.upload._message(app.upload, {"type": "done", "total": 2, "id": 9}, [])
+    assert acks[-1] == {"type": "ack", "id": 9} and "1 photo classified" in app.progress.value
 
 
-def test_the_upload_accepts_many_images(app):
-    assert app.upload.accept == "image/*"
-    assert app.upload.multiple
+def test_the_upload_zone_states_the_real_limits(app):
+    assert app.upload.max_bytes == MAX_UPLOAD_BYTES
+    assert "20 MB each" in app.upload.limits_text and "JPEG" in app.upload.limits_text
 
 
-def test_the_page_says_what_it_recognises_and_what_it_does_not(app, classifier):
-    intro = texts(app.widget)
-    for name in classifier.classes:
-        assert name in intro
-    assert "any picture gets one of them" in intro
+def test_the_session_watch_answers_pings(monkeypatch):
+    watch = SessionWatch()
+    sent = []
+    monkeypatch.setattr(watch, "send", lambda content, buffers=None: sent.append(content))
+    watch._answer(watch, {"type": "ping", "n": 3}, [])
+    assert sent == [{"type": "pong", "n": 3}]
+    watch.close()
 
 
-def test_build_app_uses_the_labels_folder_from_the_environment(tmp_path, monkeypatch):
+# ---- the page --------------------------------------------------------------------------------------------
+
+
+def model_with_classes(folder: Path, classes: list[str], **card_changes) -> Path:
+    """A copy of the shipped model folder whose card names other classes (same number, same weights)."""
+    folder.mkdir(parents=True)
+    shutil.copyfile(REPO / "model" / "model.safetensors", folder / "model.safetensors")
+    card = json.loads((REPO / "model" / "model.json").read_text())
+    card.update(classes=classes, images_per_class={name: 10 for name in classes}, **card_changes)
+    (folder / "model.json").write_text(json.dumps(card))
+    return folder
+
+
+def page_text(page: widgets.Widget) -> str:
+    parts = []
+
+    def walk(widget):
+        if isinstance(widget, widgets.HTML) and "picsort-style" not in widget._dom_classes:
+            parts.append(widget.value)
+        for child in getattr(widget, "children", ()):
+            walk(child)
+
+    walk(page)
+    return "\n".join(parts)
+
+
+def test_the_page_says_what_it_serves_from_the_model_card(tmp_path):
+    folder = model_with_classes(tmp_path / "model", ["polar bear", "cat", "dog"],
+                                trained="2026-03-05T10:00:00+00:00",
+                                validation={"error_rate": 0.125, "images": 40})
+    text = page_text(build_app(folder, tmp_path / "labels"))
+    assert "Is it <b>polar bear</b>, <b>cat</b> or <b>dog</b>?" in text
+    assert "trained on 5 March 2026" in text and "from 30 photos" in text
+    assert "wrong on 12.5% of 40 validation photos" in text
+    assert "bear" not in text.replace("polar bear", "")  # nothing about bears but the class name
+
+
+def test_a_model_with_an_unsafe_class_name_gets_a_page_that_says_so(tmp_path):
+    folder = model_with_classes(tmp_path / "model", ["../evil", "cat", "dog"])
+    page = build_app(folder, tmp_path / "labels")
+    assert "This app cannot start" in page.value and "evil" in page.value
+    assert not (tmp_path / "labels").exists()
+
+
+def test_build_app_uses_the_labels_folder_from_the_environment(tmp_path, monkeypatch, photo):
     monkeypatch.setenv("PICSORT_LABELS_DIR", str(tmp_path / "from-env"))
-    assert labels_dir() == tmp_path / "from-env"
-    assert labels_dir(tmp_path / "given") == tmp_path / "given"
-    monkeypatch.delenv("PICSORT_LABELS_DIR")
-    assert labels_dir() == REPO / "labels"
-    page = build_app(labels_folder=tmp_path / "given")
-    assert isinstance(page, widgets.VBox) and "picsort-app" in page._dom_classes
-    assert not (tmp_path / "given").exists()  # nothing written until someone labels a picture
+    page = build_app()
+    assert "picsort-app" in page._dom_classes
+    assert not (tmp_path / "from-env").exists()  # nothing written until someone labels a photo
 
 
 def test_importing_the_app_does_not_import_fastai():
@@ -470,3 +632,44 @@ def test_importing_the_app_does_not_import_fastai():
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 0, result.stderr
+
+
+# ---- nothing for the visitor's browser on a failure ------------------------------------------------------
+
+
+def test_a_failure_in_a_real_kernel_reaches_the_server_log_and_not_the_browser(tmp_path):
+    """In a Voila kernel anything on stderr (fd 2 included) travels to the browser; the app's log must not."""
+    from jupyter_client.manager import start_new_kernel
+
+    server_log = tmp_path / "kernel-stderr.log"
+    code = f"""
+import warnings
+from picsort.app import ClassifierApp
+from picsort.classify import load_model
+from picsort.labels import LabelStore
+classifier = load_model()
+app = ClassifierApp(classifier, LabelStore({str(tmp_path / 'labels')!r}, classifier.classes))
+def broken(image):
+    raise RuntimeError("out of cheese")
+classifier.predict = broken
+(card,) = app.handle_upload([{{"name": "bear.jpg", "content": open({str(EXAMPLES[0])!r}, "rb").read()}}])
+warnings.warn("a warning from deep inside")
+print(card.problem)
+"""
+    # ipykernel forwards fd 2 only outside pytest (it checks this variable): be the kernel Voila runs.
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+    with server_log.open("w") as log_file:
+        manager, client = start_new_kernel(kernel_name="python3", cwd=str(REPO), env=env, stderr=log_file,
+                                           startup_timeout=120)
+    messages = []
+    try:
+        reply = client.execute_interactive(code, timeout=180, output_hook=messages.append)
+        assert reply["content"]["status"] == "ok", reply["content"]
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    streams = [(m["content"]["name"], m["content"]["text"]) for m in messages if m["msg_type"] == "stream"]
+    assert streams == [("stdout", "Something went wrong with 'bear.jpg'. Please try again, or try another picture.\n")]
+    assert not [m for m in messages if m["msg_type"] == "error"]
+    logged = server_log.read_text()
+    assert "out of cheese" in logged and "Traceback" in logged and "a warning from deep inside" in logged

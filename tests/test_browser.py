@@ -1,13 +1,16 @@
 """The app as a person uses it: Voila serving app.ipynb, driven in a real Chromium through Playwright.
 
-Starts `voila app.ipynb` on 127.0.0.1 with a temporary labels folder, uploads real photos together with a
-damaged file and an oversized one in one go, checks what the page shows, labels one photo, and saves a
-screenshot to docs/app-screenshot.png. Uses Debian's Chromium (never `playwright install`).
+Runs on a fresh clone (the example photos in examples/, phone-size photos made from them): tries the examples,
+labels with a click and a key, undoes, downloads the labels zip, uploads 20 phone photos in one selection,
+checks the page at phone width, that no request leaves the machine, and that a dead kernel is announced.
+Saves docs/app-screenshot.png. Uses Debian's Chromium (never `playwright install`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import os
 import re
@@ -17,9 +20,13 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
+
+import psutil
+from PIL import Image
 
 from picsort.images import MAX_UPLOAD_BYTES
 from picsort.model import read_card
@@ -30,6 +37,8 @@ ARTIFACTS = REPO / "test-artifacts"  # gitignored: a screenshot and the server l
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
+EXAMPLES = sorted((REPO / "examples").glob("*.jpg"))
+TEMPLATES = REPO / "share" / "jupyter"  # the picsort Voila template (no icon font from a CDN)
 SERVER_START_SECONDS = 60
 PAGE_SECONDS = 120  # first load starts a kernel and loads the model; a busy 2-core machine is slow
 
@@ -83,32 +92,89 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def voila(tmp_path):
-    """(url, labels folder, log file) of a voila serving app.ipynb with a temporary labels folder."""
-    port = free_port()
-    labels = tmp_path / "labels"
-    log = tmp_path / "voila.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PICSORT_LABELS_DIR": str(labels)}
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "voila", "app.ipynb", "--no-browser", f"--port={port}", "--Voila.ip=127.0.0.1"],
-            cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
-    try:
+def serve(tmp_path):
+    """serve(model_folder=None) -> (url, labels folder, log, process): voila on app.ipynb, stopped afterwards."""
+    started = []
+
+    def start(model_folder: Path | None = None):
+        port = free_port()
+        labels = tmp_path / f"labels-{len(started)}"
+        log = tmp_path / f"voila-{len(started)}.log"
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PICSORT_LABELS_DIR": str(labels),
+               "JUPYTER_PATH": str(TEMPLATES)}
+        if model_folder is not None:
+            env["PICSORT_MODEL_DIR"] = str(model_folder)
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "voila", "app.ipynb", "--no-browser", f"--port={port}",
+                 "--Voila.ip=127.0.0.1", "--template=picsort"],
+                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True)
+        started.append(process)
         wait_for_port(port, process, log)
-        yield f"http://127.0.0.1:{port}/", labels, log
+        return f"http://127.0.0.1:{port}/", labels, log, process
+
+    try:
+        yield start
     finally:
-        stop(process)
+        for process in started:
+            stop(process)
 
 
-def pick_photos(folder: Path, classes: list[str]) -> list[Path]:
-    """One photo of each class (the first in name order, so runs are repeatable)."""
-    chosen = []
-    for name in classes:
-        photos = sorted((folder / name).glob("*.jpg"))
-        assert photos, f"no {name} photos in {folder}"
-        chosen.append(photos[0])
-    return chosen
+class Browser:
+    """One Chromium page that records every request leaving the machine (and blocks it) and every JS error."""
+
+    def __init__(self, playwright, chromium: str, width: int = 1000):
+        self.browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        self.context = self.browser.new_context(viewport={"width": width, "height": 900}, accept_downloads=True)
+        self.page = self.context.new_page()
+        self.outside: list[str] = []
+        self.errors: list[str] = []
+        self.context.route("**/*", self._route)
+        self.page.on("websocket", lambda ws: self._check(ws.url))
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def _check(self, url: str) -> bool:
+        host = re.match(r"^[a-z]+://([^/:]+)", url)
+        local = url.startswith(("data:", "blob:")) or (host and host.group(1) in ("127.0.0.1", "localhost"))
+        if not local:
+            self.outside.append(url)
+        return bool(local)
+
+    def _route(self, route):
+        if self._check(route.request.url):
+            route.continue_()
+        else:
+            route.abort()
+
+    def open(self, url: str) -> None:
+        self.page.goto(url, timeout=PAGE_SECONDS * 1000)
+        self.page.locator(".picsort-drop").wait_for(timeout=PAGE_SECONDS * 1000)
+
+    def close(self, log: Path, name: str, failed: bool) -> None:
+        if failed:
+            ARTIFACTS.mkdir(exist_ok=True)
+            whole_page(self.page)
+            self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            shutil.copyfile(log, ARTIFACTS / f"{name}-voila.log")
+        self.browser.close()
+
+
+@pytest.fixture
+def browser(chromium):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        opened = []
+
+        def open_browser(width: int = 1000) -> Browser:
+            opened.append(Browser(playwright, chromium, width))
+            return opened[-1]
+
+        yield open_browser
+        for item in opened:
+            with contextlib.suppress(Exception):
+                item.browser.close()
 
 
 def whole_page(page) -> None:
@@ -122,94 +188,212 @@ def whole_page(page) -> None:
     page.evaluate("() => document.querySelectorAll('*').forEach(e => { e.scrollTop = 0; })")
 
 
-# Fixture order matters: skip for missing photos or browser before starting a server.
-def test_upload_label_and_screenshot_in_a_real_browser(real_photos, chromium, voila, tmp_path):
-    from playwright.sync_api import sync_playwright
+def phone_photos(folder: Path, count: int) -> list[Path]:
+    """`count` phone-size (4032x3024) JPEGs with distinct names, made by upscaling the example photos."""
+    folder.mkdir()
+    made = []
+    for index, source in enumerate(EXAMPLES):
+        path = folder / f"phone-{index:02d}.jpg"
+        Image.open(source).convert("RGB").resize((4032, 3024), Image.BICUBIC).save(path, quality=90)
+        made.append(path)
+    while len(made) < count:
+        path = folder / f"phone-{len(made):02d}.jpg"
+        shutil.copyfile(made[len(made) % len(EXAMPLES)], path)
+        made.append(path)
+    return made[:count]
 
-    url, labels, log = voila
+
+def card(page, name: str):
+    return page.locator(".picsort-card", has_text=name)
+
+
+def effective_labels(labels: Path) -> dict[str, str]:
+    """sha256 -> label after every save and undo in the manifest."""
+    current = {}
+    for line in (labels / "manifest.jsonl").read_text().splitlines():
+        entry = json.loads(line)
+        current[entry["sha256"]] = entry["label"]
+    return {sha: label for sha, label in current.items() if label is not None}
+
+
+def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
+    url, labels, log, _ = serve()
     classes = read_card()["classes"]
-    photos = pick_photos(real_photos, classes)
-    # Copies with distinct names, so each card can be found by its file name.
-    uploads = []
-    for index, photo in enumerate(photos):
-        copy = tmp_path / f"photo-{index}-{photo.parent.name}.jpg"
-        shutil.copyfile(photo, copy)
-        uploads.append(copy)
-    broken = tmp_path / "broken.jpg"
-    broken.write_bytes(photos[0].read_bytes()[:2000])
-    # Over the per-file limit, and over tornado's default 10 MB websocket message: voila.json raises that,
-    # otherwise the connection would drop and the page would go dead instead of showing a message.
-    huge = tmp_path / "huge.jpg"
-    huge.write_bytes(photos[0].read_bytes()[:2] + bytes(MAX_UPLOAD_BYTES + 1024))
-    files = [*uploads, broken, huge]
+    window = browser()
+    page = window.page
+    failed = True
+    try:
+        window.open(url)
+        text = page.inner_text("body")
+        assert f"Is it {', '.join(classes[:-1])} or {classes[-1]}?" in text
+        assert "validation photos" in text and "20 MB each" in text
 
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1000, "height": 900})
-        try:
-            page.goto(url, timeout=PAGE_SECONDS * 1000)
-            upload = page.locator(".picsort-upload")
-            upload.wait_for(timeout=PAGE_SECONDS * 1000)
-            page_text = page.inner_text("body")
-            for name in classes:
-                assert name in page_text
-            assert "any picture gets one of them" in page_text
+        # Try the examples.
+        page.locator(".picsort-examples").click()
+        results = page.locator(".picsort-card-result")
+        results.nth(len(EXAMPLES) - 1).wait_for(timeout=60_000)
+        assert results.count() == len(EXAMPLES)
+        verdict = re.compile(rf"({'|'.join(map(re.escape, classes))}) — (<1|>99|\d+)%")
+        for example in EXAMPLES:
+            shown = card(page, example.name)
+            assert verdict.search(shown.inner_text()), shown.inner_text()
+            assert shown.locator(".picsort-bar").count() == len(classes)
+            assert shown.locator(".picsort-label-button[data-key='1']").inner_text().startswith("1")
 
-            # ipywidgets 8 keeps its file input out of the page: go through the file chooser.
-            with page.expect_file_chooser() as chooser:
-                upload.click()
-            chooser.value.set_files([str(f) for f in files])
+        # "None of these" with a click, a class with its key, then undo with U.
+        first, second = EXAMPLES[0], EXAMPLES[2]
+        card(page, first.name).locator("[data-label='none']").click()
+        card(page, first.name).locator(".picsort-saved", has_text="Saved as none of these").wait_for(timeout=30_000)
+        card(page, second.name).focus()
+        page.keyboard.press("2")
+        card(page, second.name).locator(".picsort-saved", has_text=f"Saved as {classes[1]}").wait_for(timeout=30_000)
+        assert card(page, second.name).locator(".picsort-chosen").inner_text().endswith(classes[1])
+        page.locator(".picsort-counts", has_text=f"{classes[1]}: 1").wait_for(timeout=30_000)
+        page.keyboard.press("u")  # focus moved on to the next card: undo is page-wide
+        page.locator(".picsort-undo-note", has_text=f"no longer saved as {classes[1]}").wait_for(timeout=30_000)
+        assert card(page, second.name).locator(".picsort-chosen").count() == 0
+        sha = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in EXAMPLES}
+        assert effective_labels(labels) == {sha[first.name]: "none"}
 
-            cards = page.locator(".picsort-card")
-            cards.nth(len(files) - 1).wait_for(timeout=PAGE_SECONDS * 1000)
-            assert cards.count() == len(files)
+        # Download the labels.
+        with page.expect_download(timeout=60_000) as download:
+            page.locator(".picsort-download").click()
+        archive = zipfile.ZipFile(io.BytesIO(Path(download.value.path()).read_bytes()))
+        assert download.value.suggested_filename.endswith(".zip")
+        assert archive.read(f"none/{sha[first.name]}.jpg") == first.read_bytes()
+        lines = [json.loads(line) for line in archive.read("manifest.jsonl").decode().splitlines()]
+        assert {(line["sha256"], line["label"]) for line in lines} >= {(sha[first.name], "none")}
+        assert not [n for n in archive.namelist() if n.startswith(f"{classes[1]}/")]
 
-            verdict = re.compile(rf"({'|'.join(map(re.escape, classes))}) — (<1|>99|\d+)%")
-            for photo in uploads:
-                card = page.locator(".picsort-card", has_text=photo.name)
-                assert card.count() == 1
-                text = card.inner_text()
-                assert verdict.search(text), text
-                assert card.locator(".picsort-bar").count() == len(classes)
-                assert card.locator(".picsort-thumbnail").is_visible()
-            broken_card = page.locator(".picsort-card", has_text=broken.name)
-            assert "damaged or incomplete" in broken_card.inner_text()
-            huge_card = page.locator(".picsort-card", has_text=huge.name)
-            assert "larger than the 20 MB limit" in huge_card.inner_text()
-            assert broken_card.locator(".picsort-label-button").count() == 0
+        # "Why?" shows the heatmap; this is the README's screenshot.
+        card(page, EXAMPLES[1].name).locator(".picsort-why").click()
+        card(page, EXAMPLES[1].name).locator(".picsort-heatmap").wait_for(timeout=60_000)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.picsort-card img')].every(i => i.complete && i.naturalWidth)")
+        SCREENSHOT.parent.mkdir(exist_ok=True)
+        whole_page(page)
+        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.set_viewport_size({"width": 1000, "height": 900})
 
-            # Label the first photo: click its (marked) guess.
-            first = page.locator(".picsort-card", has_text=uploads[0].name)
-            guess_button = first.locator(".picsort-label-button", has_text="✓")
-            guess = guess_button.inner_text().replace("✓", "").strip()
-            assert guess in classes
-            guess_button.click()
-            first.locator(".picsort-saved", has_text=f"Saved as {guess}").wait_for(timeout=30_000)
-            page.locator(".picsort-counts", has_text=f"{guess}: 1").wait_for(timeout=30_000)
+        # Twenty phone photos in one selection (~80 MB: more than one websocket message may carry), with a
+        # damaged file and one over the size limit; the progress line counts them.
+        phones = phone_photos(tmp_path / "phone", 20)
+        broken = tmp_path / "broken.jpg"
+        broken.write_bytes(EXAMPLES[0].read_bytes()[:2000])
+        huge = tmp_path / "huge.jpg"
+        huge.write_bytes(EXAMPLES[0].read_bytes()[:2] + bytes(MAX_UPLOAD_BYTES + 1024))
+        selection = [*phones, broken, huge]
+        page.evaluate("""() => { window.progressSeen = [];
+            new MutationObserver(() => window.progressSeen.push(document.querySelector('.picsort-progress').innerText))
+              .observe(document.querySelector('.picsort-progress'), {subtree: true, childList: true,
+                                                                      characterData: true}); }""")
+        page.locator(".picsort-file-input").set_input_files([str(f) for f in selection])
+        page.locator(".picsort-progress", has_text=f"{len(phones)} photos classified").wait_for(timeout=300_000)
+        assert page.locator(".picsort-card").count() == len(EXAMPLES) + len(selection)
+        for phone in phones:
+            assert verdict.search(card(page, phone.name).inner_text())
+        seen = page.evaluate("() => window.progressSeen")
+        assert any(f"of {len(selection)}" in line for line in seen), seen
+        assert "damaged or incomplete" in card(page, broken.name).inner_text()
+        assert "larger than the 20 MB limit" in card(page, huge.name).inner_text()
+        assert card(page, huge.name).locator(".picsort-label-button").count() == 0
 
-            digest = hashlib.sha256(uploads[0].read_bytes()).hexdigest()
-            assert (labels / guess / f"{digest}.jpg").read_bytes() == uploads[0].read_bytes()
-            lines = [json.loads(line) for line in (labels / "manifest.jsonl").read_text().splitlines()]
-            assert [(line["sha256"], line["label"], line["original_name"]) for line in lines] == \
-                [(digest, guess, uploads[0].name)]
-            saved = [p for p in labels.rglob("*") if p.is_file() and p.suffix in (".jpg", ".png")]
-            assert len(saved) == 1  # nothing for the bad files, nothing for unlabelled photos
-
-            # "Why?" shows the heatmap in the card.
-            first.locator(".picsort-why").click()
-            first.locator(".picsort-heatmap").wait_for(timeout=60_000)
-            page.wait_for_function(
-                "() => [...document.querySelectorAll('.picsort-card img')].every(i => i.complete && i.naturalWidth)")
-
-            SCREENSHOT.parent.mkdir(exist_ok=True)
-            whole_page(page)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
-        except BaseException:
-            ARTIFACTS.mkdir(exist_ok=True)
-            whole_page(page)
-            page.screenshot(path=str(ARTIFACTS / "browser-failure.png"), full_page=True)
-            shutil.copyfile(log, ARTIFACTS / "browser-failure-voila.log")
-            raise
-        finally:
-            browser.close()
+        assert window.outside == [], window.outside
+        assert window.errors == [], window.errors
+        failed = False
+    finally:
+        window.close(log, "browser-loop", failed)
     assert "Traceback" not in log.read_text()
+
+
+def test_class_names_with_spaces_at_phone_width(serve, browser, tmp_path):
+    """A model whose classes have spaces: buttons and bars work, and at 390 px nothing is cut."""
+    model = tmp_path / "model"
+    model.mkdir()
+    shutil.copyfile(REPO / "model" / "model.safetensors", model / "model.safetensors")
+    card_data = json.loads((REPO / "model" / "model.json").read_text())
+    classes = ["black bear", "grizzly bear", "teddy bear toy"]
+    card_data["classes"] = classes
+    (model / "model.json").write_text(json.dumps(card_data))
+    url, labels, log, _ = serve(model)
+    window = browser(width=390)
+    page = window.page
+    failed = True
+    try:
+        window.open(url)
+        page.locator(".picsort-examples").click()
+        page.locator(".picsort-card-result").nth(len(EXAMPLES) - 1).wait_for(timeout=60_000)
+        first = card(page, EXAMPLES[0].name)
+        button = first.locator(f"[data-label='{classes[2]}']")
+        assert button.inner_text().endswith(classes[2])
+        button.click()
+        first.locator(".picsort-saved", has_text=f"Saved as {classes[2]}").wait_for(timeout=30_000)
+        digest = hashlib.sha256(EXAMPLES[0].read_bytes()).hexdigest()
+        assert (labels / classes[2] / f"{digest}.jpg").exists()
+        assert first.locator(".picsort-bar[data-class='grizzly bear']").count() == 1
+
+        # Nothing cut or pushed off the screen at phone width.
+        cut = page.evaluate("""() => {
+            const bad = [];
+            const width = document.documentElement.clientWidth;
+            for (const el of document.querySelectorAll(
+                '.picsort-bar-name, .picsort-bar-value, .picsort-label-button, .picsort-verdict, .picsort-filename,'
+                + ' .picsort-title, .picsort-choose, .picsort-download')) {
+              const box = el.getBoundingClientRect();
+              if (el.scrollWidth > el.clientWidth + 1 || box.right > width + 1 || box.left < -1)
+                bad.push(`${el.className}: ${el.innerText} (${box.left.toFixed(0)}-${box.right.toFixed(0)} of ${width})`);
+            }
+            return bad; }""")
+        assert cut == []
+        page.screenshot(path=str(tmp_path / "phone-width.png"), full_page=True)
+        assert window.outside == [] and window.errors == []
+        failed = False
+    finally:
+        window.close(log, "browser-phone-width", failed)
+
+
+def test_the_page_says_when_its_kernel_is_gone(serve, browser):
+    url, _, log, process = serve()
+    window = browser()
+    page = window.page
+    failed = True
+    try:
+        window.open(url)
+        page.wait_for_timeout(7_000)  # a few pings answered
+        assert not page.locator(".picsort-session-ended").is_visible()
+        kernels = [child for child in psutil.Process(process.pid).children(recursive=True)
+                   if "ipykernel" in " ".join(child.cmdline())]
+        assert len(kernels) == 1
+        kernels[0].kill()
+        banner = page.locator(".picsort-session-ended")
+        banner.wait_for(state="visible", timeout=90_000)
+        assert "This session has ended" in banner.inner_text() and "reload" in banner.inner_text()
+        failed = False
+    finally:
+        window.close(log, "browser-kernel-gone", failed)
+
+
+def test_a_drop_of_the_whole_photo_folder_shows_its_cards_a_page_at_a_time(real_photos, serve, browser):
+    """All 416 development photos in one selection: every one gets a card, 60 to a page."""
+    photos = sorted(p for p in real_photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    url, _, log, _ = serve()
+    window = browser()
+    page = window.page
+    failed = True
+    try:
+        window.open(url)
+        page.locator(".picsort-file-input").set_input_files([str(p) for p in photos])
+        page.locator(".picsort-progress", has_text="classified in").wait_for(timeout=600_000)
+        pages = -(-len(photos) // 60)
+        assert page.locator(".picsort-card").count() == 60
+        note = page.locator(".picsort-page-note")
+        assert f"Page 1 of {pages} (cards 1–60 of {len(photos)})" in note.inner_text()
+        for _ in range(pages - 1):
+            page.locator(".picsort-pager button", has_text="Older").click()
+        note.filter(has_text=f"Page {pages} of {pages}").wait_for(timeout=30_000)
+        page.wait_for_function(f"() => document.querySelectorAll('.picsort-card').length == "
+                               f"{len(photos) - 60 * (pages - 1)}", timeout=30_000)
+        assert window.errors == []
+        failed = False
+    finally:
+        window.close(log, "browser-whole-folder", failed)

@@ -56,7 +56,7 @@ def run(*args, capsys=None) -> tuple[int, str]:
 
 
 def subprocess_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    return {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 def cli(*args, cwd=None, **kwargs) -> subprocess.CompletedProcess:

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 import picsort.download as download_module
-from picsort.download import FAILURE_REASONS, MANIFEST_NAME, DownloadReport, download_images
+from picsort.download import FAILURE_REASONS, RECORD_NAME, DownloadReport, download_images
 
 TIMEOUT = 0.5  # what the tests pass; the slow routes take several times longer
 MAX_BYTES = 30_000
@@ -172,7 +172,7 @@ def all_urls(server):
 
 
 def stored_files(dest):
-    return sorted(p.name for p in dest.iterdir() if p.name != MANIFEST_NAME)
+    return sorted(p.name for p in dest.iterdir() if p.name != RECORD_NAME)
 
 
 def test_download_sort_out_and_resume(server, tmp_path):
@@ -209,16 +209,18 @@ def test_download_sort_out_and_resume(server, tmp_path):
     }
     assert set(stored_files(dest)) == expected  # no file for bad URLs, the duplicate once, no temp files
     assert sorted(p.name for p in report.files) == sorted(expected)
+    for path in [*report.files, dest / RECORD_NAME]:  # readable by the notebook's other users, as labels are
+        assert path.stat().st_mode & 0o777 == 0o644, path
     for path in report.files:
         assert path.parent == dest
         with Image.open(path) as im:
             im.load()
             assert im.format == {"jpg": "JPEG", "png": "PNG"}[path.suffix[1:]]
 
-    manifest = json.loads((dest / MANIFEST_NAME).read_text())
-    assert manifest[server.url("/a.jpg")] == manifest[server.url("/a-again")] == hash_name(images["a.jpg"], "jpg")
-    assert manifest[server.url("/png-named.jpg")] == hash_name(images["d.png"], "png")
-    assert manifest[server.url("/page.jpg")] == "not an image"
+    record = json.loads((dest / RECORD_NAME).read_text())
+    assert record[server.url("/a.jpg")] == record[server.url("/a-again")] == hash_name(images["a.jpg"], "jpg")
+    assert record[server.url("/png-named.jpg")] == hash_name(images["d.png"], "png")
+    assert record[server.url("/page.jpg")] == "not an image"
 
     # Re-run: what is already there is not requested again, failures are tried again.
     before = Counter(server.requests)
@@ -263,15 +265,15 @@ def test_deleted_file_is_not_downloaded_again(server, tmp_path):
     assert server.count("/a.jpg") == 1
 
 
-def test_manifest_saved_along_the_way(server, tmp_path, monkeypatch):
+def test_record_saved_along_the_way(server, tmp_path, monkeypatch):
     saves = []
-    real_save = download_module._save_manifest
-    monkeypatch.setattr(download_module, "_save_manifest", lambda path, m: (saves.append(len(m)), real_save(path, m)))
+    real_save = download_module._save_record
+    monkeypatch.setattr(download_module, "_save_record", lambda path, m: (saves.append(len(m)), real_save(path, m)))
     urls = [server.url(f"/d.png?copy={i}") for i in range(60)]
     report = download_images(urls, tmp_path, progress=False)
     assert (report.downloaded, report.duplicate) == (1, 59)
     assert saves == [50, 60]  # after 50 URLs, and at the end
-    assert len(json.loads((tmp_path / MANIFEST_NAME).read_text())) == 60
+    assert len(json.loads((tmp_path / RECORD_NAME).read_text())) == 60
 
 
 def test_progress_bar_and_empty_input(server, tmp_path, capsys):

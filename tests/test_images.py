@@ -15,6 +15,7 @@ from picsort import images
 from picsort.images import (
     UnusableImageError,
     image_format_extension,
+    image_from_any,
     image_from_bytes,
     image_from_path,
 )
@@ -77,7 +78,6 @@ def test_text_file_is_not_an_image():
     with pytest.raises(UnusableImageError) as info:
         image_from_bytes(b"meow meow, definitely a cat\n" * 10, "cat.txt")
     assert "'cat.txt' is not an image (or not a format we can read)" in str(info.value)
-    assert info.value.name == "cat.txt"
     assert isinstance(info.value, ValueError)
 
 
@@ -222,7 +222,7 @@ def test_16_bit_gray_png_is_scaled_not_clipped():
 
 @pytest.mark.parametrize("mode", ["I;16B", "I;16L"])
 def test_16_bit_byte_orders(mode):
-    out = images._to_rgb(Image.new(mode, (2, 2), 32768))
+    out = image_from_any(Image.new(mode, (2, 2), 32768))
     assert out.getpixel((0, 0)) == (128, 128, 128)
 
 
@@ -237,9 +237,9 @@ def test_32_bit_integer_tiff():
 
 
 def test_32_bit_integer_ranges():
-    sixteen = images._to_rgb(Image.fromarray(np.array([[0, 32768, 65535]], np.int32)))
+    sixteen = image_from_any(Image.fromarray(np.array([[0, 32768, 65535]], np.int32)))
     assert [sixteen.getpixel((x, 0))[0] for x in range(3)] == [0, 128, 255]
-    signed = images._to_rgb(Image.fromarray(np.array([[-1000, 0, 1000]], np.int32)))
+    signed = image_from_any(Image.fromarray(np.array([[-1000, 0, 1000]], np.int32)))
     assert [signed.getpixel((x, 0))[0] for x in range(3)] == [0, 128, 255]
 
 
@@ -254,7 +254,7 @@ def test_float_tiff():
 
 def test_float_with_odd_range_and_nan():
     values = np.array([[-2.0, 0.0, 2.0, np.nan]], np.float32)
-    out = images._to_rgb(Image.fromarray(values))
+    out = image_from_any(Image.fromarray(values))
     assert [out.getpixel((x, 0))[0] for x in range(4)] == [0, 128, 255, 0]
 
 

@@ -1,4 +1,4 @@
-"""Tests for picsort.labels.LabelStore: layout, manifest, atomicity, concurrency, hostile names."""
+"""Tests for picsort.labels: layout, manifest, atomicity, crashes, undo, zip, concurrency, hostile names."""
 
 from __future__ import annotations
 
@@ -6,10 +6,13 @@ import hashlib
 import io
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
 import time
+import zipfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -18,10 +21,11 @@ import pytest
 from PIL import Image
 
 from picsort.images import UnusableImageError
-from picsort.labels import LabelStore
+from picsort.labels import (NONE_LABEL, DiskFullError, LabelStore, LabelStoreError, ReadOnlyStoreError,
+                            check_class_name)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MANIFEST_KEYS = {"sha256", "label", "predicted", "probabilities", "original_name", "time", "path"}
+MANIFEST_KEYS = {"id", "sha256", "label", "predicted", "probabilities", "original_name", "time", "path"}
 
 
 def png(color=(200, 30, 30), size=(8, 8)) -> bytes:
@@ -286,7 +290,7 @@ def test_non_image_is_refused_and_nothing_is_written(store, tmp_path):
 
 
 def test_bad_label_is_reported_before_bad_image(store, tmp_path):
-    with pytest.raises(ValueError, match="label '../evil'") as info:
+    with pytest.raises(ValueError, match="class name '../evil'") as info:
         store.save(b"not an image", "../evil")
     assert not isinstance(info.value, UnusableImageError)
     assert list(tmp_path.rglob("*")) == []
@@ -316,7 +320,8 @@ WORKER = textwrap.dedent(
     import io, sys, time
     from pathlib import Path
     from PIL import Image
-    from picsort.labels import LabelStore
+    from picsort.labels import (NONE_LABEL, DiskFullError, LabelStore, LabelStoreError, ReadOnlyStoreError,
+                            check_class_name)
 
     root, worker, count, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     SHARED = int(sys.argv[5])
@@ -379,3 +384,233 @@ def test_concurrent_writers_in_separate_processes(tmp_path):
         assert store.label_of(digest) == entry["label"]
     assert [Path(f).name for f in all_files(root) if Path(f).name.startswith(".")] == [".lock"]
     assert sum(store.counts().values()) == workers * per_worker + shared
+
+
+# --- the one class-name rule ---------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["grizzly", "polar bear", "Ursus arctos (brown)", "ours brun", "熊"])
+def test_usable_class_names_are_returned(name):
+    assert check_class_name(name) == name
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [("", "is empty"), ("../evil", "'/'"), ("a\\b", "'/'"), (".hidden", "start with '.'"),
+     ("gpj.exe\u202e", "U+202E"), ("tab\there", "U+0009"), ("none", "none of the classes"),
+     ("None", "none of the classes"), (" teddy", "spaces"), (3, "must be text")],
+)
+def test_unusable_class_names_are_refused_naming_the_problem(name, problem):
+    with pytest.raises(ValueError) as info:
+        check_class_name(name)
+    assert problem in str(info.value)
+
+
+def test_a_model_whose_classes_include_none_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="'none' is kept for photos that are none of the classes"):
+        LabelStore(tmp_path / "s", classes=["bear", "none"])
+
+
+# --- none of these ---------------------------------------------------------------
+
+
+def test_none_of_these_photos_are_kept_apart(store):
+    data = png()
+    path = store.save(data, NONE_LABEL, predicted="grizzly", probabilities={"grizzly": 0.58, "black": 0.3,
+                                                                             "teddy": 0.12})
+    assert path == store.root / "none" / f"{sha(data)}.png"
+    assert store.label_of(sha(data)) == NONE_LABEL
+    assert store.counts() == {"grizzly": 0, "black": 0, "teddy": 0, "none": 1}
+    store.save(data, "teddy")  # changed my mind: it is a teddy after all
+    assert image_files(store.root) == [f"teddy/{sha(data)}.png"]
+
+
+# --- undo ----------------------------------------------------------------------
+
+
+def test_undo_of_a_first_label_removes_the_photo(store):
+    data = png()
+    store.save(data, "teddy", original_name="truck.png")
+    undone = store.undo()
+    assert undone["label"] == "teddy" and undone["original_name"] == "truck.png"
+    assert image_files(store.root) == []
+    assert store.label_of(sha(data)) is None
+    assert store.entries() == []
+    assert store.counts() == {"grizzly": 0, "black": 0, "teddy": 0}
+    assert store.undo() is None
+
+
+def test_undo_of_a_relabel_restores_the_previous_label(store):
+    data = png()
+    store.save(data, "grizzly", predicted="grizzly", probabilities={"grizzly": 0.9, "black": 0.05, "teddy": 0.05})
+    store.save(data, "black")
+    assert store.undo()["label"] == "black"
+    assert image_files(store.root) == [f"grizzly/{sha(data)}.png"]
+    (entry,) = store.entries()
+    assert entry["label"] == "grizzly" and entry["probabilities"]["grizzly"] == 0.9
+    assert store.undo()["label"] == "grizzly"  # and once more: the photo leaves the store
+    assert image_files(store.root) == []
+    assert store.undo() is None
+
+
+def test_undo_takes_back_only_this_windows_labels(store):
+    other_window = LabelStore(store.root, classes=store.classes)
+    mine, theirs = png((1, 1, 1)), png((2, 2, 2))
+    store.save(mine, "black")
+    other_window.save(theirs, "teddy")
+    assert store.undo()["sha256"] == sha(mine)
+    assert image_files(store.root) == [f"teddy/{sha(theirs)}.png"]
+    assert store.undo() is None
+    # a fresh window (a new kernel) has nothing to undo
+    assert LabelStore(store.root, classes=store.classes).undo() is None
+
+
+def test_undo_keeps_a_later_label_someone_else_gave(store):
+    other_window = LabelStore(store.root, classes=store.classes)
+    data = png()
+    store.save(data, "grizzly")
+    other_window.save(data, "black")
+    store.undo()
+    assert store.label_of(sha(data)) == "black"
+    assert image_files(store.root) == [f"black/{sha(data)}.png"]
+
+
+# --- taking the labels away as a zip ---------------------------------------------
+
+
+def test_write_zip_holds_the_photos_in_their_folders_and_the_manifest(store):
+    a, b, c = png((1, 1, 1)), jpeg(), png((3, 3, 3))
+    store.save(a, "grizzly")
+    store.save(b, NONE_LABEL)
+    store.save(c, "teddy")
+    store.undo()  # c leaves the store, so it must not be in the zip
+    buffer = io.BytesIO()
+    assert store.write_zip(buffer) == 2
+    with zipfile.ZipFile(io.BytesIO(buffer.getvalue())) as archive:
+        assert sorted(archive.namelist()) == sorted([f"grizzly/{sha(a)}.png", f"none/{sha(b)}.jpg", "manifest.jsonl"])
+        assert archive.read(f"grizzly/{sha(a)}.png") == a
+        assert archive.read("manifest.jsonl") == store.manifest_path.read_bytes()
+
+
+def test_write_zip_of_an_empty_store(tmp_path):
+    buffer = io.BytesIO()
+    assert LabelStore(tmp_path / "nothing-yet").write_zip(buffer) == 0
+    assert zipfile.ZipFile(buffer).namelist() == ["manifest.jsonl"]
+
+
+# --- crashes: a process killed at the worst moment, then the store opened again --
+
+CRASH = textwrap.dedent(
+    """
+    import io, os, signal, sys
+    from PIL import Image
+    import picsort.files
+    from picsort.labels import LabelStore
+
+    root, moment = sys.argv[1], sys.argv[2]
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, "PNG")
+    data = buf.getvalue()
+    store = LabelStore(root, classes=["grizzly", "black", "teddy"])
+    if moment in ("mid-relabel", "mid-undo"):
+        store.save(data, "grizzly")
+
+    def die(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    if moment == "writing the image":
+        picsort.files.os.replace = die
+    elif moment == "mid-undo":
+        LabelStore._apply = die
+    else:
+        LabelStore._append_manifest = die
+    if moment == "mid-undo":
+        store.undo()
+    else:
+        store.save(data, "black")
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("moment", "label", "files", "repair"),
+    [("writing the image", None, [], "temporary files removed"),  # only a hidden temporary file was written
+     ("image written, line not", "black", ["black"], "manifest lines added"),  # saved: keep it, record it
+     ("mid-relabel", "grizzly", ["grizzly"], "images moved"),  # moved to black, no line: the manifest wins
+     ("mid-undo", None, [], "images removed")],  # undo recorded, photo not yet removed: the manifest wins
+)
+def test_the_store_repairs_itself_when_opened_after_a_crash(tmp_path, moment, label, files, repair):
+    root = tmp_path / "store"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.run([sys.executable, "-c", CRASH, str(root), moment], env=env, capture_output=True,
+                          timeout=60)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    data = png((200, 30, 30))
+
+    store = LabelStore(root, classes=["grizzly", "black", "teddy"])
+    assert store.label_of(sha(data)) == label
+    assert image_files(root) == [f"{folder}/{sha(data)}.png" for folder in files]
+    assert [f for f in all_files(root) if Path(f).name.startswith(".")] == [".lock"]  # no temporary file left
+    for entry in store.entries():  # every line points at its image, every image has a line
+        assert (root / entry["path"]).read_bytes() == data
+    assert len(store.entries()) == len(files)
+    assert {name: count for name, count in store.repairs.items() if count} == {repair: 1}
+    assert LabelStore(root).repairs == dict.fromkeys(store.repairs, 0)  # nothing left to repair
+
+
+# --- a disk that refuses --------------------------------------------------------
+
+DISK = textwrap.dedent(
+    """
+    import io, os, subprocess, sys
+    from PIL import Image
+    from picsort.labels import LabelStore, LabelStoreError
+
+    mount, state = sys.argv[1], sys.argv[2]
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", mount], check=True)
+    store = LabelStore(mount + "/labels", classes=["black", "grizzly"])
+    buf = io.BytesIO()
+    Image.effect_noise((64, 64), 80).convert("RGB").save(buf, "PNG")  # ~12 KB: room for a few
+    if state == "full":
+        with open(mount + "/filler", "wb") as filler:
+            try:
+                filler.write(b"x" * 1_000_000)
+            except OSError:
+                pass
+    else:
+        store.save(buf.getvalue(), "black")
+        subprocess.run(["mount", "-o", "remount,ro", mount], check=True)
+        # opening a store on a read-only disk works (reading needs no writes, repairs are skipped)
+        assert [e["label"] for e in LabelStore(mount + "/labels").entries()] == ["black"]
+        buf = io.BytesIO()
+        Image.effect_noise((64, 64), 90).convert("RGB").save(buf, "PNG")
+    try:
+        store.save(buf.getvalue(), "grizzly")
+    except LabelStoreError as exc:
+        print(type(exc).__name__)
+        print(exc)
+        print(sorted(os.listdir(mount + "/labels")))
+    """
+)
+
+
+@pytest.mark.parametrize(("state", "error", "message"), [
+    ("full", DiskFullError, "The disk is full: this label was not saved"),
+    ("read-only", ReadOnlyStoreError, "cannot be written to (it is read-only): this label was not saved"),
+])
+def test_a_full_or_read_only_disk_gets_its_own_message(tmp_path, state, error, message):
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux) to mount a small private disk")
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    # A private mount namespace: the small disk vanishes with the process, whatever happens.
+    proc = subprocess.run(["unshare", "--map-root-user", "--mount", sys.executable, "-c", DISK, str(mount), state],
+                          env=env, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0 and "unshare" in proc.stderr and "Operation not permitted" in proc.stderr:
+        pytest.skip(f"this machine does not allow private mounts: {proc.stderr.strip()}")
+    assert proc.returncode == 0, proc.stderr
+    name, text, folders = proc.stdout.splitlines()
+    assert name == error.__name__ and issubclass(error, LabelStoreError)
+    assert message in text
+    assert "grizzly" not in folders  # nothing half-saved left behind
