@@ -1,4 +1,4 @@
-"""Tests for `python -m picsort classify` (picsort.cli) and the streaming classifier under it (picsort.bulk)."""
+"""Tests for the `picsort classify` command (picsort.cli): what a user running it sees, end to end."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from picsort.bulk import classify_batches, classify_files, find_images
+from picsort.bulk import UNSURE_FOLDER, classify_files, find_images
 from picsort.classify import load_model
-from picsort.cli import UNSURE_FOLDER, csv_header, main
+from picsort.cli import main
 from picsort.images import UnusableImageError
+from picsort.results import results_header
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_TOP = ("a.jpg", "b.jpg", "c.jpg")  # real photos directly in the folder
@@ -83,8 +84,9 @@ def test_rows_one_per_image_file_with_the_right_columns(mixed, tmp_path, capsys)
     status, summary = run(mixed, "--out", out, capsys=capsys)
     assert status == 0
     header = out.read_text().splitlines()[0].split(",")
-    assert header == ["path", "class", "probability", *(f"p_{c}" for c in model.classes), "unsure", "error"]
-    assert header == csv_header(model.classes)
+    assert header == ["path", "class", "probability", *(f"p_{c}" for c in model.classes), "unsure",
+                      "none_of_these", "error"]
+    assert header == results_header(model.classes)
     rows = read_rows(out)
     # Not recursive: the top level's images and bad .jpg files; notes.txt and the sub-folders are left out.
     assert names(rows, mixed) == sorted(GOOD_TOP + tuple(BAD))
@@ -92,7 +94,7 @@ def test_rows_one_per_image_file_with_the_right_columns(mixed, tmp_path, capsys)
         name = Path(row["path"]).name
         if name in BAD:
             assert BAD[name] in row["error"] and name in row["error"]
-            assert row["class"] == row["probability"] == row["unsure"] == ""
+            assert row["class"] == row["probability"] == row["unsure"] == row["none_of_these"] == ""
             assert all(row[f"p_{c}"] == "" for c in model.classes)
             continue
         assert row["error"] == ""
@@ -164,38 +166,14 @@ def test_cli_probabilities_are_the_apps(mixed, tmp_path):
             assert float(batched[path][f"p_{name}"]) == pytest.approx(single.probabilities[name], abs=1e-5)
 
 
-def test_streaming_reads_paths_lazily_and_keeps_order(mixed):
-    """classify_batches pulls paths a couple of batches ahead, never the whole list."""
-    model = load_model()
-    pulled = []
-
-    def paths():
-        for number in range(1000):
-            pulled.append(number)
-            yield str(mixed / "a.jpg") if number % 2 else str(mixed / "empty.jpg")
-
-    batches = classify_batches(paths(), model, batch_size=4)
-    first = next(batches)
-    assert len([r for _, r in first if not isinstance(r, UnusableImageError)]) == 4
-    assert len(pulled) <= 3 * 4 + 8  # two batches ahead (plus bad files riding along), not 1000
-    batches.close()
-    results = list(classify_files([mixed / "empty.jpg", mixed / "a.jpg", mixed / "text.jpg"], model, batch_size=2))
-    assert [Path(p).name for p, _ in results] == ["empty.jpg", "a.jpg", "text.jpg"]
-    # Only bad files: they still come out in bounded batches (so the CLI saves their rows as it goes).
-    assert [len(b) for b in classify_batches([mixed / "text.jpg"] * 10, model, batch_size=2)] == [4, 4, 2]
-
-
-# ---- resuming --------------------------------------------------------------------------------------------------
-
-
 def test_rerun_skips_the_files_already_in_the_csv(mixed, tmp_path, capsys):
     out = tmp_path / "results.csv"
     assert run(mixed, "--out", out, capsys=capsys)[0] == 0
     first = out.read_text()
     status, summary = run(mixed, "--recursive", "--out", out, capsys=capsys)
     assert status == 0
-    skipped = [line for line in summary.splitlines() if "skipped" in line]
-    assert skipped and skipped[0].split()[1] == str(len(GOOD_TOP) + len(BAD))
+    done = [line for line in summary.splitlines() if "already done" in line]
+    assert done and done[0].split()[2] == str(len(GOOD_TOP) + len(BAD))
     text = out.read_text()
     assert text.startswith(first) and text.count("path,class,") == 1  # appended, header once
     rows = read_rows(out)
@@ -256,9 +234,9 @@ def test_a_killed_run_keeps_whole_rows_and_resumes(photos, tmp_path):
         process.stderr.close()
     data = out.read_bytes().decode()
     finished = data[: data.rfind("\n") + 1]
-    width = len(csv_header(load_model().classes))
+    width = len(results_header(load_model().classes))
     rows = list(csv.reader(finished.splitlines()))
-    assert rows[0] == csv_header(load_model().classes)
+    assert rows[0] == results_header(load_model().classes)
     assert 6 <= len(rows) - 1 < 120
     assert all(len(row) == width and row[1] and row[-1] == "" for row in rows[1:])
 
@@ -267,8 +245,8 @@ def test_a_killed_run_keeps_whole_rows_and_resumes(photos, tmp_path):
     final = read_rows(out)
     assert sorted(Path(r["path"]).name for r in final) == [f"{n:04d}.jpg" for n in range(120)]
     assert all(r["class"] and not r["error"] for r in final)
-    skipped = [line for line in result.stdout.splitlines() if "skipped" in line][0]
-    assert int(skipped.split()[1]) == len(rows) - 1
+    done = [line for line in result.stdout.splitlines() if "already done" in line][0]
+    assert int(done.split()[2]) == len(rows) - 1
 
 
 # ---- copying ---------------------------------------------------------------------------------------------------
