@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import csv
-import io
 import os
-import subprocess
-import sys
-import textwrap
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
-from picsort.bulk import UNSURE_FOLDER, classify_batches, classify_files, find_images, sort_files
+from picsort.bulk import classify_batches, classify_files, find_images, sort_files
 from picsort.classify import load_model
 from picsort.images import UnusableImageError
-from picsort.results import ResultsFileError, escape_cell, path_from_cell, results_header
+from picsort.results import ResultsFileError, escape_cell, path_from_cell
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
