@@ -1,9 +1,6 @@
-"""`python -m picsort ...`: the command line (see picsort.cli), with process settings for batch work."""
+"""`python -m picsort ...`: the same as the `picsort` command (see picsort.cli)."""
 
-from picsort.bulk import reuse_freed_memory
+from picsort.cli import run
 
-reuse_freed_memory()
-
-from picsort.cli import main  # noqa: E402
-
-raise SystemExit(main())
+if __name__ == "__main__":
+    raise SystemExit(run())

@@ -1,9 +1,15 @@
 """Classify many image files at a steady memory footprint: find them, decode ahead, run the model in batches.
 
-The command line (`python -m picsort classify`) is built on this; the app or a notebook can use it too:
+`sort_files` is what `picsort classify` runs (the command line only parses and prints); a notebook can call
+it too:
 
-    from picsort.bulk import classify_files, find_images
+    from picsort.bulk import sort_files
     from picsort.classify import load_model
+
+    report = sort_files(["photos"], load_model(), "results.csv", recursive=True, copy_to="sorted")
+    print(report.counts)
+
+or take the results one by one:
 
     for path, result in classify_files(find_images(["photos"], recursive=True), load_model()):
         print(path, result)   # a Prediction, or the UnusableImageError saying why the file can't be used
@@ -15,20 +21,29 @@ same steps as `Classifier.predict`, so a file gets the same probabilities here a
 from __future__ import annotations
 
 import ctypes
+import dataclasses
+import filecmp
+import itertools
 import os
+import shutil
 import sys
-from collections import deque
-from collections.abc import Iterable, Iterator
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 
 from picsort.classify import Classifier, Prediction
-from picsort.images import IMAGE_SUFFIXES, UnusableImageError
+from picsort.images import UnusableImageError, is_image_file
+from picsort.labels import NONE_LABEL, check_class_name
+from picsort.results import format_rows, open_results, path_key
 
-__all__ = ["DECODE_WORKERS", "Result", "classify_batches", "classify_files", "find_images",
-           "reuse_freed_memory"]
+__all__ = ["DECODE_WORKERS", "UNSURE_FOLDER", "Result", "SortReport", "classify_batches", "classify_files",
+           "copy_into", "find_images", "reuse_freed_memory", "sort_files"]
+
+UNSURE_FOLDER = "unsure"
 
 # Decoding threads. Pillow releases the GIL while it decodes and resizes, so two threads keep a batch
 # ready while the model runs the previous one (see benchmarks/cli_throughput.py for the measurements).
@@ -63,12 +78,14 @@ def reuse_freed_memory() -> bool:
 
 
 def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
-                skip: Iterable[str | os.PathLike] = ()) -> Iterator[str]:
+                skip: Iterable[str | os.PathLike] = (), not_images: Counter | None = None) -> Iterator[str]:
     """Image files in the given files and folders, one at a time, in a stable (sorted) order.
 
-    Folders contribute files with an image suffix (`IMAGE_SUFFIXES`; hidden files and folders are left out), their
-    sub-folders only when `recursive`. A file named directly is always yielded. Each file comes
-    once, even when named twice. Folders in `skip` (say, where results are copied to) are not entered.
+    Folders contribute files with an image suffix (`picsort.images.is_image_file`; hidden files and folders
+    are left out), their sub-folders only when `recursive`. A file named directly is always yielded. Each
+    file comes once, even when named twice. Folders in `skip` (say, where results are copied to) are not
+    entered. Files a folder scan leaves out as not images are counted in `not_images` by extension
+    (".pdf", or "no extension").
     """
     seen: set[str] = set()
     skipped = {os.path.realpath(folder) for folder in skip}
@@ -103,7 +120,10 @@ def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
             if is_dir:
                 if recursive:
                     yield from walk(entry.path)
-            elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and once(entry.path):
+            elif not is_image_file(entry.name):
+                if not_images is not None:
+                    not_images[os.path.splitext(entry.name)[1].lower() or "no extension"] += 1
+            elif once(entry.path):
                 yield entry.path
 
     for item in inputs:
@@ -121,8 +141,7 @@ def _prepare(classifier: Classifier, path: str) -> torch.Tensor:
     except UnusableImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - one odd file must not end a run over thousands
-        name = Path(path).name
-        raise UnusableImageError(f"'{name}' could not be used ({type(exc).__name__}: {exc})", name=name) from exc
+        raise UnusableImageError(f"'{Path(path).name}' could not be used ({type(exc).__name__}: {exc})") from exc
 
 
 class _InlinePool:
@@ -192,8 +211,9 @@ def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier,
         if batch:
             yield run(batch)
     finally:
-        # The caller may stop early (break, Ctrl-C): drop queued decodes instead of finishing them.
-        pool.shutdown(wait=True, cancel_futures=True)
+        # The caller may stop early (break, Ctrl-C): drop queued decodes, and don't wait for the one in hand
+        # (a file on a stuck network drive must not hold up the stop).
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def classify_files(paths: Iterable[str | os.PathLike], classifier: Classifier, batch_size: int = 32, *,
@@ -201,3 +221,115 @@ def classify_files(paths: Iterable[str | os.PathLike], classifier: Classifier, b
     """Classify files one result at a time: `(path, Prediction or UnusableImageError)`, in input order."""
     for batch in classify_batches(paths, classifier, batch_size, workers=workers, threshold=threshold):
         yield from batch
+
+
+# ---- sorting files into a results CSV (and class folders) ------------------------------------------------
+
+
+@dataclasses.dataclass
+class SortReport:
+    """What one `sort_files` run did."""
+
+    out: Path
+    classes: list[str]
+    threshold: float
+    copy_to: Path | None = None
+    counts: Counter = dataclasses.field(default_factory=Counter)  # class -> files sure to be of it
+    unsure: int = 0  # one of the classes, but which is unclear (below the threshold)
+    none_of_these: int = 0  # looks like none of the classes
+    errors: int = 0  # not usable as images: the reason is in the CSV's error column
+    already_done: int = 0  # in the CSV from an earlier run, so not done again
+    not_images: Counter = dataclasses.field(default_factory=Counter)  # extension -> files a folder scan left out
+    copied: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False  # stopped by Ctrl-C: the finished rows are in the CSV, a re-run continues
+
+    @property
+    def processed(self) -> int:
+        return sum(self.counts.values()) + self.unsure + self.none_of_these + self.errors
+
+
+def sort_files(inputs: Iterable[str | os.PathLike], classifier: Classifier, out: str | os.PathLike, *,
+               recursive: bool = False, copy_to: str | os.PathLike | None = None, threshold: float | None = None,
+               batch_size: int = 32, workers: int = DECODE_WORKERS,
+               on_progress: Callable[[int, int], None] | None = None) -> SortReport:
+    """Classify the image files in `inputs` (files and folders) into the CSV `out`; returns the counts.
+
+    Files already in `out` (an earlier, interrupted run) are skipped; `out` must be missing, empty, or a
+    results file of this model (`picsort.results.ResultsFileError` otherwise, the file untouched). Rows are
+    written and flushed batch by batch. With `copy_to`, each classified file is copied (never moved) into
+    `copy_to/<class>/`, `copy_to/unsure/` or `copy_to/none/`. `on_progress(done, total)` is called after
+    every batch (`total` is counted first, only when `on_progress` is given). Ctrl-C stops at once: the
+    report says `interrupted` and the finished rows are kept.
+    """
+    classes = [check_class_name(name) for name in classifier.classes]  # they become folder names
+    out, copy_to = Path(out), Path(copy_to) if copy_to is not None else None
+    report = SortReport(out=out, classes=classes, copy_to=copy_to,
+                        threshold=classifier.threshold if threshold is None else threshold)
+    inputs = [os.fspath(item) for item in inputs]
+    skip = [copy_to] if copy_to is not None else []
+    unsure_folder = UNSURE_FOLDER if UNSURE_FOLDER not in classes else f"_{UNSURE_FOLDER}"
+    file, done = open_results(out, classes)
+
+    def todo(count: bool) -> Iterator[str]:
+        for path in find_images(inputs, recursive, skip=skip, not_images=report.not_images if count else None):
+            if path_key(path) in done:
+                report.already_done += count
+                continue
+            yield path
+
+    total = sum(1 for _ in todo(False)) if on_progress else 0  # the count pass holds no pixels
+    started = time.perf_counter()
+    try:
+        with file:
+            for batch in classify_batches(todo(True), classifier, batch_size, workers=workers,
+                                          threshold=threshold):
+                for path, result in batch:
+                    if isinstance(result, UnusableImageError):
+                        report.errors += 1
+                        continue
+                    if result.none_of_these:
+                        report.none_of_these += 1
+                        folder = NONE_LABEL
+                    elif result.unsure:
+                        report.unsure += 1
+                        folder = unsure_folder
+                    else:
+                        report.counts[result.label] += 1
+                        folder = result.label
+                    if copy_to is not None:
+                        # Copy before the row is written: a run killed in between copies it again on resume,
+                        # finds the identical file already there and leaves it, rather than never copying it.
+                        copy_into(path, copy_to / folder)
+                        report.copied += 1
+                # One write and a flush per batch: a killed run keeps every finished batch.
+                file.write(format_rows(batch, classes))
+                file.flush()
+                if on_progress:
+                    on_progress(report.processed, total)
+    except KeyboardInterrupt:
+        report.interrupted = True
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def copy_into(source: str, folder: Path) -> Path:
+    """Copy `source` into `folder` without overwriting a different file; returns where the copy is.
+
+    A file of the same name and the same bytes counts as already copied (a resumed run); a different
+    one keeps its name and the copy gets a `-1`, `-2`... suffix.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = os.path.basename(source)
+    stem, suffix = os.path.splitext(name)
+    for number in itertools.count():
+        target = folder / (name if number == 0 else f"{stem}-{number}{suffix}")
+        if not target.exists():
+            # Copy under a hidden name first: a run killed mid-copy never leaves a half file that looks real.
+            partial = folder / f".{target.name}.picsort-partial"
+            shutil.copy2(source, partial)
+            os.replace(partial, target)
+            return target
+        if target.is_file() and filecmp.cmp(source, target, shallow=False):
+            return target
+    raise AssertionError("unreachable")

@@ -1,53 +1,46 @@
-"""The command line: `python -m picsort classify FOLDER... --out results.csv` sorts a folder of photos.
+"""The command line: `picsort classify FOLDER... --out results.csv` sorts a folder of photos.
 
-It streams files through `picsort.bulk.classify_batches` (the same classify steps as the app), writes one
-CSV row per file and flushes after every batch, so a stopped run can simply be started again: rows
-already in the CSV are skipped. Exit status: 0 when the run finished (bad files included, they get an
-error row), 1 when the disk fails it (the CSV or a copy can't be written), 2 for a usage problem
-(missing folder, model or option), 130 when interrupted with Ctrl-C.
+A thin shell over `picsort.bulk.sort_files`: this module parses the arguments, turns problems into usage
+messages and prints progress and the summary; the work (and torch) is loaded only once a command runs, so
+`picsort --help` is quick. Exit status: 0 when the run finished (bad files included, they get an error
+row), 1 when the disk fails it (the CSV or a copy can't be written), 2 for a usage problem (missing folder,
+model or option, an --out file that is not ours), 130 when interrupted with Ctrl-C.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import filecmp
-import io
-import itertools
 import os
-import shutil
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
-from picsort.bulk import DECODE_WORKERS, classify_batches, find_images
-from picsort.images import IMAGE_SUFFIXES, UnusableImageError
+__all__ = ["build_parser", "main", "run"]
 
-__all__ = ["UNSURE_FOLDER", "build_parser", "csv_header", "main"]
-
-UNSURE_FOLDER = "unsure"
-# Paths are bytes on Linux; surrogateescape lets a file name that isn't valid UTF-8 round-trip the CSV.
-_ENCODING, _ERRORS = "utf-8", "surrogateescape"
+PROGRAM = "picsort"
 
 _DESCRIPTION = """\
 Classify image files with a trained picsort model and write one CSV row per file.
 
-Folders are scanned for image files (%s);
-files named one by one are always tried. Files that cannot be read as images get a row
-with the reason in the "error" column and never stop the run. Running the same command
-again with the same --out skips the files already in the CSV, so an interrupted run
-continues where it stopped.""" % " ".join(sorted(IMAGE_SUFFIXES))
+Folders are scanned for image files by extension (hidden files are left out, and the summary
+counts what was left out by extension); files named one by one are always tried. Files that
+cannot be read as images get a row with the reason in the "error" column and never stop the
+run. Running the same command again with the same --out skips the files already in the CSV,
+so an interrupted run continues where it stopped. --out is never overwritten: it must be a new
+file, or a results file of the same model."""
 
 _EPILOG = """\
 examples:
-  python -m picsort classify photos/ --out results.csv
-  python -m picsort classify photos/ --recursive --out results.csv --copy-to sorted/
-  python -m picsort classify a.jpg b.png --model model/ --threshold 0.9 --out results.csv
+  picsort classify photos/ --out results.csv
+  picsort classify photos/ --recursive --out results.csv --copy-to sorted/
+  picsort classify a.jpg b.png --model model/ --threshold 0.9 --out results.csv
 
 CSV columns: path, class, probability, p_<class> for every class, unsure (yes when the top
-probability is below the threshold), error (why a file could not be used; empty otherwise)."""
+probability is below the threshold), none_of_these (yes when the photo looks like none of the
+classes), error (why a file could not be used; empty otherwise). Cells a spreadsheet would
+run as a formula start with ', and control characters or bytes that are not UTF-8 in a file
+name are written as backslash escapes (\\n, \\xff)."""
 
 
 class UsageError(Exception):
@@ -57,9 +50,9 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     """The `picsort` argument parser with its `classify` command."""
     parser = argparse.ArgumentParser(
-        prog="python -m picsort",
+        prog=PROGRAM,
         description="picsort: sort photos into classes with the image classifier you trained.",
-        epilog="Run 'python -m picsort classify --help' for the options of classify.",
+        epilog=f"Run '{PROGRAM} classify --help' for the options of classify (also: python -m picsort).",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     classify = commands.add_parser(
@@ -79,12 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--recursive", "-r", action="store_true",
                           help="also scan sub-folders of the given folders")
     classify.add_argument("--copy-to", metavar="DIR", default=None,
-                          help="copy each classified file into DIR/<class>/ (unsure ones into DIR/%s/); originals "
-                               "are never moved, and a different file already there keeps its name (the copy "
-                               "gets a -1, -2... suffix)" % UNSURE_FOLDER)
-    classify.add_argument("--workers", type=_whole_number(0), default=DECODE_WORKERS, metavar="N",
+                          help="copy each classified file into DIR/<class>/ (unsure ones into DIR/unsure/, those like "
+                               "none of the classes into DIR/none/); originals are never moved, and a different "
+                               "file already there keeps its name (the copy gets a -1, -2... suffix)")
+    classify.add_argument("--workers", type=_whole_number(0), default=None, metavar="N",
                           help="threads decoding images while the model runs; 0 decodes between batches "
-                               "instead (default: %(default)s)")
+                               "instead (default: picsort.bulk.DECODE_WORKERS, 2)")
     classify.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
                           help="threads the model itself uses (default: torch's, one per CPU core)")
     return parser
@@ -115,149 +108,52 @@ def _probability(text: str) -> float:
     return value
 
 
-def csv_header(classes: list[str]) -> list[str]:
-    """The CSV's columns for a model with these classes."""
-    return ["path", "class", "probability", *(f"p_{name}" for name in classes), "unsure", "error"]
-
-
-def _key(path: str) -> str:
-    """How a path is recognised as done: absolute and normalised, so `./a.jpg` and `a.jpg` match."""
-    return os.path.normcase(os.path.abspath(path))
-
-
-# ---- the results CSV -------------------------------------------------------------------------------------
-
-
-def _drop_partial_last_line(out: Path) -> None:
-    """Cut a half-written last row (a run killed mid-write) so the resumed run starts on a clean line."""
-    with open(out, "rb+") as file:
-        end = file.seek(0, os.SEEK_END)
-        position, chunk = end, 64 * 1024
-        while position > 0:  # read backwards: the file may be large, the damage is only at its end
-            start = max(0, position - chunk)
-            file.seek(start)
-            data = file.read(position - start)
-            newline = data.rfind(b"\n")
-            if newline >= 0:
-                cut = start + newline + 1
-                break
-            position = start
-        else:
-            cut = 0
-        if cut < end:
-            file.truncate(cut)
-
-
-def read_done(out: Path, header: list[str]) -> set[str]:
-    """Keys of the files already in an existing results CSV (after repairing a partial last row)."""
-    if not out.exists():
-        return set()
-    _drop_partial_last_line(out)
-    done: set[str] = set()
-    with open(out, newline="", encoding=_ENCODING, errors=_ERRORS) as file:
-        reader = csv.reader(file)
-        found = next(reader, None)
-        if found is None:
-            return done
-        if found != header:
-            raise UsageError(f"{out} has other columns than this model writes ({','.join(found[:6])}...): "
-                             f"it was written by another model; use a new --out file")
-        for row in reader:
-            if len(row) == len(header):
-                done.add(_key(row[0]))
-    return done
-
-
-def _format_rows(results, classes: list[str]) -> str:
-    """CSV text for a batch of `(path, Prediction or UnusableImageError)`."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for path, result in results:
-        if isinstance(result, UnusableImageError):
-            writer.writerow([path, "", "", *([""] * len(classes)), "", str(result)])
-        else:
-            # 8 decimals: finer than a float32 probability needs to stay within 1e-7 of the model's value.
-            writer.writerow([path, result.label, f"{result.probability:.8f}",
-                             *(f"{result.probabilities[name]:.8f}" for name in classes),
-                             "yes" if result.unsure else "no", ""])
-    return buffer.getvalue()
-
-
-# ---- copying into class folders --------------------------------------------------------------------------
-
-
-def _folder_name(name: str) -> str:
-    """A class name made safe as one folder name."""
-    name = name.replace(os.sep, "_").replace("/", "_")
-    return "_" if name in ("", ".", "..") else name
-
-
-def copy_into(source: str, folder: Path) -> Path:
-    """Copy `source` into `folder` without overwriting a different file; returns where the copy is.
-
-    A file of the same name and the same bytes counts as already copied (a resumed run); a different
-    one keeps its name and the copy gets a `-1`, `-2`... suffix.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    name = os.path.basename(source)
-    stem, suffix = os.path.splitext(name)
-    for number in itertools.count():
-        target = folder / (name if number == 0 else f"{stem}-{number}{suffix}")
-        if not target.exists():
-            # Copy under a hidden name first: a run killed mid-copy never leaves a half file that looks real.
-            partial = folder / f".{target.name}.picsort-partial"
-            shutil.copy2(source, partial)
-            os.replace(partial, target)
-            return target
-        if target.is_file() and filecmp.cmp(source, target, shallow=False):
-            return target
-    raise AssertionError("unreachable")
-
-
-# ---- progress and summary --------------------------------------------------------------------------------
-
-
 class _Progress:
     """A one-line progress bar on stderr, drawn only when stderr is a terminal (logs stay clean)."""
 
-    def __init__(self, total: int, stream: TextIO = sys.stderr):
-        self.total, self.stream, self.done = total, stream, 0
-        self.enabled = total > 0 and stream.isatty()
+    def __init__(self, stream: TextIO = sys.stderr):
+        self.stream = stream
         self.started = self.drawn = time.perf_counter()
+        self.drew = False
 
-    def advance(self, count: int) -> None:
-        self.done += count
+    def update(self, done: int, total: int) -> None:
         now = time.perf_counter()
-        if self.enabled and (now - self.drawn > 0.2 or self.done >= self.total):
-            self.drawn = now
-            rate = self.done / max(now - self.started, 1e-9)
-            left = max(self.total - self.done, 0) / rate if rate else 0
+        if total and (now - self.drawn > 0.2 or done >= total):
+            self.drawn, self.drew = now, True
+            rate = done / max(now - self.started, 1e-9)
+            left = max(total - done, 0) / rate if rate else 0
             width = 30
-            filled = min(width, width * self.done // self.total)
-            self.stream.write(f"\r|{'█' * filled}{'-' * (width - filled)}| {self.done}/{self.total} files "
+            filled = min(width, width * done // total)
+            self.stream.write(f"\r|{'█' * filled}{'-' * (width - filled)}| {done}/{total} files "
                               f"{rate:.1f}/s, {int(left) // 60}:{int(left) % 60:02d} left ")
             self.stream.flush()
 
     def close(self) -> None:
-        if self.enabled:
+        if self.drew:
             self.stream.write("\n")
             self.stream.flush()
 
 
-def _summary(counts: Counter, classes: list[str], threshold: float, out: Path, seconds: float,
-             copy_to: Path | None, copied: int) -> str:
-    processed = counts["classified"] + counts["errors"]
-    rate = processed / seconds if seconds > 0 else 0.0
-    lines = [f"{processed} files in {seconds:.1f} s ({rate:.1f} images/s), results in {out}"]
-    width = max([len(name) for name in classes] + [8])
-    for name in classes:
-        lines.append(f"  {name:<{width}} {counts['class:' + name]:>7}")
-    lines.append(f"  {'unsure':<{width}} {counts['unsure']:>7}  (top probability below {threshold:g}; "
+def summary(report) -> str:
+    """The lines printed after a run (a `picsort.bulk.SortReport`)."""
+    rate = report.processed / report.seconds if report.seconds > 0 else 0.0
+    lines = [f"{report.processed} files in {report.seconds:.1f} s ({rate:.1f} images/s), results in {report.out}"]
+    width = max([len(name) for name in report.classes] + [13])
+    for name in report.classes:
+        lines.append(f"  {name:<{width}} {report.counts[name]:>7}")
+    lines.append(f"  {'unsure':<{width}} {report.unsure:>7}  (top probability below {report.threshold:g}; "
                  f"best guess in the CSV)")
-    lines.append(f"  {'errors':<{width}} {counts['errors']:>7}  (not usable as images; reason in the error column)")
-    lines.append(f"  {'skipped':<{width}} {counts['skipped']:>7}  (already in {out.name})")
-    if copy_to is not None:
-        lines.append(f"copied {copied} files into {copy_to}{os.sep}<class>{os.sep}")
+    lines.append(f"  {'none of these':<{width}} {report.none_of_these:>7}  (look like none of the classes)")
+    lines.append(f"  {'errors':<{width}} {report.errors:>7}  (not usable as images; reason in the error column)")
+    lines.append(f"  {'already done':<{width}} {report.already_done:>7}  (in {report.out.name} from an earlier run)")
+    if report.not_images:
+        kinds = ", ".join(f"{count} {extension}" for extension, count
+                          in sorted(report.not_images.items(), key=lambda pair: (-pair[1], pair[0])))
+        total = sum(report.not_images.values())
+        lines.append(f"skipped {total} file{'s' * (total != 1)} that {'are' if total != 1 else 'is'} not "
+                     f"{'images' if total != 1 else 'an image'}: {kinds}")
+    if report.copied:
+        lines.append(f"copied {report.copied} files into {report.copy_to}{os.sep}<class>{os.sep}")
     return "\n".join(lines)
 
 
@@ -265,7 +161,7 @@ def _summary(counts: Counter, classes: list[str], threshold: float, out: Path, s
 
 
 def _check_inputs(args) -> tuple[Path, Path | None]:
-    missing = [item for item in args.inputs if not os.path.exists(item)]
+    missing = [item for item in args.inputs if not os.path.lexists(item)]
     if missing:
         raise UsageError("no such file or folder: " + ", ".join(missing))
     out = Path(args.out)
@@ -283,14 +179,21 @@ def _check_inputs(args) -> tuple[Path, Path | None]:
 
 def _load_classifier(folder: str | None):
     from picsort.classify import load_model  # torch loads here, after the cheap checks
+    from picsort.labels import check_class_name
     from picsort.model import ModelFolderError, model_dir
 
     try:
-        return load_model(folder)
+        classifier = load_model(folder)
     except ModelFolderError as exc:
         raise UsageError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a broken model folder is the user's to fix, not a traceback
         raise UsageError(f"could not load the model in {model_dir(folder)}: {type(exc).__name__}: {exc}") from None
+    for name in classifier.classes:
+        try:
+            check_class_name(name)
+        except ValueError as exc:
+            raise UsageError(f"the model in {model_dir(folder)} cannot be used: its {exc}") from None
+    return classifier
 
 
 def _set_threads(threads: int | None) -> int:
@@ -303,85 +206,54 @@ def _set_threads(threads: int | None) -> int:
     return previous
 
 
-def classify_command(args) -> int:
+def classify_command(args, own_process: bool = False) -> int:
     """Run `classify` with parsed arguments; returns the exit status."""
     out, copy_to = _check_inputs(args)
+    from picsort import bulk
+    from picsort.results import ResultsFileError
+
+    if own_process:
+        bulk.reuse_freed_memory()
     classifier = _load_classifier(args.model)
     previous_threads = _set_threads(args.threads)
+    progress = _Progress() if sys.stderr.isatty() else None
     try:
-        return _classify(args, classifier, out, copy_to)
+        report = bulk.sort_files(args.inputs, classifier, out, recursive=args.recursive, copy_to=copy_to,
+                                 threshold=args.threshold, batch_size=args.batch_size,
+                                 workers=bulk.DECODE_WORKERS if args.workers is None else args.workers,
+                                 on_progress=progress.update if progress else None)
+    except ResultsFileError as exc:
+        raise UsageError(str(exc)) from None
     finally:
+        if progress:
+            progress.close()
         # main() may run inside a notebook or a test session: leave torch as it was found.
         _set_threads(previous_threads)
-
-
-def _classify(args, classifier, out: Path, copy_to: Path | None) -> int:
-    classes = classifier.classes
-    threshold = classifier.threshold if args.threshold is None else args.threshold
-    header = csv_header(classes)
-    done = read_done(out, header)
-    unsure_folder = UNSURE_FOLDER if UNSURE_FOLDER not in classes else f"_{UNSURE_FOLDER}"
-    skip = [copy_to] if copy_to is not None else []
-
-    def todo(counts: Counter | None = None):
-        for path in find_images(args.inputs, args.recursive, skip=skip):
-            if _key(path) in done:
-                if counts is not None:
-                    counts["skipped"] += 1
-                continue
-            yield path
-
-    counts: Counter = Counter()
-    progress = _Progress(sum(1 for _ in todo()) if sys.stderr.isatty() else 0)  # the count pass holds no pixels
-    copied = 0
-    started = time.perf_counter()
-    with open(out, "a", newline="", encoding=_ENCODING, errors=_ERRORS) as file:
-        if file.tell() == 0:
-            csv.writer(file, lineterminator="\n").writerow(header)
-            file.flush()
-        try:
-            for batch in classify_batches(todo(counts), classifier, args.batch_size, workers=args.workers,
-                                          threshold=threshold):
-                for path, result in batch:
-                    if isinstance(result, UnusableImageError):
-                        counts["errors"] += 1
-                        continue
-                    counts["classified"] += 1
-                    counts["unsure" if result.unsure else "class:" + result.label] += 1
-                    if copy_to is not None:
-                        # Copy before the row is written: a run killed in between copies it again on resume,
-                        # finds the identical file already there and leaves it, rather than never copying it.
-                        folder = unsure_folder if result.unsure else _folder_name(result.label)
-                        copy_into(path, copy_to / folder)
-                        copied += 1
-                # One write and a flush per batch: a killed run keeps every finished batch.
-                file.write(_format_rows(batch, classes))
-                file.flush()
-                progress.advance(len(batch))
-        except KeyboardInterrupt:
-            progress.close()
-            print(f"\ninterrupted: the finished rows are in {out}; run the same command again to continue",
-                  file=sys.stderr)
-            return 130
-    progress.close()
-    print(_summary(counts, classes, threshold, out, time.perf_counter() - started, copy_to, copied))
-    if counts["classified"] + counts["errors"] + counts["skipped"] == 0:
+    if report.interrupted:
+        print(f"\ninterrupted: the finished rows are in {out}; run the same command again to continue",
+              file=sys.stderr)
+        return 130
+    print(summary(report))
+    if report.processed + report.already_done == 0:
         hint = "" if args.recursive else " (sub-folders are only scanned with --recursive)"
         print(f"no image files found in {', '.join(args.inputs)}{hint}", file=sys.stderr)
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of `python -m picsort`; returns the exit status."""
+def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
+    """Run the command line with `argv` (default: sys.argv); returns the exit status.
+
+    `own_process` applies settings meant for a process of its own (glibc memory reuse), as `run` does.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return classify_command(args)
+        return classify_command(args, own_process)
     except UsageError as exc:
-        print(f"python -m picsort {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{PROGRAM} {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
@@ -389,5 +261,17 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         # The disk, not a photo: the CSV can't be written or a copy failed (full, read-only). The rows of
         # the batch in hand were not written, so a re-run after fixing it redoes exactly those files.
-        print(f"python -m picsort {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{PROGRAM} {args.command}: error: {exc}", file=sys.stderr)
         return 1
+
+
+def run() -> int:
+    """The `picsort` command and `python -m picsort`."""
+    status = main(own_process=True)
+    if status == 130:
+        # Interrupted: the rows are flushed and closed. Leave now rather than wait, at interpreter exit, for
+        # a decoding thread still stuck on a slow file.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    return status

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from picsort.files import fsync_folder, is_temporary, write_atomically
-from picsort.images import IMAGE_SUFFIXES, image_format_extension, image_from_bytes
+from picsort.images import image_format_extension, image_from_bytes, is_image_file
 
 __all__ = ["NONE_LABEL", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
            "check_class_name"]
@@ -284,11 +284,9 @@ class LabelStore:
             found[folder.name] = sum(
                 1
                 for f in folder.iterdir()
-                # Hidden names include save()'s in-flight temp files.
-                if not f.name.startswith(".")
-                # Wider than what save() writes: images copied into class folders by hand count too.
-                and f.suffix.lower() in IMAGE_SUFFIXES
-                and f.is_file()
+                # Wider than what save() writes: images copied into class folders by hand count too;
+                # hidden names (save()'s in-flight temp files) do not.
+                if is_image_file(f) and f.is_file()
             )
         counts.update(found)
         # Known classes first in their given order, then "none", then any other folders.

@@ -41,18 +41,38 @@ class SearchFailedError(RuntimeError):
     """An image search failed for good (after retries, or on an error retrying cannot fix)."""
 
 
-def _failure_message(query: str, cause: str, cache_dir: Path | None) -> str:
-    """Why the search failed and what the notebook user can do about it."""
-    cached = (
-        f"queries already answered are cached in {cache_dir} and will not be searched again"
-        if cache_dir is not None
-        else "pass a cache_dir so answered queries are not searched again"
-    )
-    return (
-        f"Image search for {query!r} failed: {cause}. "
-        f"What to do: wait a few minutes and re-run ({cached}). "
-        "Or skip the search and use your own photos: set the notebook's data source to a local folder."
-    )
+# What in an error means "this machine cannot reach the search at all": no network, no DNS, a firewall.
+_OFFLINE_PATTERN = re.compile(
+    r"dns|resolv|name or service not known|nodename nor servname|getaddrinfo|connecterror|connection refused"
+    r"|network is unreachable|no route to host|os error (?:101|111|113)", re.IGNORECASE)
+
+_OWN_PHOTOS = (
+    "use photos you already have: set SOURCE in the notebook's first cell (or the environment variable "
+    "PICSORT_SOURCE) to a folder with one sub-folder of photos per category, named like the categories, "
+    "for example photos/grizzly/1.jpg, photos/black/1.jpg, photos/teddy/1.jpg"
+)
+
+
+def _is_offline(err: BaseException) -> bool:
+    """True when the error says the network itself is missing (DNS, refused or unreachable connection)."""
+    return isinstance(err, (ConnectionError, OSError)) or bool(_OFFLINE_PATTERN.search(str(err)))
+
+
+def _failure_message(query: str, err: BaseException, cache_dir: Path | None, attempts: int = 1) -> str:
+    """Why the search failed and what the notebook user can do about it, in that situation."""
+    if _is_offline(err):
+        return (f"Image search for {query!r} failed: this machine cannot reach DuckDuckGo (it looks offline, "
+                f"or a firewall or proxy blocks it). Re-running will not help until it is online. To train "
+                f"offline, {_OWN_PHOTOS}.")
+    cached = (f"queries already answered are cached in {cache_dir} and are not searched again"
+              if cache_dir is not None else "pass a cache_dir so answered queries are not searched again")
+    if _is_ratelimit(err):
+        return (f"Image search for {query!r} failed: DuckDuckGo is rate-limiting this machine ({attempts} "
+                f"attempts refused). Wait a few minutes and re-run the cell ({cached}). Or {_OWN_PHOTOS}.")
+    # Engines' own URLs (ddgs falls back to other search engines) would only confuse: name the error kind.
+    detail = re.sub(r"https?://\S+", "<url>", str(err))[:200]
+    return (f"Image search for {query!r} failed: DuckDuckGo gave an unexpected answer ({type(err).__name__}: "
+            f"{detail}). Re-run the cell later ({cached}), or {_OWN_PHOTOS}.")
 
 
 def _cache_path(cache_dir: Path, query: str, max_images: int) -> Path:
@@ -136,11 +156,10 @@ def _search(
                 # blocked search this way, and a later try may well find images.
                 logger.warning("Image search for %r found no images.", query)
                 return [], True
-            if not _is_ratelimit(err):
-                raise SearchFailedError(_failure_message(query, repr(err), cache)) from err
+            if _is_offline(err) or not _is_ratelimit(err):
+                raise SearchFailedError(_failure_message(query, err, cache)) from err
             if attempt == retries:
-                cause = f"DuckDuckGo is still rate-limiting this machine after {retries + 1} attempts ({err!r})"
-                raise SearchFailedError(_failure_message(query, cause, cache)) from err
+                raise SearchFailedError(_failure_message(query, err, cache, attempts=retries + 1)) from err
             wait = backoff * 2**attempt
             logger.info("Image search for %r rate-limited (%r); retrying in %.0f s.", query, err, wait)
             sleep(wait)

@@ -20,7 +20,7 @@ from typing import Iterable, Mapping
 from picsort.download import DownloadReport, download_images
 from picsort.files import write_atomically
 from picsort import folders
-from picsort.images import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES, UnusableImageError, image_format_extension
+from picsort.images import MAX_UPLOAD_BYTES, UnusableImageError, image_format_extension, is_image_file
 from picsort.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, check_class_name
 from picsort.search import search_categories
 
@@ -41,7 +41,7 @@ def class_folders(source: Path | str) -> dict[str, list[Path]]:
     # "None of these" photos (the label store's none/) are never a class.
     for folder in sorted(p for p in source.iterdir()
                          if p.is_dir() and not p.name.startswith(".") and p.name != NONE_LABEL):
-        files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not f.name.startswith("."))
+        files = sorted(f for f in folder.iterdir() if is_image_file(f))
         if files:
             classes[folder.name] = files
     if not classes:
@@ -264,8 +264,7 @@ def _unpack_labels(source: Path, folder: Path) -> None:
             parts = member.filename.split("/")
             if member.filename == MANIFEST_NAME:
                 limit = _MAX_MANIFEST_BYTES
-            elif (len(parts) == 2 and not parts[1].startswith(".") and Path(parts[1]).suffix.lower()
-                  in IMAGE_SUFFIXES and _is_label_name(parts[0])):
+            elif len(parts) == 2 and is_image_file(parts[1]) and _is_label_name(parts[0]):
                 limit = MAX_UPLOAD_BYTES
             else:
                 continue  # folders, hidden files, anything a hand-made zip may hold: not ours

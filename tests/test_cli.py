@@ -1,8 +1,9 @@
-"""Tests for `python -m picsort classify` (picsort.cli) and the streaming classifier under it (picsort.bulk)."""
+"""Tests for the `picsort classify` command (picsort.cli): what a user running it sees, end to end."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
 import signal
@@ -14,10 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from picsort.bulk import classify_batches, classify_files, find_images
+from picsort.bulk import UNSURE_FOLDER, classify_files, find_images
 from picsort.classify import load_model
-from picsort.cli import UNSURE_FOLDER, csv_header, main
+from picsort.cli import main
 from picsort.images import UnusableImageError
+from picsort.results import results_header
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD_TOP = ("a.jpg", "b.jpg", "c.jpg")  # real photos directly in the folder
@@ -83,8 +85,9 @@ def test_rows_one_per_image_file_with_the_right_columns(mixed, tmp_path, capsys)
     status, summary = run(mixed, "--out", out, capsys=capsys)
     assert status == 0
     header = out.read_text().splitlines()[0].split(",")
-    assert header == ["path", "class", "probability", *(f"p_{c}" for c in model.classes), "unsure", "error"]
-    assert header == csv_header(model.classes)
+    assert header == ["path", "class", "probability", *(f"p_{c}" for c in model.classes), "unsure",
+                      "none_of_these", "error"]
+    assert header == results_header(model.classes)
     rows = read_rows(out)
     # Not recursive: the top level's images and bad .jpg files; notes.txt and the sub-folders are left out.
     assert names(rows, mixed) == sorted(GOOD_TOP + tuple(BAD))
@@ -92,7 +95,7 @@ def test_rows_one_per_image_file_with_the_right_columns(mixed, tmp_path, capsys)
         name = Path(row["path"]).name
         if name in BAD:
             assert BAD[name] in row["error"] and name in row["error"]
-            assert row["class"] == row["probability"] == row["unsure"] == ""
+            assert row["class"] == row["probability"] == row["unsure"] == row["none_of_these"] == ""
             assert all(row[f"p_{c}"] == "" for c in model.classes)
             continue
         assert row["error"] == ""
@@ -164,38 +167,14 @@ def test_cli_probabilities_are_the_apps(mixed, tmp_path):
             assert float(batched[path][f"p_{name}"]) == pytest.approx(single.probabilities[name], abs=1e-5)
 
 
-def test_streaming_reads_paths_lazily_and_keeps_order(mixed):
-    """classify_batches pulls paths a couple of batches ahead, never the whole list."""
-    model = load_model()
-    pulled = []
-
-    def paths():
-        for number in range(1000):
-            pulled.append(number)
-            yield str(mixed / "a.jpg") if number % 2 else str(mixed / "empty.jpg")
-
-    batches = classify_batches(paths(), model, batch_size=4)
-    first = next(batches)
-    assert len([r for _, r in first if not isinstance(r, UnusableImageError)]) == 4
-    assert len(pulled) <= 3 * 4 + 8  # two batches ahead (plus bad files riding along), not 1000
-    batches.close()
-    results = list(classify_files([mixed / "empty.jpg", mixed / "a.jpg", mixed / "text.jpg"], model, batch_size=2))
-    assert [Path(p).name for p, _ in results] == ["empty.jpg", "a.jpg", "text.jpg"]
-    # Only bad files: they still come out in bounded batches (so the CLI saves their rows as it goes).
-    assert [len(b) for b in classify_batches([mixed / "text.jpg"] * 10, model, batch_size=2)] == [4, 4, 2]
-
-
-# ---- resuming --------------------------------------------------------------------------------------------------
-
-
 def test_rerun_skips_the_files_already_in_the_csv(mixed, tmp_path, capsys):
     out = tmp_path / "results.csv"
     assert run(mixed, "--out", out, capsys=capsys)[0] == 0
     first = out.read_text()
     status, summary = run(mixed, "--recursive", "--out", out, capsys=capsys)
     assert status == 0
-    skipped = [line for line in summary.splitlines() if "skipped" in line]
-    assert skipped and skipped[0].split()[1] == str(len(GOOD_TOP) + len(BAD))
+    done = [line for line in summary.splitlines() if "already done" in line]
+    assert done and done[0].split()[2] == str(len(GOOD_TOP) + len(BAD))
     text = out.read_text()
     assert text.startswith(first) and text.count("path,class,") == 1  # appended, header once
     rows = read_rows(out)
@@ -256,9 +235,9 @@ def test_a_killed_run_keeps_whole_rows_and_resumes(photos, tmp_path):
         process.stderr.close()
     data = out.read_bytes().decode()
     finished = data[: data.rfind("\n") + 1]
-    width = len(csv_header(load_model().classes))
+    width = len(results_header(load_model().classes))
     rows = list(csv.reader(finished.splitlines()))
-    assert rows[0] == csv_header(load_model().classes)
+    assert rows[0] == results_header(load_model().classes)
     assert 6 <= len(rows) - 1 < 120
     assert all(len(row) == width and row[1] and row[-1] == "" for row in rows[1:])
 
@@ -267,8 +246,8 @@ def test_a_killed_run_keeps_whole_rows_and_resumes(photos, tmp_path):
     final = read_rows(out)
     assert sorted(Path(r["path"]).name for r in final) == [f"{n:04d}.jpg" for n in range(120)]
     assert all(r["class"] and not r["error"] for r in final)
-    skipped = [line for line in result.stdout.splitlines() if "skipped" in line][0]
-    assert int(skipped.split()[1]) == len(rows) - 1
+    done = [line for line in result.stdout.splitlines() if "already done" in line][0]
+    assert int(done.split()[2]) == len(rows) - 1
 
 
 # ---- copying ---------------------------------------------------------------------------------------------------
@@ -337,3 +316,171 @@ def test_usage_errors_exit_2_with_a_message(tmp_path):
     assert broken.returncode == 2 and "model.json" in broken.stderr and "Traceback" not in broken.stderr
     assert cli("classify", tmp_path, "--threshold", "2", "--out", tmp_path / "r.csv").returncode == 2
     assert not (tmp_path / "r.csv").exists()
+
+
+# ---- starting quickly, from anywhere -------------------------------------------------------------------------
+
+
+def test_help_does_not_load_torch():
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "picsort", "classify", "--help"],
+                            capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert result.returncode == 0 and "--out" in result.stdout
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "picsort.cli" in imported  # the timing really covered picsort
+    assert not {name for name in imported if name.split(".")[0] in ("torch", "picsort.bulk", "picsort.classify")}
+
+
+def test_the_installed_command_runs_from_any_folder(tmp_path):
+    """`pip install -e .` gives `picsort`; tried in a throw-away venv that borrows the shared packages."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    shared = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                            capture_output=True, text=True, check=True).stdout.strip()
+    Path(site, "shared-packages.pth").write_text(shared + "\n")  # torch & co. without copying them
+    install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                              "--no-build-isolation", "--no-index", "-e", str(REPO)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    command = subprocess.run([str(venv / "bin" / "picsort"), "classify", str(REPO / "examples"), "--out",
+                              "results.csv"], capture_output=True, text=True, cwd=elsewhere, env=env, timeout=300)
+    assert command.returncode == 0, command.stderr
+    rows = read_rows(elsewhere / "results.csv")
+    assert sorted(Path(row["path"]).name for row in rows) == sorted(p.name for p in (REPO / "examples").glob("*.jpg"))
+    module = subprocess.run([str(python), "-m", "picsort", "--help"], capture_output=True, text=True,
+                            cwd=elsewhere, env=env, timeout=120)
+    assert module.returncode == 0 and "classify" in module.stdout
+
+
+# ---- --out is never someone else's file ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [b"remember to buy milk", b"name,age\nann,31\nbob,4",
+                                     b"path,class,probability,p_cat,p_dog,unsure,none_of_these,error\n"])
+def test_an_out_file_that_is_not_ours_is_left_exactly_as_it_was(mixed, tmp_path, capsys, content):
+    out = tmp_path / "notes.txt"
+    out.write_bytes(content)
+    assert main(["classify", str(mixed / "a.jpg"), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert str(out) in error and "new --out file" in error and "Traceback" not in error
+    assert out.read_bytes() == content
+
+
+def test_an_empty_out_file_gets_the_results(mixed, tmp_path):
+    out = tmp_path / "results.csv"
+    out.touch()
+    assert run(mixed / "a.jpg", "--out", out)[0] == 0
+    assert [Path(row["path"]).name for row in read_rows(out)] == ["a.jpg"]
+
+
+# ---- every file accounted for, special files included ------------------------------------------------------------
+
+
+def test_a_folder_scan_reports_what_it_left_out_and_named_files_always_get_a_row(mixed, tmp_path, capsys):
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    shutil.copyfile(mixed / "a.jpg", folder / "photo.jpg")
+    shutil.copyfile(mixed / "a.jpg", folder / "jpeg-without-extension")
+    for name in ("a.pdf", "b.pdf", "notes.txt", "drawing.svg"):
+        (folder / name).write_text("not a photo")
+    out = tmp_path / "results.csv"
+    status, summary = run(folder, "--out", out, capsys=capsys)
+    assert status == 0
+    assert "skipped 5 files that are not images: 2 .pdf, 1 .svg, 1 .txt, 1 no extension" in summary
+    assert [Path(row["path"]).name for row in read_rows(out)] == ["photo.jpg"]
+    # Named one by one, they are all tried: the JPEG without an extension is classified, the PDF gets its reason.
+    assert run(folder / "jpeg-without-extension", folder / "a.pdf", "--out", out)[0] == 0
+    rows = {Path(row["path"]).name: row for row in read_rows(out)}
+    assert rows["jpeg-without-extension"]["class"] and not rows["jpeg-without-extension"]["error"]
+    assert "is not an image" in rows["a.pdf"]["error"]
+
+
+def test_special_files_named_like_photos_get_error_rows_without_hanging(mixed, tmp_path):
+    folder = tmp_path / "special"
+    folder.mkdir()
+    shutil.copyfile(mixed / "a.jpg", folder / "a.jpg")
+    os.mkfifo(folder / "pipe.jpg")  # reading it would wait forever for a writer
+    (folder / "zero.jpg").symlink_to("/dev/zero")  # reading it would never end
+    out = tmp_path / "results.csv"
+    result = cli("classify", folder, "--out", out)  # (cli's timeout ends a hang as a failure)
+    assert result.returncode == 0, result.stderr
+    rows = {Path(row["path"]).name: row for row in read_rows(out)}
+    assert rows["a.jpg"]["class"]
+    for name in ("pipe.jpg", "zero.jpg"):
+        assert "not a regular file" in rows[name]["error"], rows[name]
+
+
+def test_ctrl_c_stops_at_once_and_keeps_the_finished_rows(mixed, tmp_path):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for number in range(400):
+        (folder / f"{number:04d}.jpg").symlink_to(mixed / "a.jpg")
+    out = tmp_path / "results.csv"
+    command = [sys.executable, "-m", "picsort", "classify", str(folder), "--batch-size", "2", "--out", str(out)]
+    process = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and process.poll() is None:
+            if out.exists() and out.read_bytes().count(b"\n") > 4:
+                break
+            time.sleep(0.05)
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 130
+    assert "interrupted: the finished rows are in" in err and "Traceback" not in err
+    rows = read_rows(out)
+    assert 4 <= len(rows) < 400 and all(row["class"] for row in rows)
+    assert out.read_bytes().endswith(b"\n")
+
+
+# ---- cells a spreadsheet reads, names no CSV expects -------------------------------------------------------------
+
+
+def test_formula_names_are_neutralised_and_odd_names_resume(mixed, tmp_path, monkeypatch):
+    folder = tmp_path / "odd-names"
+    folder.mkdir()
+    names = ['=HYPERLINK("x")a.jpg', "+1.jpg", "-2.jpg", "@3.jpg", "line\nbreak.jpg", "'quoted.jpg",
+             os.fsdecode(b"caf\xe9.jpg")]  # not UTF-8: Linux allows any bytes in a name
+    for name in names:
+        shutil.copyfile(mixed / "a.jpg", folder / name)
+    monkeypatch.chdir(folder)  # relative paths, so the path cells start with the names' first characters
+    out = tmp_path / "results.csv"
+    assert run("--out", out, "--", *names)[0] == 0
+    data = out.read_bytes()
+    lines = data.decode("utf-8").splitlines()  # valid UTF-8 whatever the names (pandas reads it)
+    assert len(lines) == 1 + len(names)  # one physical line per row: the newline in a name is escaped
+    cells = [row[0] for row in csv.reader(lines[1:])]
+    assert cells == ["'=HYPERLINK(\"x\")a.jpg", "'+1.jpg", "'-2.jpg", "'@3.jpg", "line\\nbreak.jpg",
+                     "''quoted.jpg", "caf\\xe9.jpg"]
+    # Cut in the middle of the row of the file whose name has a newline, then resume: every file once.
+    at = data.index(b"line\\nbreak.jpg")
+    out.write_bytes(data[: at + 5])
+    assert run("--out", out, "--", *names)[0] == 0
+    again = out.read_bytes().decode().splitlines()
+    assert sorted(again) == sorted(lines)
+    assert run("--out", out, "--", *names)[0] == 0
+    assert out.read_bytes().decode().splitlines() == again  # all done already: the escaped names resume
+
+
+def test_a_model_with_an_unsafe_class_name_is_refused(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    card = json.loads((REPO / "model" / "model.json").read_text())
+    card["classes"] = ["../evil", *card["classes"][1:]]
+    (model / "model.json").write_text(json.dumps(card))
+    (model / "model.safetensors").symlink_to(REPO / "model" / "model.safetensors")
+    sorted_dir = tmp_path / "sorted"
+    result = cli("classify", REPO / "examples", "--model", model, "--out", tmp_path / "r.csv", "--copy-to", sorted_dir)
+    assert result.returncode == 2 and "'../evil'" in result.stderr and "Traceback" not in result.stderr
+    assert not sorted_dir.exists() and not (tmp_path / "r.csv").exists()

@@ -276,9 +276,17 @@ def test_record_saved_along_the_way(server, tmp_path, monkeypatch):
     assert len(json.loads((tmp_path / RECORD_NAME).read_text())) == 60
 
 
-def test_progress_bar_and_empty_input(server, tmp_path, capsys):
-    report = download_images([server.url("/a.jpg"), server.url("/missing.jpg")], tmp_path, progress=True)
+def test_progress_bar_counts_the_urls_and_can_be_turned_off(server, tmp_path, capsys):
+    urls = [server.url("/a.jpg"), server.url("/missing.jpg")]
+    report = download_images(urls, tmp_path / "shown", progress=True)
     assert str(report) == "1 downloaded, 0 duplicate, 0 already there, 1 failed (1 http error)"
+    assert "2/2" in capsys.readouterr().out  # fastprogress's bar, finished: 2 of 2 URLs
+    download_images(urls, tmp_path / "quiet", progress=False)
+    assert capsys.readouterr().out == ""
+
+
+def test_no_urls_gives_an_empty_report_and_no_bar(tmp_path, capsys):
     empty = download_images([], tmp_path / "empty", progress=True)
     assert str(empty) == "0 downloaded, 0 duplicate, 0 already there, 0 failed"
     assert empty == DownloadReport()
+    assert capsys.readouterr().out == ""

@@ -1,6 +1,7 @@
 """Tests for picsort.search, with a stand-in search client and a fake sleep (nothing really waits)."""
 
 import json
+import socket
 
 import pytest
 from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
@@ -72,7 +73,8 @@ def test_fails_after_last_retry_with_advice(tmp_path, sleep):
         search_images("brown bear", cache_dir=tmp_path, client=client, sleep=sleep, pause=0, retries=3, backoff=1.0)
     message = str(info.value)
     assert "brown bear" in message
-    assert "wait a few minutes" in message and "re-run" in message and "local folder" in message
+    assert "rate-limiting" in message and "4 attempts" in message and "Wait a few minutes and re-run" in message
+    assert "SOURCE" in message and "PICSORT_SOURCE" in message and "photos/grizzly/1.jpg" in message
     assert isinstance(info.value, RuntimeError)
     assert isinstance(info.value.__cause__, RatelimitException)
     assert len(client.calls) == 4  # the first try + 3 retries
@@ -85,7 +87,7 @@ def test_other_errors_fail_at_once_with_advice_and_cause(tmp_path, sleep):
     client = StandInClient(errors=[boom, boom])
     with pytest.raises(SearchFailedError) as info:
         search_images("panda", cache_dir=tmp_path, client=client, sleep=sleep, pause=0)
-    assert "panda" in str(info.value) and "local folder" in str(info.value)
+    assert "panda" in str(info.value) and "unexpected answer" in str(info.value) and "PICSORT_SOURCE" in str(info.value)
     assert info.value.__cause__ is boom
     assert len(client.calls) == 1 and sleep.waits == []
 
@@ -186,3 +188,28 @@ def test_cache_hit_needs_no_ddgs_client(tmp_path, sleep, monkeypatch):
     monkeypatch.setattr(ddgs, "DDGS", NoNetwork)
     assert len(search_images("lynx", 10, cache_dir=tmp_path, sleep=sleep)) == 3
     assert len(search_categories(["lynx"], 10, cache_dir=tmp_path, sleep=sleep)["lynx"]) == 3
+
+
+def test_offline_says_so_and_how_to_train_without_search(tmp_path, sleep):
+    """A real ddgs client whose every connection is refused (a proxy on a closed local port), as offline."""
+    from ddgs import DDGS
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    client = DDGS(proxy=f"http://127.0.0.1:{port}", timeout=5)
+    with pytest.raises(SearchFailedError) as info:
+        search_images("grizzly bear", cache_dir=tmp_path, client=client, sleep=sleep, pause=0)
+    message = str(info.value)
+    assert "cannot reach DuckDuckGo" in message and "offline" in message
+    assert "Re-running will not help until it is online" in message and "Wait a few minutes" not in message
+    assert "SOURCE" in message and "PICSORT_SOURCE" in message and "one sub-folder of photos per category" in message
+    assert "bing" not in message.lower()  # ddgs falls back to Bing; the notebook speaks of DuckDuckGo
+    assert sleep.waits == []  # offline is not retried
+
+
+def test_a_dns_failure_is_offline_not_a_rate_limit(tmp_path, sleep):
+    error = DDGSException("DNSError: error sending request for url (https://duckduckgo.com/?q=x) > error resolving DNS")
+    with pytest.raises(SearchFailedError, match="cannot reach DuckDuckGo"):
+        search_images("x", cache_dir=tmp_path, client=StandInClient(errors=[error]), sleep=sleep, pause=0)
+    assert sleep.waits == []

@@ -1,14 +1,12 @@
-"""Local photo folders and recorded cleaning decisions give the layout the notebook trains on."""
+"""Local photo folders, the app's label store and its zip give the layout the notebook trains on."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 
 import pytest
 
-from picsort.cleaning import apply_cleaning
 from picsort.labels import NONE_LABEL
 from picsort.sources import class_folders, gather_from_folder, gather_labels, label_store_folder, labels_to_review
 from tests.conftest import make_synthetic_photos
@@ -48,19 +46,6 @@ def test_label_store_folder_is_a_data_source(tmp_path):
     store = LabelStore(tmp_path / "labels", classes=["black", "grizzly", "teddy"])
     store.save((photos / "teddy" / "000.jpg").read_bytes(), "teddy")
     assert gather_from_folder(store.root, tmp_path / "data") == {"teddy": 1}
-
-
-def test_recorded_cleaning_deletes_and_moves_by_hash(tmp_path):
-    source = make_synthetic_photos(tmp_path / "source", per_class=3)
-    data = tmp_path / "data"
-    gather_from_folder(source, data)
-    black = sorted((data / "black").iterdir())
-    decisions = tmp_path / "cleaning.json"
-    decisions.write_text(json.dumps({"delete": {black[0].stem: "not a bear"},
-                                     "move": {black[1].stem: "grizzly"}, }))
-    assert apply_cleaning(data, decisions) == {"deleted": 1, "moved": 1, "not found": 0}
-    assert not black[0].exists() and (data / "grizzly" / black[1].name).exists()
-    assert apply_cleaning(data, decisions) == {"deleted": 0, "moved": 1, "not found": 1}  # same end state
 
 
 # --- the app's labels into the training data ---------------------------------------------------------------

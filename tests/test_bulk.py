@@ -1,0 +1,128 @@
+"""Tests for picsort.bulk: finding files, decoding ahead in batches, and sort_files (the CLI's library call)."""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from picsort.bulk import classify_batches, classify_files, find_images, sort_files
+from picsort.classify import load_model
+from picsort.images import UnusableImageError
+from picsort.results import ResultsFileError, escape_cell, path_from_cell
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLES = REPO / "examples"
+
+
+@pytest.fixture(scope="module")
+def mixed(tmp_path_factory) -> Path:
+    """The examples' photos, bad files named .jpg, and a .txt a scan must leave out."""
+    root = tmp_path_factory.mktemp("mixed")
+    for number, photo in enumerate(sorted(EXAMPLES.glob("*-1.jpg"))):  # one black, one grizzly, one teddy
+        (root / f"{'abc'[number]}.jpg").write_bytes(photo.read_bytes())
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.jpg").write_text("not a picture, just words\n")
+    return root
+
+
+def test_streaming_reads_paths_lazily_and_keeps_order(mixed):
+    """classify_batches pulls paths a couple of batches ahead, never the whole list."""
+    model = load_model()
+    pulled = []
+
+    def paths():
+        for number in range(1000):
+            pulled.append(number)
+            yield str(mixed / "a.jpg") if number % 2 else str(mixed / "empty.jpg")
+
+    batches = classify_batches(paths(), model, batch_size=4)
+    first = next(batches)
+    assert len([r for _, r in first if not isinstance(r, UnusableImageError)]) == 4
+    assert len(pulled) <= 3 * 4 + 8  # two batches ahead (plus bad files riding along), not 1000
+    batches.close()
+    results = list(classify_files([mixed / "empty.jpg", mixed / "a.jpg", mixed / "text.jpg"], model, batch_size=2))
+    assert [Path(p).name for p, _ in results] == ["empty.jpg", "a.jpg", "text.jpg"]
+    # Only bad files: they still come out in bounded batches (so the CLI saves their rows as it goes).
+    assert [len(b) for b in classify_batches([mixed / "text.jpg"] * 10, model, batch_size=2)] == [4, 4, 2]
+
+
+# ---- resuming --------------------------------------------------------------------------------------------------
+
+
+# ---- sort_files: the library call under `picsort classify` ------------------------------------------------
+
+
+@dataclass
+class _Prediction:
+    """Prediction's fields, built with keywords (the app, the CLI and the API read these)."""
+
+    label: str
+    probability: float
+    probabilities: dict
+    unsure: bool = False
+    none_of_these: bool = False
+    similarity: float = 1.0
+
+
+class _NoneForTeddies:
+    """The shipped model, but whatever it calls teddy is reported as looking like none of the classes."""
+
+    def __init__(self):
+        self.model = load_model()
+        self.classes, self.threshold = self.model.classes, self.model.threshold
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def prediction(self, row):
+        real = self.model.prediction(row)
+        return _Prediction(label=real.label, probability=real.probability, probabilities=real.probabilities,
+                           unsure=real.unsure, none_of_these=real.label == "teddy")
+
+
+def test_sort_files_counts_and_copies_none_of_these_apart(mixed, tmp_path):
+    out, sorted_dir = tmp_path / "results.csv", tmp_path / "sorted"
+    report = sort_files([mixed], _NoneForTeddies(), out, copy_to=sorted_dir)
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert {Path(row["path"]).name for row in rows} == {"a.jpg", "b.jpg", "c.jpg", "empty.jpg", "text.jpg"}
+    teddies = [row for row in rows if row["class"] == "teddy"]
+    assert teddies and all(row["none_of_these"] == "yes" for row in teddies)
+    assert all(row["none_of_these"] == "no" for row in rows if row["class"] not in ("", "teddy"))
+    assert report.none_of_these == len(teddies) and report.errors == 2
+    assert report.processed == 5 and report.copied == 3 and not report.interrupted
+    assert sorted(p.name for p in (sorted_dir / "none").iterdir()) == sorted(Path(r["path"]).name for r in teddies)
+    assert report.counts["teddy"] == 0
+    again = sort_files([mixed], _NoneForTeddies(), out)
+    assert again.already_done == 5 and again.processed == 0
+
+
+def test_sort_files_refuses_a_file_that_is_not_its_results(mixed, tmp_path):
+    out = tmp_path / "notes.txt"
+    out.write_text("dear diary")
+    with pytest.raises(ResultsFileError, match="not a picsort results file"):
+        sort_files([mixed], load_model(), out)
+    assert out.read_text() == "dear diary"
+
+
+def test_folder_scans_count_what_they_leave_out(tmp_path):
+    for name in ("a.jpg", "b.PDF", "c.pdf", "README", ".hidden.pdf"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "d.txt").write_text("x")
+    left_out = Counter()
+    assert [Path(p).name for p in find_images([tmp_path], recursive=True, not_images=left_out)] == ["a.jpg"]
+    assert left_out == {".pdf": 2, "no extension": 1, ".txt": 1}  # hidden files are not counted
+
+
+@pytest.mark.parametrize("name", ["plain.jpg", "=SUM(A1).jpg", "'x.jpg", "a\\nb\\\\c\\t.jpg",
+                                  os.fsdecode(b"caf\xe9 \xff.jpg"), "\u2028sep.jpg", "ok\\x41.jpg"])
+def test_path_cells_are_one_safe_line_and_give_the_path_back(name):
+    cell = escape_cell(name, path=True)
+    assert "\n" not in cell and "\r" not in cell and cell[0] not in "=+-@"
+    cell.encode("utf-8")  # no lone surrogates left
+    assert path_from_cell(cell) == name
