@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import io
 from pathlib import Path
 
-# timm asks the Hugging Face hub for weights unless told not to, and without internet it retries for
-# about a minute before failing. Our Lite0 weights come from a local file, so the hub is never needed.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from picsort.files import write_atomically
+from picsort.folders import cache_dir
 
 DEFAULT_BACKBONE = "efficientnet_lite2"
 
@@ -20,11 +19,6 @@ LITE_STD = (0.5, 0.5, 0.5)
 
 TORCHVISION_BACKBONES = ("resnet18", "resnet34")
 BACKBONES = (*LITE_BACKBONES, *TORCHVISION_BACKBONES)
-
-
-def cache_dir() -> Path:
-    """Folder for converted weights and search results (`PICSORT_CACHE`, else ~/.cache/picsort)."""
-    return Path(os.environ.get("PICSORT_CACHE", Path.home() / ".cache" / "picsort"))
 
 
 def native_size(backbone: str) -> int | None:
@@ -59,10 +53,9 @@ def lite_weights_file(backbone: str = DEFAULT_BACKBONE, folder: Path | str | Non
             raise RuntimeError(f"cannot map {source_key} {tuple(tensor.shape)} onto {timm_key} {tuple(expected.shape)}")
         renamed[timm_key] = tensor
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(renamed, temporary)
-    os.replace(temporary, target)
-    return target
+    buffer = io.BytesIO()
+    torch.save(renamed, buffer)
+    return write_atomically(target, buffer.getvalue())
 
 
 def learner_architecture(backbone: str = DEFAULT_BACKBONE):

@@ -150,10 +150,11 @@ class Classifier:
         cam = torch.relu((weights * features).sum(dim=1))[0].detach()
         cam = cam / cam.max() if float(cam.max()) > 0 else cam
         # Map the feature grid back to the picture: it covers the centre crop of the squished image.
-        scaled = self.size + self.extra
         crop = Image.fromarray((cam.numpy() * 255).astype(np.uint8)).resize((self.size, self.size), Image.BILINEAR)
-        canvas = Image.new("L", (scaled, scaled), 0)
-        canvas.paste(crop, (self.extra // 2, self.extra // 2))
+        # The border the crop cut off fades to zero rather than stepping there, so the overlay has no hard edge.
+        left = self.extra // 2
+        canvas = Image.fromarray(np.pad(np.asarray(crop), ((left, self.extra - left),) * 2, mode="linear_ramp",
+                                        end_values=0))
         return np.asarray(canvas.resize(image.size, Image.BILINEAR), dtype=np.float32) / 255
 
     def explain(self, image: Image.Image, class_name: str | None = None, opacity: float = 0.5) -> Image.Image:

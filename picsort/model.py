@@ -25,8 +25,10 @@ import torch
 from torch import nn
 
 from picsort.efficientnet_lite import VARIANTS as LITE_VARIANTS, EfficientNetLite
+from picsort.files import write_atomically
+from picsort.folders import REPOSITORY, model_dir
 
-MODEL_DIR = Path(__file__).resolve().parent.parent / "model"
+MODEL_DIR = REPOSITORY / "model"  # the shipped model
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
 LEARNER_NAME = "export.pkl"
@@ -36,11 +38,6 @@ VERSIONED_PACKAGES = ("torch", "torchvision", "fastai", "fastcore", "fasttransfo
 
 class ModelFolderError(FileNotFoundError):
     """A model folder is missing or lacks one of its files."""
-
-
-def model_dir(folder: Path | str | None = None) -> Path:
-    """The model folder to use: the one given, else `PICSORT_MODEL_DIR`, else the shipped `model/`."""
-    return Path(folder or os.environ.get("PICSORT_MODEL_DIR") or MODEL_DIR)
 
 
 def read_card(folder: Path | str | None = None) -> dict:
@@ -204,7 +201,7 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
     The "none of these" threshold keeps `keep` of the validation photos, with a margin when photos of other
     things (`others`, files) are given (picsort.familiarity.calibrate). Returns the card.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from picsort.familiarity import DEFAULT_KEEP, REFERENCE_NAME, calibrate
 
@@ -230,12 +227,11 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
         "notes": notes,
     }
     state = {key: value.detach().cpu().contiguous() for key, value in learn.model.state_dict().items()}
-    save_file(state, str(folder / WEIGHTS_NAME))
-    save_file({"features": reference.half().contiguous()}, str(folder / REFERENCE_NAME))
+    write_atomically(folder / WEIGHTS_NAME, save(state))
+    write_atomically(folder / REFERENCE_NAME, save({"features": reference.half().contiguous()}))
     learn.export(folder.resolve() / LEARNER_NAME)
-    (folder / CARD_NAME).write_text(json.dumps(card, indent=2) + "\n")
-    for name in (WEIGHTS_NAME, REFERENCE_NAME, LEARNER_NAME, CARD_NAME):
-        os.chmod(folder / name, 0o644)  # readable by the server and by git, whatever the umask
+    os.chmod(folder / LEARNER_NAME, 0o644)  # readable by the server and by git, whatever the umask
+    write_atomically(folder / CARD_NAME, (json.dumps(card, indent=2) + "\n").encode())
     return card
 
 
