@@ -1,0 +1,52 @@
+"""Show photos labelled in the app before train.ipynb adds them to the training data."""
+
+from __future__ import annotations
+
+from itertools import groupby
+from typing import Sequence
+
+from picsort.labels import NONE_LABEL
+from picsort.sources import LabelledPhoto
+
+COLUMNS = 6
+
+
+def caption(photo: LabelledPhoto) -> str:
+    """The file name, and what the model had guessed: the label's reviewer decides whether it is right."""
+    guess = "model: no guess recorded" if photo.predicted is None else (
+        f"model: {photo.predicted} {photo.confidence:.0%}" if photo.confidence is not None
+        else f"model: {photo.predicted}")
+    return f"{photo.path.name[:14]}\n{guess}"
+
+
+def show_labelled(photos: Sequence[LabelledPhoto], columns: int = COLUMNS):
+    """A grid of the photos, one row of titles per label ("none of these" last); returns the figure or None."""
+    if not photos:
+        print("No new photos labelled in the app.")
+        return None
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    order = sorted(photos, key=lambda p: (p.label == NONE_LABEL, p.label))
+    groups = [(label, list(group)) for label, group in groupby(order, key=lambda p: p.label)]
+    rows = sum(-(-len(group) // columns) for _, group in groups)
+    figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.6 * rows), squeeze=False)
+    row = 0
+    for label, group in groups:
+        for start in range(0, len(group), columns):
+            for column in range(columns):
+                axis = axes[row][column]
+                axis.axis("off")
+                if start + column < len(group):
+                    photo = group[start + column]
+                    with Image.open(photo.path) as image:
+                        image.draft("RGB", (200, 200))
+                        axis.imshow(image.convert("RGB"))
+                    axis.set_title(caption(photo), fontsize=8)
+            title = "none of these" if label == NONE_LABEL else label
+            axes[row][0].text(-0.1, 0.5, f"{title}\n({len(group)})" if start == 0 else "", rotation=90,
+                              transform=axes[row][0].transAxes, ha="right", va="center", fontsize=11)
+            row += 1
+    figure.tight_layout()
+    plt.show()
+    return figure
