@@ -275,3 +275,69 @@ def make_phone_photos(folder: Path, count: int, prefix: str = "phone") -> list[P
             big.save(path, quality=92)
         made.append(path)
     return made
+
+
+# ---- the rehearsal: visits to a pod ----------------------------------------------------------------------
+def kernel_pid(kernel_id: str) -> int | None:
+    """The process of a kernel, found by the connection file named in its command line."""
+    import psutil
+
+    for process in psutil.process_iter(["cmdline"]):
+        if any(kernel_id in part for part in process.info["cmdline"] or []):
+            return process.pid
+    return None
+
+
+class MemorySampler:
+    """Samples a reading (e.g. a cgroup's process memory) in a thread, keeping the highest value."""
+
+    def __init__(self, read, every_seconds: float = 0.25):
+        import threading
+
+        self.read, self.every, self.peak = read, every_seconds, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, self.read())
+            except OSError:  # the group is being removed
+                return
+            self._stop.wait(self.every)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def visit(page, server, photos: list[Path], *, reload: bool, killed=lambda: False) -> dict:
+    """One visit: open (or reload) the page, upload `photos` in one selection, wait for their cards.
+
+    Returns what was seen: the kernel id and process, seconds from selection to the last card, the card
+    count. Stops waiting as soon as `killed()` says a kernel was killed (the cards would never come).
+    """
+    if reload:
+        page.reload()
+    else:
+        page.goto(server.page_url)
+    wait_for_app(page)
+    kernel_id = page_kernel_id(page)
+    pid = kernel_pid(kernel_id)
+    started = time.monotonic()
+    upload(page, photos)
+    cards = page.locator(CARD)
+    while cards.count() < len(photos):
+        if killed():
+            break
+        if time.monotonic() - started > PAGE_SECONDS:
+            break
+        page.wait_for_timeout(250)
+    seconds = time.monotonic() - started
+    texts = cards.all_inner_texts()
+    return {"kernel_id": kernel_id, "pid": pid, "seconds": seconds, "cards": len(texts),
+            "named": sum(any(photo.name in text for text in texts) for photo in photos)}
