@@ -79,7 +79,10 @@ def browser(executable: str):
         try:
             yield launched
         finally:
-            launched.close()
+            try:
+                launched.close()
+            except Exception:  # the driver is already gone (it can die on a huge websocket frame)
+                pass
 
 
 # ---- servers -------------------------------------------------------------------------------------------
@@ -200,8 +203,9 @@ def binder_route(work: Path, bin_dir: Path | None = None, wrap=lambda command: c
     env = app_environment(work, bin_dir)
     run_post_build(env)
     port, token = free_port(), secrets.token_hex(16)
-    command = wrap([str(bin_dir / "jupyter"), "server", "--no-browser", "--allow-root", f"--port={port}", "--ip=127.0.0.1",
-                    f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={REPO}"])
+    # --allow-root: CI runs as root, where Binder runs as an ordinary user.
+    command = wrap([str(bin_dir / "jupyter"), "server", "--no-browser", "--allow-root", f"--port={port}",
+                    "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={REPO}"])
     with serve(command, base_url=f"http://127.0.0.1:{port}/", page_path="voila/render/app.ipynb", token=token,
                log=work / "jupyter-server.log", env=env) as server:
         yield server
@@ -315,11 +319,13 @@ class MemorySampler:
         self._thread.join(timeout=5)
 
 
-def visit(page, server, photos: list[Path], *, reload: bool, killed=lambda: False) -> dict:
+def visit(page, server, photos: list[Path], *, reload: bool, killed=lambda: False,
+          timeout_seconds: float = PAGE_SECONDS, on_loaded=lambda kernel_pid: None) -> dict:
     """One visit: open (or reload) the page, upload `photos` in one selection, wait for their cards.
 
     Returns what was seen: the kernel id and process, seconds from selection to the last card, the card
     count. Stops waiting as soon as `killed()` says a kernel was killed (the cards would never come).
+    `on_loaded(pid)` is called once the page is ready, just before the upload.
     """
     if reload:
         page.reload()
@@ -328,13 +334,14 @@ def visit(page, server, photos: list[Path], *, reload: bool, killed=lambda: Fals
     wait_for_app(page)
     kernel_id = page_kernel_id(page)
     pid = kernel_pid(kernel_id)
+    on_loaded(pid)
     started = time.monotonic()
     upload(page, photos)
     cards = page.locator(CARD)
     while cards.count() < len(photos):
         if killed():
             break
-        if time.monotonic() - started > PAGE_SECONDS:
+        if time.monotonic() - started > timeout_seconds:
             break
         page.wait_for_timeout(250)
     seconds = time.monotonic() - started
