@@ -30,7 +30,7 @@ from PIL import Image
 from picsort.cards import LabelNotSaved, ProblemCard, ResultCard, percent, shown_name
 from picsort.classify import Classifier, load_model
 from picsort.download_widget import DownloadButton, NothingToDownload
-from picsort.folders import REPOSITORY, labels_dir
+from picsort.folders import EXAMPLES_DIR, labels_dir
 from picsort.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, image_from_bytes, is_image_file
 from picsort.labels import NONE_LABEL, LabelStore, LabelStoreError, check_class_name
 from picsort.model import ModelFolderError
@@ -41,7 +41,6 @@ __all__ = ["ClassifierApp", "build_app"]
 
 log = logging.getLogger(__name__)
 
-EXAMPLES_DIR = REPOSITORY / "examples"
 THUMBNAIL_SIZE = 200  # pixels, longest side of a card's picture
 EXPLAIN_SIZE = 400  # longest side of the copy a card keeps for "Why?" (shown at up to 320 px)
 CARDS_PER_PAGE = 60

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -80,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                                "instead (default: picsort.bulk.DECODE_WORKERS, 2)")
     classify.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
                           help="threads the model itself uses (default: torch's, one per CPU core)")
+    commands.add_parser(
+        "app", help="serve the web app (app.ipynb) with Voila, at http://localhost:8866 unless told otherwise",
+        description="Serve the web app with Voila and its offline page template. Other options go to voila, "
+                    "e.g. --port=8867 or --no-browser; the model is $PICSORT_MODEL_DIR, else the shipped model/.")
     return parser
 
 
@@ -240,16 +245,33 @@ def classify_command(args, own_process: bool = False) -> int:
     return 0
 
 
+def app_command(voila_options: list[str]) -> int:
+    """`voila app.ipynb` from the repository, with the template that keeps the page off the internet."""
+    from picsort.folders import JUPYTER_SHARE_DIR, REPOSITORY
+
+    search_path = [str(JUPYTER_SHARE_DIR), *filter(None, [os.environ.get("JUPYTER_PATH")])]
+    environment = {**os.environ, "JUPYTER_PATH": os.pathsep.join(search_path)}
+    command = [sys.executable, "-m", "voila", "app.ipynb", "--template=picsort", *voila_options]
+    try:
+        return subprocess.call(command, cwd=REPOSITORY, env=environment)
+    except KeyboardInterrupt:  # Voila got the same Ctrl-C and stops its kernels itself
+        return 130
+
+
 def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     """Run the command line with `argv` (default: sys.argv); returns the exit status.
 
     `own_process` applies settings meant for a process of its own (glibc memory reuse), as `run` does.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, voila_options = parser.parse_known_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
+    if args.command == "app":
+        return app_command(voila_options)
+    if voila_options:
+        parser.error(f"unrecognized arguments: {' '.join(voila_options)}")
     try:
         return classify_command(args, own_process)
     except UsageError as exc:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CACHE_VARIABLE", "LABELS_VARIABLE", "MODEL_VARIABLE", "REPOSITORY", "cache_dir", "labels_dir",
-           "model_dir"]
+__all__ = ["CACHE_VARIABLE", "EXAMPLES_DIR", "JUPYTER_SHARE_DIR", "LABELS_VARIABLE", "MODEL_VARIABLE", "REPOSITORY",
+           "cache_dir", "labels_dir", "model_dir"]
 
 # The checkout this package sits in: the shipped model and the default label store live beside it.
 REPOSITORY = Path(__file__).resolve().parent.parent
+# Example photos the app offers to try (two per class of the shipped model, with their licence).
+EXAMPLES_DIR = REPOSITORY / "examples"
+# Jupyter data the app needs: the Voila template "picsort" (share/jupyter/voila/templates/picsort).
+JUPYTER_SHARE_DIR = REPOSITORY / "share" / "jupyter"
 MODEL_VARIABLE = "PICSORT_MODEL_DIR"
 LABELS_VARIABLE = "PICSORT_LABELS_DIR"
 CACHE_VARIABLE = "PICSORT_CACHE"

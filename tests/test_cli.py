@@ -484,3 +484,36 @@ def test_a_model_with_an_unsafe_class_name_is_refused(tmp_path):
     result = cli("classify", REPO / "examples", "--model", model, "--out", tmp_path / "r.csv", "--copy-to", sorted_dir)
     assert result.returncode == 2 and "'../evil'" in result.stderr and "Traceback" not in result.stderr
     assert not sorted_dir.exists() and not (tmp_path / "r.csv").exists()
+
+
+def test_picsort_app_serves_the_page_with_the_offline_template_from_any_folder(tmp_path):
+    """`picsort app` runs Voila on app.ipynb with the template that loads nothing from the internet."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "PICSORT_LABELS_DIR": str(tmp_path / "labels")}
+    process = subprocess.Popen([sys.executable, "-m", "picsort", "app", "--no-browser", f"--port={port}",
+                                "--Voila.ip=127.0.0.1"], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline, page = time.monotonic() + 120, None
+        while time.monotonic() < deadline and page is None:
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=60) as response:
+                    page = response.read().decode()
+            except OSError:
+                time.sleep(0.5)
+        assert page is not None, "the app did not answer within 120 s"
+        assert "voila" in page.lower()
+        assert "cdn.jsdelivr.net" not in page and "fontawesome" not in page
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
