@@ -4,7 +4,8 @@
     python benchmarks/phone_photos.py --quick   # fewer runs; prints only
 
 One 12-megapixel JPEG (a development photo from examples/, upscaled to 4032x3024 with a light grain so that
-its file is phone-sized, 2-3 MB at quality 90; without grain the smooth upscale is under 1 MB) goes bytes -> probabilities through the shipped model (`load_model()`, whatever `model/` holds):
+its file is phone-sized, 2-3 MB at quality 90; without grain the smooth upscale is under 1 MB) goes
+bytes -> probabilities through the shipped model (`load_model()`, whatever `model/` holds):
 
 - the app's path, `Classifier.predict(jpeg_bytes)`, which decodes no larger than the model needs
   (`Classifier.to_image`: JPEG draft at 1/2, 1/4 or 1/8 scale);
@@ -102,7 +103,7 @@ def main() -> None:
     bare = results["bare"]
     smallest_side = image_from_bytes(data, min_side=view_size).size
 
-    def row(label, name, compared=True, goal="–"):
+    def row(label, name, goal="–"):
         ratio = f"{results[name] / bare:.2f}×"
         verdict = ""
         if goal != "–":
