@@ -62,7 +62,10 @@ class Classifier:
 
         Bad input raises `UnusableImageError`; `name` is what its message calls the image.
         """
-        return image_from_any(item, min_side=self.size + self.extra, name=name)
+        # Twice the resize's size, as Pillow's thumbnail drafts (reducing_gap=2): photos under 2x that are decoded
+        # as fastai decodes them, larger ones stay close to its answers (tests/test_model.py; drafting to the
+        # resize size itself moved more answers; benchmarks/phone_photos.py has what each costs).
+        return image_from_any(item, min_side=2 * (self.size + self.extra), name=name)
 
     def model_view(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it: the learner's validation resize, done the same way in PIL."""

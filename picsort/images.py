@@ -269,16 +269,38 @@ def _image_from_array(array: np.ndarray, min_side: int | None, name: str) -> Ima
 def _finished(source: Image.Image, min_side: int | None, label: str) -> Image.Image:
     """A new upright RGB image from a loaded image, reduced towards `min_side` on the way."""
     turn = _upright_turn(source)
+    # The largest whole step down that keeps both sides >= min_side.
+    factor = max(1, min(source.size) // min_side) if min_side else 1
     try:
-        im = _to_8bit(source)
-        if min_side and min(im.size) >= 2 * min_side:
-            im = im.reduce(min(im.size) // min_side)
+        if factor > 1 and source.mode not in ("L", "RGB") and not _is_wide(source.mode):
+            im = _reduced_in_strips(source, factor)
+        else:
+            im = _to_8bit(source)
+            if factor > 1:
+                im = im.reduce(factor)
         if turn is not None:
             im = im.transpose(turn)
         # Never hand back the caller's own image or the decoder's object: always a new, detached picture.
         return im.convert("RGB") if im.mode != "RGB" or im is source else im
     except _DECODE_ERRORS as exc:
         raise UnusableImageError(f"{label} uses a colour format we can't read") from exc
+
+
+def _reduced_in_strips(source: Image.Image, factor: int) -> Image.Image:
+    """`_to_8bit(source).reduce(factor)`, converted a strip of rows at a time: only the small result is whole."""
+    width, height = source.size
+    rows = factor * max(1, _STRIP_PIXELS // (width * factor))  # whole steps, so strips reduce as the whole would
+    out = None
+    for top in range(0, height, rows):
+        part = _to_8bit(source.crop((0, top, width, min(top + rows, height)))).reduce(factor)
+        if out is None:
+            out = Image.new(part.mode, (-(-width // factor), -(-height // factor)))
+        out.paste(part, (0, top // factor))
+    return out
+
+
+def _is_wide(mode: str) -> bool:
+    return mode.startswith("I;16") or mode in ("I", "F")
 
 
 def _upright_turn(im: Image.Image) -> Image.Transpose | None:
@@ -295,7 +317,7 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     mode = im.mode
     if mode in ("L", "RGB"):
         return im
-    if mode.startswith("I;16") or mode in ("I", "F"):
+    if _is_wide(mode):
         # Pillow's own convert clips everything above 255 to white.
         width, height = im.size
         rows = max(1, _STRIP_PIXELS // width)

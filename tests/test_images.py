@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
+import re
 import struct
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -383,3 +386,400 @@ def test_camera_mpo_jpeg_is_a_jpg():
 def test_image_format_extension_refuses_non_images(data):
     with pytest.raises(UnusableImageError):
         image_format_extension(data)
+
+
+# --- HEIC and AVIF, the format table -------------------------------------------
+
+
+def two_colour_picture(size=(64, 48)) -> Image.Image:
+    """Red left half, blue right half: survives lossy coding well enough to check the layout."""
+    im = Image.new("RGB", size, "blue")
+    im.paste((255, 0, 0), (0, 0, size[0] // 2, size[1]))
+    return im
+
+
+@pytest.mark.parametrize(("fmt", "suffix"), [("HEIF", "heic"), ("AVIF", "avif")])
+def test_heic_and_avif_are_read_from_bytes_and_files(fmt, suffix, tmp_path):
+    # HEIC is written by pillow-heif's encoder, AVIF by Pillow's own (pillow-heif 1.x no longer encodes AVIF).
+    data = encode(two_colour_picture(), fmt, quality=90)
+    path = tmp_path / f"phone.{suffix}"
+    path.write_bytes(data)
+    for im in (image_from_bytes(data, f"phone.{suffix}"), image_from_path(path), image_from_any(path)):
+        assert_rgb(im, (64, 48))
+        assert close_to(im.getpixel((10, 24)), (255, 0, 0), tolerance=20)
+        assert close_to(im.getpixel((54, 24)), (0, 0, 255), tolerance=20)
+    assert image_format_extension(data) == suffix
+    assert images.is_image_file(path)
+
+
+def test_large_heic_is_reduced_for_the_model():
+    data = encode(two_colour_picture((1600, 1200)), "HEIF", quality=50)
+    im = image_from_bytes(data, "phone.heic", min_side=256)
+    assert 256 <= min(im.size) < 512 and im.size[0] > im.size[1]
+    assert close_to(im.getpixel((im.width // 4, im.height // 2)), (255, 0, 0), tolerance=20)
+
+
+def test_one_list_of_formats_everywhere():
+    for name in ("a.jpg", "b.JPEG", "c.png", "d.heic", "e.HEIF", "f.avif", "g.webp", "h.gif", "i.bmp", "j.tif",
+                 "k.tiff", "/some/folder/l.jfif"):
+        assert images.is_image_file(name), name
+        assert images.is_image_file(Path(name)), name
+    for name in ("notes.txt", "scan.pdf", "logo.svg", "photo", ".hidden.jpg", "photo.jpg.part"):
+        assert not images.is_image_file(name), name
+    text = images.ACCEPTED_FORMATS_TEXT
+    for shown in ("JPEG", "PNG", "HEIC", "AVIF", "WebP", "GIF", "BMP", "TIFF"):
+        assert shown in text
+    # every format we accept has a suffix we scan for, and the message lists it
+    assert set(images.IMAGE_FORMATS.values()) <= {s[1:] for s in images.IMAGE_SUFFIXES}
+    with pytest.raises(UnusableImageError, match=re.escape(text)):
+        image_from_bytes(b"%PDF-1.4 not an image", "scan.pdf")
+
+
+def test_downloads_keep_the_formats_the_app_takes():
+    from picsort import download
+
+    assert download.IMAGE_FORMATS is images.IMAGE_FORMATS
+    assert not hasattr(download, "_EXTENSIONS")
+
+
+# --- decoding at the size the model needs ---------------------------------------
+
+
+def test_phone_jpeg_is_decoded_at_the_size_asked_for():
+    data = encode(two_colour_picture((4032, 3024)), "JPEG", quality=90)
+    full = image_from_bytes(data, "phone.jpg")
+    assert_rgb(full, (4032, 3024))
+    small = image_from_bytes(data, "phone.jpg", min_side=256)
+    assert_rgb(small, (504, 378))  # 1/8 scale straight from the JPEG: both sides still >= 256
+    assert close_to(small.getpixel((100, 189)), (255, 0, 0))
+    assert close_to(small.getpixel((400, 189)), (0, 0, 255))
+    # never below what was asked for, never larger than stored
+    assert image_from_bytes(data, min_side=400).size == (1008, 756)
+    assert image_from_bytes(data, min_side=5000).size == (4032, 3024)
+
+
+def test_reduced_phone_jpeg_is_still_upright():
+    im = two_colour_picture((4032, 3024))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to view: red ends up on top
+    out = image_from_bytes(encode(im, "JPEG", exif=exif, quality=90), min_side=256)
+    assert_rgb(out, (378, 504))
+    assert close_to(out.getpixel((189, 100)), (255, 0, 0))
+    assert close_to(out.getpixel((189, 400)), (0, 0, 255))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP", "TIFF"])
+def test_other_formats_are_reduced_after_decoding(fmt):
+    rng = np.random.default_rng(3)
+    picture = Image.fromarray(rng.integers(0, 255, (1100, 2000, 3), np.uint8)).resize((2000, 1100))
+    data = encode(picture, fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    out = image_from_bytes(data, min_side=256)
+    assert_rgb(out, (500, 275))  # reduced 4 times: the largest step keeping both sides >= 256
+    expected = np.asarray(picture.reduce(4), np.int16)
+    assert np.abs(np.asarray(out, np.int16) - expected).max() <= 1
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P", "1", "CMYK"])
+def test_reducing_other_modes_gives_what_converting_the_whole_would(mode):
+    rng = np.random.default_rng(6)
+    picture = Image.fromarray(rng.integers(0, 255, (1101, 2003, 4), np.uint8), "RGBA")
+    picture = picture.convert(mode) if mode != "P" else picture.convert("RGB").convert("P")
+    if mode == "P":
+        picture.info["transparency"] = 0
+    out = image_from_any(picture, min_side=256)
+    whole = picture.convert("RGBA").convert("RGB") if mode == "P" else picture.convert("RGB")
+    assert_rgb(out, (501, 276))
+    assert np.array_equal(np.asarray(out), np.asarray(whole.reduce(4)))
+
+
+def test_16_bit_and_float_pictures_are_scaled_when_reduced():
+    ramp = np.tile(np.linspace(0, 65535, 1200).astype(np.uint16), (600, 1))
+    out = image_from_bytes(encode(Image.fromarray(ramp), "PNG"), min_side=256)
+    assert_rgb(out, (600, 300))
+    row = np.asarray(out)[150, :, 0].astype(int)
+    assert row[0] <= 1 and row[-1] >= 254 and abs(row[300] - 128) <= 1  # the full range, not clipped to white
+    floats = (ramp / 65535).astype(np.float32)
+    out = image_from_bytes(encode(Image.fromarray(floats), "TIFF"), min_side=256)
+    assert np.abs(np.asarray(out, int)[150, :, 0] - row).max() <= 1
+
+
+def test_small_pictures_are_left_as_they_are():
+    data = encode(two_colour_picture((300, 200)), "PNG")
+    assert image_from_bytes(data, min_side=256).size == (300, 200)
+    assert image_from_bytes(data, min_side=101).size == (300, 200)  # halving would go below 101
+    assert image_from_bytes(data, min_side=100).size == (150, 100)
+
+
+def test_bombs_are_refused_from_the_header_when_reducing_too(monkeypatch):
+    def no_decoding(self, *args, **kwargs):
+        raise AssertionError("pixels were decoded")
+
+    data = blank_png(8000, 7000)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    with pytest.raises(UnusableImageError, match="is too large: 56 megapixels"):
+        image_from_bytes(data, "bomb.png", min_side=256)
+
+
+def wide_png(width: int, height: int, *, bit_depth: int, colour_type: int, channels: int) -> bytes:
+    """A valid all-black PNG written row by row: a small file of any declared size, without holding its pixels."""
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
+    row = bytes(1 + (width * channels * bit_depth + 7) // 8)
+    packer = zlib.compressobj(9)
+    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
+
+
+MEASURE_PEAK = """
+import resource, sys
+from pathlib import Path
+from PIL import Image
+from picsort.images import image_from_path
+image_from_path(sys.argv[1] + ".warm.png", min_side=256)  # imports and first-call costs out of the way
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+if sys.argv[2] == "decode":
+    out = image_from_path(sys.argv[1], min_side=256)
+    assert max(out.size) < 1024, out.size
+else:  # the baseline: one RGB picture of the same size, every page touched
+    width, height = Image.open(sys.argv[1]).size
+    picture = Image.new("RGB", (width, height), (1, 2, 3))
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+"""
+
+
+@pytest.mark.parametrize(("kind", "bit_depth", "colour_type", "channels"),
+                         [("1-bit grey", 1, 0, 1), ("8-bit RGB", 8, 2, 3), ("8-bit RGBA", 8, 6, 4),
+                          ("16-bit grey", 16, 0, 1)])
+def test_a_crafted_7000px_png_costs_no_more_than_one_picture_of_its_size(kind, bit_depth, colour_type, channels,
+                                                                          tmp_path):
+    """Ten such files (1.5 MB in all) once cost the app 2 GB; each must now cost at most one full-size picture."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "crafted.png"
+    path.write_bytes(wide_png(7000, 7000, bit_depth=bit_depth, colour_type=colour_type, channels=channels))
+    assert path.stat().st_size < 2_000_000  # a small file under every limit: 49 megapixels
+    (tmp_path / "crafted.png.warm.png").write_bytes(encode(Image.new("RGB", (600, 600)), "PNG"))
+
+    def peak_kb(what: str) -> int:
+        result = subprocess.run([sys.executable, "-c", MEASURE_PEAK, str(path), what], capture_output=True,
+                                text=True, check=True, cwd=Path(__file__).resolve().parent.parent)
+        return int(result.stdout.split()[-1])
+
+    picture, decoding = peak_kb("baseline"), peak_kb("decode")
+    assert decoding <= 1.2 * picture, f"{kind}: decoding took {decoding} KB, one RGB picture {picture} KB"
+
+
+# --- things that are not regular files ---------------------------------------------
+
+
+def finishes(call, seconds: float = 20):
+    """Run `call` in a thread; (True, its result or exception) if it ended within `seconds`, else (False, None)."""
+    import threading
+
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(call())
+        except BaseException as exc:  # noqa: BLE001 - handed back to the test
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    return (not thread.is_alive()), (outcome[0] if outcome else None)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_named_like_a_photo_is_refused_at_once(tmp_path):
+    fifo = tmp_path / "x.jpg"
+    os.mkfifo(fifo)
+    ended, outcome = finishes(lambda: image_from_path(fifo))
+    if not ended:  # unblock the stuck reader so the thread can end
+        with open(fifo, "wb"):
+            pass
+    assert ended, "reading a pipe hung"
+    assert isinstance(outcome, UnusableImageError) and "not a regular file" in str(outcome)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+def test_a_link_to_an_endless_device_is_refused_at_once(tmp_path):
+    link = tmp_path / "zero.jpg"
+    link.symlink_to("/dev/zero")
+    ended, outcome = finishes(lambda: image_from_path(link))
+    assert ended and isinstance(outcome, UnusableImageError) and "not a regular file" in str(outcome)
+
+
+# --- whatever a Python user hands the API ------------------------------------------
+
+
+def test_every_way_of_handing_over_a_file_gives_the_same_picture(tmp_path):
+    data = encode(two_colour_picture(), "PNG")
+    path = tmp_path / "bear.png"
+    path.write_bytes(data)
+    expected = np.asarray(image_from_path(path))
+    with open(path, "rb") as file:
+        from_file = image_from_any(file)
+    for form in (str(path), path, data, bytearray(data), memoryview(data), io.BytesIO(data), Image.open(path)):
+        assert np.array_equal(np.asarray(image_from_any(form)), expected), type(form)
+    assert np.array_equal(np.asarray(from_file), expected)
+
+
+def test_a_file_object_is_read_only_up_to_the_limit(monkeypatch):
+    monkeypatch.setattr(images, "MAX_UPLOAD_BYTES", 1000)
+
+    class Endless(io.RawIOBase):
+        asked = 0
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            Endless.asked += len(buffer)
+            buffer[:] = bytes(len(buffer))
+            return len(buffer)
+
+    stream = Endless()
+    stream.name = "/somewhere/stream.jpg"
+    with pytest.raises(UnusableImageError, match=r"^'stream\.jpg' is larger than the 1000 bytes limit$"):
+        image_from_any(stream)
+    assert Endless.asked == 1001
+
+
+def test_a_text_file_object_is_a_programming_error(tmp_path):
+    (tmp_path / "bear.png").write_bytes(encode(two_colour_picture(), "PNG"))
+    with open(tmp_path / "bear.png", encoding="latin-1") as file:
+        with pytest.raises(TypeError, match="'rb'"):
+            image_from_any(file)
+
+
+@pytest.mark.parametrize("item", [42, ["bear.jpg"], {"path": "bear.jpg"}, None, 3.5])
+def test_anything_else_is_a_type_error_naming_the_type(item):
+    with pytest.raises(TypeError, match=type(item).__name__):
+        image_from_any(item)
+
+
+@pytest.mark.parametrize("empty", [
+    Image.new("RGB", (0, 0)), Image.new("L", (10, 0)), np.zeros((0, 0), np.uint8), np.zeros((0, 5, 3), np.uint8)])
+def test_empty_pictures_are_refused(empty):
+    with pytest.raises(UnusableImageError, match="is empty"):
+        image_from_any(empty)
+
+
+def test_pil_images_in_every_mode_look_as_they_would_from_a_file():
+    rng = np.random.default_rng(4)
+    rgb = Image.fromarray(rng.integers(0, 255, (20, 30, 3), np.uint8))
+    gray = rgb.convert("L")
+    grey_rgb = np.asarray(gray.convert("RGB"))
+    cases = {
+        "RGB": (rgb, np.asarray(rgb)),
+        "L": (gray, grey_rgb),
+        "I;16": (Image.fromarray(np.asarray(gray).astype(np.uint16) * 257), grey_rgb),
+        "I": (Image.fromarray(np.asarray(gray).astype(np.int32)), grey_rgb),
+        "F": (Image.fromarray(np.asarray(gray).astype(np.float32) / 255), grey_rgb),
+        "LA": (gray.convert("LA"), grey_rgb),
+        "RGBA": (rgb.convert("RGBA"), np.asarray(rgb)),
+        "CMYK": (rgb.convert("CMYK"), np.asarray(rgb.convert("CMYK").convert("RGB"))),
+        "P": (rgb.convert("P"), np.asarray(rgb.convert("P").convert("RGB"))),
+        "1": (gray.convert("1"), np.asarray(gray.convert("1").convert("RGB"))),
+    }
+    for mode, (picture, expected) in cases.items():
+        assert picture.mode == mode
+        before = picture.tobytes()
+        out = image_from_any(picture)
+        assert_rgb(out, (30, 20))
+        assert np.abs(np.asarray(out, int) - expected).max() <= 1, mode
+        assert picture.tobytes() == before and out is not picture  # the caller's image is left alone
+
+
+def test_exif_orientation_of_a_pil_image_is_applied_like_the_file_s(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    path = tmp_path / "phone.jpg"
+    two_colour_picture((64, 48)).save(path, exif=exif, quality=95)
+    opened = Image.open(path)
+    from_path, from_image = image_from_path(path), image_from_any(opened)
+    assert from_image.size == from_path.size == (48, 64)
+    assert np.array_equal(np.asarray(from_image), np.asarray(from_path))
+    assert opened.size == (64, 48)  # the caller's image is not turned
+
+
+def test_numpy_arrays():
+    rng = np.random.default_rng(5)
+    pixels = rng.integers(0, 255, (20, 30, 3), np.uint8)
+    assert np.array_equal(np.asarray(image_from_any(pixels)), pixels)
+    rgba = np.concatenate([pixels, np.zeros((20, 30, 1), np.uint8)], axis=2)
+    assert np.array_equal(np.asarray(image_from_any(rgba)), pixels)  # alpha dropped, colours kept
+    grey = pixels[:, :, 0]
+    for form in (grey, grey[:, :, None], grey.astype(np.uint16) * 257, grey.astype(np.float32) / 255,
+                 grey.astype(np.float64), np.asfortranarray(grey)):
+        out = image_from_any(form)
+        assert_rgb(out, (30, 20))
+        assert np.array_equal(np.asarray(out)[:, :, 1], grey), form.dtype
+    assert np.asarray(image_from_any(np.eye(4, dtype=bool)))[0, 0, 0] == 255
+    out = image_from_any(pixels.repeat(20, axis=0).repeat(20, axis=1), min_side=100)
+    assert out.size == (150, 100)  # reduced too
+
+
+@pytest.mark.parametrize(("array", "problem"), [
+    (np.zeros((10, 10, 2), np.uint8), r"shape \(10, 10, 2\)"),
+    (np.zeros((2, 10, 10, 3), np.uint8), r"shape \(2, 10, 10, 3\)"),
+    (np.zeros(10, np.uint8), r"shape \(10,\)"),
+    (np.zeros((10, 10), np.complex64), "complex64"),
+    (np.zeros((10, 10), object), "object"),
+])
+def test_arrays_that_are_not_pictures_are_refused_by_name(array, problem):
+    with pytest.raises(UnusableImageError, match=problem):
+        image_from_any(array)
+
+
+def test_the_pixel_limit_holds_for_pictures_in_memory_too(monkeypatch):
+    monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 99)
+    for item in (Image.new("L", (10, 10)), np.zeros((10, 10), np.uint8)):
+        with pytest.raises(UnusableImageError, match="is too large"):
+            image_from_any(item)
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    from picsort.classify import load_model
+
+    return load_model()
+
+
+def test_a_16_bit_or_float_bear_is_classified_like_its_8_bit_self(classifier):
+    """Pillow's convert("RGB") clipped I;16 pictures to white: the file said grizzly, the picture said teddy."""
+    for photo in sorted(EXAMPLES.glob("*.jpg")):
+        grey = Image.open(photo).convert("L")
+        eight_bit = classifier.predict(grey)
+        for wide in (Image.fromarray(np.asarray(grey).astype(np.uint16) * 257),
+                     Image.fromarray(np.asarray(grey).astype(np.float32) / 255),
+                     np.asarray(grey).astype(np.uint16) * 257):
+            prediction = classifier.predict(wide)
+            assert prediction.label == eight_bit.label, photo.name
+            assert prediction.probabilities == pytest.approx(eight_bit.probabilities, abs=1e-6)
+
+
+def test_a_bear_is_classified_the_same_however_it_is_handed_over(classifier, tmp_path):
+    photo = EXAMPLES / "grizzly-1.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 8
+    turned = tmp_path / "turned.jpg"
+    Image.open(photo).transpose(Image.Transpose.ROTATE_270).save(turned, exif=exif, quality=95)
+    by_path = classifier.predict(turned)
+    assert by_path.label == "grizzly"
+    with open(turned, "rb") as file:
+        by_file = classifier.predict(file)
+    pixels = np.asarray(classifier.to_image(turned))
+    for prediction in (by_file, classifier.predict(turned.read_bytes()), classifier.predict(Image.open(turned)),
+                       classifier.predict(pixels)):
+        assert prediction.label == by_path.label
+        assert prediction.probabilities == pytest.approx(by_path.probabilities, abs=1e-6)
+
+
+def test_an_empty_picture_gets_no_class(classifier):
+    with pytest.raises(UnusableImageError, match="empty"):
+        classifier.predict(Image.new("RGB", (0, 0)))

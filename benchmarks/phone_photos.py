@@ -1,0 +1,147 @@
+"""How much does a phone photo cost the classify path, next to the bare model?
+
+    python benchmarks/phone_photos.py           # ~2 min on a busy 2-core machine, writes results/phone-photos.md
+    python benchmarks/phone_photos.py --quick   # fewer runs; prints only
+
+One 12-megapixel JPEG (a development photo from examples/, upscaled to 4032x3024 with a light grain so that
+its file is phone-sized, 2-3 MB at quality 90; without grain the smooth upscale is under 1 MB) goes
+bytes -> probabilities through the shipped model (`load_model()`, whatever `model/` holds):
+
+- the app's path, `Classifier.predict(jpeg_bytes)`, which decodes no larger than the model needs
+  (`Classifier.to_image`: JPEG draft at 1/2, 1/4 or 1/8 scale);
+- the same steps with the photo decoded at full size (no draft), as before;
+- the same steps drafting to exactly the model's resize size (the smallest draft; less faithful to fastai);
+
+each against the bare forward `Classifier.probabilities` on a 1x3xHxW tensor prepared beforehand. The variants
+alternate call by call, so a busy machine slows them alike; each figure is the median of all its calls.
+Also decode + prepare alone (bytes -> the normalised tensor, no forward). Goal: app path <= 1.5x bare.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import io
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from picsort.classify import load_model  # noqa: E402  (first: picsort sets torch's thread waiting policy)
+from picsort.images import image_from_bytes  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+PHOTO = REPO / "examples" / "grizzly-1.jpg"
+RESULTS = REPO / "benchmarks" / "results" / "phone-photos.md"
+PHONE_SIZE = (4032, 3024)
+
+
+def phone_jpeg() -> bytes:
+    """The development photo upscaled to a phone camera's 12 megapixels, saved as a phone would (quality 90)."""
+    pixels = np.asarray(Image.open(PHOTO).convert("RGB").resize(PHONE_SIZE, Image.BICUBIC), np.float32)
+    # Sensor-like grain (the same on all channels), so the file has a phone photo's size and decoding cost.
+    grain = np.random.default_rng(0).normal(0, 4, (*pixels.shape[:2], 1)).astype(np.float32)
+    buffer = io.BytesIO()
+    Image.fromarray(np.clip(pixels + grain, 0, 255).astype(np.uint8)).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def timed_alternately(variants: dict, calls: int) -> dict[str, float]:
+    """Median milliseconds per call of each variant; the variants take turns, call by call."""
+    times = {name: [] for name in variants}
+    for function in variants.values():
+        function()  # warm-up: first-call costs out of the figures
+    for call in range(calls):
+        names = list(variants)
+        names = names[call % len(names):] + names[:call % len(names)]  # no variant always runs first
+        for name in names:
+            start = time.perf_counter()
+            variants[name]()
+            times[name].append((time.perf_counter() - start) * 1000)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer runs, print only")
+    quick = parser.parse_args().quick
+    calls = 10 if quick else 40
+
+    model = load_model()
+    data = phone_jpeg()
+    view_size = model.size + model.extra
+    shipped_side = model.to_image(data)
+
+    def prepared(min_side):
+        return lambda: model.to_tensor(image_from_bytes(data, min_side=min_side))
+
+    def classified(min_side):
+        return lambda: model.prediction(model.probabilities(model.to_batch([prepared(min_side)()]))[0])
+
+    batch = model.to_batch([model.to_tensor(model.to_image(data))])
+    load_before = os.getloadavg()[0]
+    started = time.perf_counter()
+    results = timed_alternately({
+        "bare": lambda: model.probabilities(batch),
+        "app": lambda: model.predict(data),
+        "full": classified(None),
+        "smallest": classified(view_size),
+        "prepare app": lambda: model.to_tensor(model.to_image(data)),
+        "prepare full": prepared(None),
+        "prepare smallest": prepared(view_size),
+    }, calls)
+    minutes = (time.perf_counter() - started) / 60
+    bare = results["bare"]
+    smallest_side = image_from_bytes(data, min_side=view_size).size
+
+    def row(label, name, goal="–"):
+        ratio = f"{results[name] / bare:.2f}×"
+        verdict = ""
+        if goal != "–":
+            verdict = "met" if results[name] / bare <= float(goal.strip("≤ ×")) else "**missed**"
+        return f"| {label} | {results[name]:.1f} ms | {bare:.1f} ms | {ratio} | {goal} | {verdict} |"
+
+    lines = [
+        "# Phone photos: a 12-megapixel JPEG through the classify path",
+        "",
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, `python benchmarks/phone_photos.py`. "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads "
+        f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}), {os.cpu_count()} CPUs, "
+        f"{platform.machine()}, Python {platform.python_version()}. Load average {load_before:.1f} before, "
+        f"{os.getloadavg()[0]:.1f} after ({minutes:.1f} min; other jobs share this machine: compare rows of one "
+        f"run). Shipped model: {model.card['backbone']}, {model.size} px input after a {view_size} px resize.",
+        "",
+        f"The photo: {PHOTO.relative_to(REPO)} upscaled to {PHONE_SIZE[0]}×{PHONE_SIZE[1]} with a light grain, "
+        f"JPEG quality 90, "
+        f"{len(data) / 1e6:.1f} MB. Decoded by the app path at {shipped_side.size[0]}×{shipped_side.size[1]} "
+        f"(`Classifier.to_image`), at {smallest_side[0]}×{smallest_side[1]} by the smallest draft. Each figure is "
+        f"the median of {calls} calls, the variants taking turns call by call.",
+        "",
+        "| path, bytes in | median | bare forward on a prepared tensor | ratio | goal | |",
+        "|---|---|---|---|---|---|",
+        row("app: `Classifier.predict(jpeg_bytes)` → probabilities", "app", goal="≤ 1.5×"),
+        row("same steps, photo decoded at full size (no draft; before)", "full"),
+        row(f"same steps, drafted to the smallest size ≥ {view_size} px", "smallest"),
+        row("decode + prepare only (app: `to_tensor(to_image(bytes))`)", "prepare app"),
+        row("decode + prepare only, full size", "prepare full"),
+        row(f"decode + prepare only, smallest draft ≥ {view_size} px", "prepare smallest"),
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if not quick:
+        RESULTS.write_text(text)
+        print(f"written to {RESULTS.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
