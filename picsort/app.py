@@ -290,8 +290,8 @@ class ClassifierApp:
 
     def _card_for(self, name: str, data: bytes) -> ResultCard | ProblemCard:
         try:
-            # Decoded no larger than the network's view needs (JPEG draft, reduce on load).
-            image = image_from_bytes(data, name=name, min_side=self.classifier.size + self.classifier.extra)
+            # Decoded no larger than the network's view needs (JPEG draft, reduce on load), by the one rule.
+            image = self.classifier.to_image(data, name=name)
         except UnusableImageError as problem:
             return ProblemCard(name, str(problem))
         prediction = self.classifier.predict(image)

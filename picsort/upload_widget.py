@@ -15,7 +15,7 @@ from typing import Callable
 import anywidget
 import traitlets
 
-from picsort.images import MAX_UPLOAD_BYTES
+from picsort.images import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES
 
 __all__ = ["UploadZone"]
 
@@ -34,7 +34,8 @@ class UploadZone(anywidget.AnyWidget):
     _css = (_HERE / "upload_widget.css").read_text()
 
     max_bytes = traitlets.Int(MAX_UPLOAD_BYTES).tag(sync=True)
-    accept = traitlets.Unicode("image/*").tag(sync=True)
+    # Browsers do not all count HEIC or AVIF as image/*: the suffixes name every format the decoder takes.
+    accept = traitlets.Unicode(",".join(["image/*", *sorted(IMAGE_SUFFIXES)])).tag(sync=True)
     limits_text = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, *, on_file: Callable[[str, bytes, int, int], None],
