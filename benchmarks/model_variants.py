@@ -28,7 +28,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, ImageEnhance, ImageOps  # noqa: E402
 

@@ -14,7 +14,6 @@ Through the serving path (`picsort.classify.load_model()`, as the app, the CLI a
 from __future__ import annotations
 
 import datetime
-import io
 import platform
 import statistics
 import sys

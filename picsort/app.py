@@ -27,7 +27,7 @@ from typing import Any, Iterable
 import ipywidgets as widgets
 from PIL import Image
 
-from picsort.cards import LabelNotSaved, ProblemCard, ResultCard, percent, shown_name
+from picsort.cards import LabelNotSaved, ProblemCard, ResultCard, shown_name
 from picsort.classify import Classifier, load_model
 from picsort.download_widget import DownloadButton, NothingToDownload
 from picsort.folders import EXAMPLES_DIR, labels_dir

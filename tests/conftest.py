@@ -97,3 +97,17 @@ def small_model(photos, tmp_path_factory) -> Path:
     output = tmp_path_factory.mktemp("small-model")
     train_small_model(photos[0], output)
     return output / "model"
+
+
+@pytest.fixture
+def chromium() -> str:
+    """Debian's Chromium for the browser tests; without it they skip (and fail in CI, where they must run)."""
+    import shutil
+
+    path = shutil.which("chromium")
+    if path is None:
+        reason = "needs Debian's chromium (apt-get install chromium)"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import html
 import io
@@ -22,7 +23,7 @@ from PIL import Image
 
 import picsort.app as app_module
 from picsort.app import ClassifierApp, build_app
-from picsort.cards import LabelNotSaved, ProblemCard, ResultCard, shown_name
+from picsort.cards import LabelNotSaved, ProblemCard, ResultCard, percent, shown_name
 from picsort.classify import Prediction, load_model
 from picsort.download_widget import NothingToDownload
 from picsort.images import MAX_UPLOAD_BYTES
@@ -102,7 +103,7 @@ def test_one_photo_gets_a_card_with_the_guess_and_a_bar_per_class(app, classifie
     prediction = card.prediction
     assert card.guess == prediction.label in classifier.classes
     assert card.classes == classifier.classes
-    assert card.percents == [app_module.percent(prediction.probabilities[c]) for c in classifier.classes]
+    assert card.percents == [percent(prediction.probabilities[c]) for c in classifier.classes]
     assert card.probabilities == pytest.approx([prediction.probabilities[c] for c in classifier.classes])
     assert card.name == "bear.jpg"
     thumbnail = Image.open(io.BytesIO(card.picture))
@@ -582,7 +583,8 @@ def test_the_session_watch_answers_pings(monkeypatch):
 def model_with_classes(folder: Path, classes: list[str], **card_changes) -> Path:
     """A copy of the shipped model folder whose card names other classes (same number, same weights)."""
     folder.mkdir(parents=True)
-    shutil.copyfile(REPO / "model" / "model.safetensors", folder / "model.safetensors")
+    for name in ("model.safetensors", "reference.safetensors"):
+        shutil.copyfile(REPO / "model" / name, folder / name)
     card = json.loads((REPO / "model" / "model.json").read_text())
     card.update(classes=classes, images_per_class={name: 10 for name in classes}, **card_changes)
     (folder / "model.json").write_text(json.dumps(card))
@@ -673,3 +675,32 @@ print(card.problem)
     assert not [m for m in messages if m["msg_type"] == "error"]
     logged = server_log.read_text()
     assert "out of cheese" in logged and "Traceback" in logged and "a warning from deep inside" in logged
+
+
+def test_the_app_the_cli_and_the_api_give_the_same_answers(app, classifier, tmp_path):
+    """Shipped model, no stand-ins: example bears and a picture of no bear, through all three ways in."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for example in sorted((REPO / "examples").glob("*.jpg")):
+        shutil.copyfile(example, folder / example.name)
+    stripes = np.tile(np.repeat(np.array([[30, 90, 200], [250, 240, 20]], dtype=np.uint8), 12, axis=0), (20, 1, 1))
+    Image.fromarray(np.repeat(stripes[:, None, :], 320, axis=1)).save(folder / "stripes.png")
+    files = sorted(folder.iterdir())
+
+    api = {file.name: classifier.predict(file) for file in files}
+    cards = {card.name: card for card in app.handle_upload(
+        [{"name": file.name, "content": memoryview(file.read_bytes())} for file in files])}
+    out = tmp_path / "results.csv"
+    subprocess.run([sys.executable, "-m", "picsort", "classify", str(folder), "--out", str(out)], cwd=REPO,
+                   check=True, capture_output=True)
+    with out.open(newline="", encoding="utf-8") as handle:
+        rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
+
+    assert api["stripes.png"].none_of_these and not any(api[f.name].none_of_these for f in files[:-1])
+    for name, prediction in api.items():
+        card, row = cards[name], rows[name]
+        assert card.guess == row["class"] == prediction.label, name
+        assert card.none_of_these == prediction.none_of_these == (row["none_of_these"] == "yes"), name
+        for index, class_name in enumerate(classifier.classes):
+            assert float(row[f"p_{class_name}"]) == pytest.approx(prediction.probabilities[class_name], abs=1e-3)
+            assert card.probabilities[index] == pytest.approx(prediction.probabilities[class_name], abs=1e-6)

@@ -34,25 +34,12 @@ from picsort.model import read_card
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT = REPO / "docs" / "app-screenshot.png"
 ARTIFACTS = REPO / "test-artifacts"  # gitignored: a screenshot and the server log when this test fails
-IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 EXAMPLES = sorted((REPO / "examples").glob("*.jpg"))
 TEMPLATES = REPO / "share" / "jupyter"  # the picsort Voila template (no icon font from a CDN)
 SERVER_START_SECONDS = 60
 PAGE_SECONDS = 120  # first load starts a kernel and loads the model; a busy 2-core machine is slow
-
-
-@pytest.fixture
-def chromium() -> str:
-    """Debian's Chromium; without it the test skips (fails in CI, where it must run)."""
-    path = shutil.which("chromium")
-    if path is None:
-        reason = "needs Debian's chromium (apt-get install chromium)"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
 
 
 def free_port() -> int:
@@ -310,7 +297,8 @@ def test_class_names_with_spaces_at_phone_width(serve, browser, tmp_path):
     """A model whose classes have spaces: buttons and bars work, and at 390 px nothing is cut."""
     model = tmp_path / "model"
     model.mkdir()
-    shutil.copyfile(REPO / "model" / "model.safetensors", model / "model.safetensors")
+    for name in ("model.safetensors", "reference.safetensors"):
+        shutil.copyfile(REPO / "model" / name, model / name)
     card_data = json.loads((REPO / "model" / "model.json").read_text())
     classes = ["black bear", "grizzly bear", "teddy bear toy"]
     card_data["classes"] = classes

@@ -479,7 +479,8 @@ def test_a_model_with_an_unsafe_class_name_is_refused(tmp_path):
     card = json.loads((REPO / "model" / "model.json").read_text())
     card["classes"] = ["../evil", *card["classes"][1:]]
     (model / "model.json").write_text(json.dumps(card))
-    (model / "model.safetensors").symlink_to(REPO / "model" / "model.safetensors")
+    for name in ("model.safetensors", "reference.safetensors"):
+        (model / name).symlink_to(REPO / "model" / name)
     sorted_dir = tmp_path / "sorted"
     result = cli("classify", REPO / "examples", "--model", model, "--out", tmp_path / "r.csv", "--copy-to", sorted_dir)
     assert result.returncode == 2 and "'../evil'" in result.stderr and "Traceback" not in result.stderr

@@ -11,31 +11,18 @@ page sends a beacon to /voila/api/shutdown on `beforeunload`, which binder/voila
 from __future__ import annotations
 
 import json
-import os
 import time
 from datetime import datetime, timezone
 
 import pytest
 
-from binder_route import (BINDER, EXAMPLES, REPO, binder_route, browser, chromium_path, page_kernel_id, upload,
+from binder_route import (BINDER, EXAMPLES, REPO, binder_route, browser, page_kernel_id, upload,
                           voila_route, wait_for_app, wait_for_cards)
 
 CONFIGS = {"voila": REPO / "voila.json", "binder": BINDER / "jupyter_server_config.json"}
-IN_CI = os.environ.get("CI", "").lower() == "true"
 ROUTES = {"voila": voila_route, "binder": binder_route}
 BEACON_WORKS = {"voila": False, "binder": True}
 SHUTDOWN_SECONDS = 30  # the beacon's shutdown: a kernel takes a few seconds to stop on a busy machine
-
-
-@pytest.fixture
-def chromium() -> str:
-    path = chromium_path()
-    if path is None:
-        reason = "needs Debian's chromium (apt-get install chromium)"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
-    return path
 
 
 def culling(route: str) -> dict:
