@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import os
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -57,18 +57,6 @@ def test_streaming_reads_paths_lazily_and_keeps_order(mixed):
 # ---- sort_files: the library call under `picsort classify` ------------------------------------------------
 
 
-@dataclass
-class _Prediction:
-    """Prediction's fields, built with keywords (the app, the CLI and the API read these)."""
-
-    label: str
-    probability: float
-    probabilities: dict
-    unsure: bool = False
-    none_of_these: bool = False
-    similarity: float = 1.0
-
-
 class _NoneForTeddies:
     """The shipped model, but whatever it calls teddy is reported as looking like none of the classes."""
 
@@ -79,10 +67,9 @@ class _NoneForTeddies:
     def __getattr__(self, name):
         return getattr(self.model, name)
 
-    def prediction(self, row):
-        real = self.model.prediction(row)
-        return _Prediction(label=real.label, probability=real.probability, probabilities=real.probabilities,
-                           unsure=real.unsure, none_of_these=real.label == "teddy")
+    def predictions(self, batch, threshold=None):
+        return [replace(real, none_of_these=real.label == "teddy")
+                for real in self.model.predictions(batch, threshold)]
 
 
 def test_sort_files_counts_and_copies_none_of_these_apart(mixed, tmp_path):

@@ -130,11 +130,14 @@ def test_scan_order_is_sorted_and_files_named_directly_are_always_tried(mixed, t
 
 
 def test_threshold_option_decides_unsure(mixed, tmp_path):
-    never, always = tmp_path / "never.csv", tmp_path / "always.csv"
+    never, between = tmp_path / "never.csv", tmp_path / "between.csv"
     assert run(mixed, "--threshold", "0", "--out", never)[0] == 0
-    assert run(mixed, "--threshold", "1", "--out", always)[0] == 0
-    assert {r["unsure"] for r in read_rows(never) if not r["error"]} == {"no"}
-    assert {r["unsure"] for r in read_rows(always) if not r["error"]} == {"yes"}
+    rows = [r for r in read_rows(never) if not r["error"]]
+    assert {r["unsure"] for r in rows} == {"no"}
+    lowest, highest = sorted({float(r["probability"]) for r in rows})[:2]  # a threshold between two photos
+    assert run(mixed, "--threshold", str((lowest + highest) / 2), "--out", between)[0] == 0
+    unsure = {r["path"]: r["unsure"] for r in read_rows(between) if not r["error"]}
+    assert unsure == {r["path"]: "yes" if float(r["probability"]) <= lowest else "no" for r in rows}
 
 
 def test_cli_probabilities_are_the_apps(mixed, tmp_path):

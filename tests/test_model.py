@@ -33,7 +33,7 @@ def test_classifier_matches_learn_predict(small_model, photos):
         # to the bound users need by the shipped-model test below).
         from picsort.images import image_from_path
         tensor = classifier.to_tensor(image_from_path(file))
-        ours = classifier.prediction(classifier.probabilities(classifier.to_batch([tensor]))[0])
+        (ours,) = classifier.predictions(classifier.to_batch([tensor]))
         for name, expected in zip(learn.dls.vocab, fastai_probabilities.tolist()):
             assert ours.probabilities[name] == pytest.approx(expected, abs=1e-4)
 
