@@ -217,7 +217,9 @@ class ClassifierApp:
 
     # -- what the page says ------------------------------------------------------------------------------
 
-    def limits_text(self) -> str:
+    @staticmethod
+    def limits_text() -> str:
+        """The limits the page states: the decoder's own (picsort.images)."""
         return (f"{ACCEPTED_FORMATS_TEXT}; up to {human_bytes(MAX_UPLOAD_BYTES)} each; as many photos as you "
                 f"like at once.")
 

@@ -67,9 +67,13 @@ def close_to(actual, expected, tolerance=12) -> bool:
 # --- bad uploads -----------------------------------------------------------
 
 
-def test_limits_are_as_documented():
-    assert images.MAX_UPLOAD_BYTES == 20 * 1024 * 1024
-    assert images.MAX_IMAGE_PIXELS == 50_000_000
+def test_the_size_limit_the_page_states_is_the_one_enforced():
+    from picsort.app import ClassifierApp
+
+    stated = ClassifierApp.limits_text()
+    assert "up to 20 MB each" in stated and images.MAX_UPLOAD_BYTES == 20 * 1024 * 1024
+    with pytest.raises(UnusableImageError, match="larger than the 20 MB limit"):
+        image_from_bytes(b"\xff\xd8" + bytes(images.MAX_UPLOAD_BYTES - 1), "big.jpg")
 
 
 def test_empty_bytes():
