@@ -85,7 +85,7 @@ def main() -> None:
         return lambda: model.to_tensor(image_from_bytes(data, min_side=min_side))
 
     def classified(min_side):
-        return lambda: model.prediction(model.probabilities(model.to_batch([prepared(min_side)()]))[0])
+        return lambda: model.predictions(model.to_batch([prepared(min_side)()]))[0]
 
     batch = model.to_batch([model.to_tensor(model.to_image(data))])
     load_before = os.getloadavg()[0]
