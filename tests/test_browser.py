@@ -23,9 +23,9 @@ import time
 import zipfile
 from pathlib import Path
 
-import pytest
-
+import numpy as np
 import psutil
+import pytest
 from PIL import Image
 
 from picsort.images import MAX_UPLOAD_BYTES
@@ -252,6 +252,17 @@ def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
         assert {(line["sha256"], line["label"]) for line in lines} >= {(sha[first.name], "none")}
         assert not [n for n in archive.namelist() if n.startswith(f"{classes[1]}/")]
 
+        # A picture of no bear at all: the card says so, and still shows the closest guess and the bars.
+        other = tmp_path / "stripes.png"
+        bands = (np.arange(240) // 12 % 2)[:, None, None]
+        Image.fromarray(np.broadcast_to(np.where(bands == 0, [30, 90, 200], [250, 240, 20]).astype(np.uint8),
+                                        (240, 320, 3)).copy()).save(other)
+        page.locator(".picsort-file-input").set_input_files([str(other)])
+        card(page, other.name).wait_for(timeout=60_000)
+        assert f"does not look like any of: {', '.join(classes)}" in card(page, other.name).inner_text()
+        assert card(page, other.name).locator(".picsort-bar").count() == len(classes)
+        assert card(page, other.name).locator(".picsort-guess").inner_text().endswith("✓ none of these")
+
         # "Why?" shows the heatmap; this is the README's screenshot.
         card(page, EXAMPLES[1].name).locator(".picsort-why").click()
         card(page, EXAMPLES[1].name).locator(".picsort-heatmap").wait_for(timeout=60_000)
@@ -276,7 +287,7 @@ def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
                                                                       characterData: true}); }""")
         page.locator(".picsort-file-input").set_input_files([str(f) for f in selection])
         page.locator(".picsort-progress", has_text=f"{len(phones)} photos classified").wait_for(timeout=300_000)
-        assert page.locator(".picsort-card").count() == len(EXAMPLES) + len(selection)
+        assert page.locator(".picsort-card").count() == len(EXAMPLES) + 1 + len(selection)
         for phone in phones:
             assert verdict.search(card(page, phone.name).inner_text())
         seen = page.evaluate("() => window.progressSeen")
