@@ -19,6 +19,7 @@ from picsort.bulk import UNSURE_FOLDER, classify_files, find_images
 from picsort.classify import load_model
 from picsort.cli import main
 from picsort.images import UnusableImageError
+from picsort.labels import NONE_LABEL
 from picsort.results import results_header
 
 REPO = Path(__file__).resolve().parent.parent
@@ -260,7 +261,7 @@ def test_copy_to_sorts_copies_into_class_folders(mixed, tmp_path, capsys):
     model = load_model()
     sorted_dir = tmp_path / "sorted"
     # A different file already sitting where one copy would go must survive.
-    folders = [*model.classes, UNSURE_FOLDER]
+    folders = [*model.classes, UNSURE_FOLDER, NONE_LABEL]
     for name in folders:
         (sorted_dir / name).mkdir(parents=True)
         (sorted_dir / name / "a.jpg").write_bytes(b"somebody else's file")
@@ -276,7 +277,8 @@ def test_copy_to_sorts_copies_into_class_folders(mixed, tmp_path, capsys):
     for row in read_rows(out):
         if row["error"]:
             continue
-        folder = sorted_dir / (UNSURE_FOLDER if row["unsure"] == "yes" else row["class"])
+        kind = NONE_LABEL if row["none_of_these"] == "yes" else UNSURE_FOLDER if row["unsure"] == "yes" else None
+        folder = sorted_dir / (kind or row["class"])
         source = Path(row["path"])
         matches = [p for p in folder.iterdir() if p.read_bytes() == source.read_bytes()]
         assert len(matches) == 1
