@@ -90,24 +90,30 @@ class Classifier:
 
     # -- classifying ------------------------------------------------------------------------------------
 
+    def body_features(self, batch: torch.Tensor):
+        """The body's feature maps of a prepared batch, FORWARD_CHUNK images at a time (call in inference mode)."""
+        body = self.network[0]
+        for chunk in batch.split(FORWARD_CHUNK):
+            yield body(chunk.contiguous(memory_format=torch.channels_last))
+
     def scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax probabilities (N×classes) and familiarity (N) for a prepared batch (N×3×size×size).
 
-        One forward pass: the body's feature map feeds both the head and the familiarity check. Runs
-        FORWARD_CHUNK images at a time.
+        One forward pass: the body's feature map feeds both the head and the familiarity check.
         """
-        body, head = self.network[0], self.network[1]
+        head = self.network[1]
         probabilities, similarities = [], []
         with torch.inference_mode():
-            for chunk in batch.split(FORWARD_CHUNK):
-                features = body(chunk.contiguous(memory_format=torch.channels_last))
+            for features in self.body_features(batch):
                 probabilities.append(torch.softmax(head(features), dim=1))
                 similarities.append(self.familiarity.similarity(features))
         return torch.cat(probabilities), torch.cat(similarities)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """Softmax probabilities for a prepared batch (N×3×size×size)."""
-        return self.scores(batch)[0]
+        """The network's softmax alone, without the familiarity check: the bare model benchmarks compare with."""
+        head = self.network[1]
+        with torch.inference_mode():
+            return torch.cat([torch.softmax(head(features), dim=1) for features in self.body_features(batch)])
 
     def predictions(self, batch: torch.Tensor, threshold: float | None = None) -> list[Prediction]:
         """A `Prediction` per image of a prepared batch; `threshold` overrides the card's for `unsure`."""
