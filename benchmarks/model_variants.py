@@ -142,11 +142,11 @@ def imagenette_files(per_class: int | None, skip: int = 0) -> list[Path]:
 def none_of_these(learn, others_for_calibration: list[Path], others: list[Path]) -> tuple[float, float]:
     """Calibrate as export_model does, then the fraction of `others` (held-out Imagenette photos) and of the
     validation photos that are flagged "none of these"."""
-    from picsort.familiarity import FamiliarityIndex, body_features, calibrate
+    from picsort.familiarity import FamiliarityIndex, calibrate, pooled_features
 
     reference, settings = calibrate(learn, others=others_for_calibration)
     index = FamiliarityIndex(reference, settings["k"], settings["threshold"])
-    scores = index.similarity_of_pooled(body_features(learn, others))
+    scores = index.similarity_of_pooled(pooled_features(learn, others))
     return float((scores < index.threshold).float().mean()), settings["calibration"]["validation_flagged"]
 
 

@@ -90,7 +90,7 @@ class Classifier:
 
     # -- classifying ------------------------------------------------------------------------------------
 
-    def body_features(self, batch: torch.Tensor):
+    def feature_maps(self, batch: torch.Tensor):
         """The body's feature maps of a prepared batch, FORWARD_CHUNK images at a time (call in inference mode)."""
         body = self.network[0]
         for chunk in batch.split(FORWARD_CHUNK):
@@ -104,7 +104,7 @@ class Classifier:
         head = self.network[1]
         probabilities, similarities = [], []
         with torch.inference_mode():
-            for features in self.body_features(batch):
+            for features in self.feature_maps(batch):
                 probabilities.append(torch.softmax(head(features), dim=1))
                 similarities.append(self.familiarity.similarity(features))
         return torch.cat(probabilities), torch.cat(similarities)
@@ -113,7 +113,7 @@ class Classifier:
         """The network's softmax alone, without the familiarity check: the bare model benchmarks compare with."""
         head = self.network[1]
         with torch.inference_mode():
-            return torch.cat([torch.softmax(head(features), dim=1) for features in self.body_features(batch)])
+            return torch.cat([torch.softmax(head(features), dim=1) for features in self.feature_maps(batch)])
 
     def predictions(self, batch: torch.Tensor, threshold: float | None = None) -> list[Prediction]:
         """A `Prediction` per image of a prepared batch; `threshold` overrides the card's for `unsure`."""

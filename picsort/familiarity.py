@@ -69,7 +69,7 @@ class FamiliarityIndex:
 # ---- training side -----------------------------------------------------------------------------------
 
 
-def body_features(learn, items) -> torch.Tensor:
+def pooled_features(learn, items) -> torch.Tensor:
     """Pooled body features (N×C) of files, prepared as the learner validates (no augmentation)."""
     body = learn.model[0]
     dl = learn.dls.test_dl(list(items), num_workers=0)
@@ -89,11 +89,11 @@ def calibrate(learn, *, k: int = DEFAULT_K, keep: float = DEFAULT_KEEP, others=(
     score below which `keep` of those lie, when the two do not overlap: photos from another source score a
     little lower than this scrape's own, and the margin is theirs.
     """
-    reference = body_features(learn, learn.dls.train_ds.items)
+    reference = pooled_features(learn, learn.dls.train_ds.items)
     index = FamiliarityIndex(reference, k)
-    validation = index.similarity_of_pooled(body_features(learn, learn.dls.valid_ds.items))
+    validation = index.similarity_of_pooled(pooled_features(learn, learn.dls.valid_ds.items))
     others = list(others)
-    other_scores = index.similarity_of_pooled(body_features(learn, others)) if others else torch.empty(0)
+    other_scores = index.similarity_of_pooled(pooled_features(learn, others)) if others else torch.empty(0)
     threshold = float(torch.quantile(validation, 1 - keep)) if len(validation) else 0.0
     if len(other_scores):
         ceiling = float(torch.quantile(other_scores, keep))
