@@ -296,7 +296,7 @@ class ClassifierApp:
             image = self.classifier.to_image(data, name=name)
         except UnusableImageError as problem:
             return ProblemCard(name, str(problem))
-        prediction = self.classifier.predict(image)
+        prediction = self.classifier.predict_images([data], [image])[0]
         picture, size = jpeg(image, THUMBNAIL_SIZE)
         explain_copy, _ = jpeg(image, EXPLAIN_SIZE, quality=90)
         del image  # the full-size picture goes now, before the next file arrives

@@ -14,8 +14,8 @@ or take the results one by one:
     for path, result in classify_files(find_images(["photos"], recursive=True), load_model()):
         print(path, result)   # a Prediction, or the UnusableImageError saying why the file can't be used
 
-Every image goes through `Classifier.to_image`, `.to_tensor`, `.probabilities` and `.prediction`, the
-same steps as `Classifier.predict`, so a file gets the same probabilities here as in the app.
+Every image goes through `Classifier.to_image`, `.to_tensor`, `.predictions` and `.settled`, the same steps
+as `Classifier.predict`, so a file gets the same probabilities here as in the app.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 from picsort.classify import Classifier, Prediction
-from picsort.images import UnusableImageError, is_image_file
+from picsort.images import UnusableImageError, decoded_reduced, is_image_file
 from picsort.labels import NONE_LABEL, check_class_name
 from picsort.results import format_rows, open_results, path_key
 
@@ -134,10 +134,11 @@ def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
             yield item
 
 
-def _prepare(classifier: Classifier, path: str) -> torch.Tensor:
-    """Decode one file into the model's input tensor (runs in a decoding thread)."""
+def _prepare(classifier: Classifier, path: str) -> tuple[torch.Tensor, bool]:
+    """Decode one file into the model's input tensor, and whether it was decoded reduced (in a decoding thread)."""
     try:
-        return classifier.to_tensor(classifier.to_image(path))
+        image = classifier.to_image(path)
+        return classifier.to_tensor(image), decoded_reduced(image)
     except UnusableImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - one odd file must not end a run over thousands
@@ -186,14 +187,19 @@ def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier,
             path = os.fspath(path)
             pending.append((path, pool.submit(_prepare, classifier, path)))
 
-    def run(batch: list[tuple[str, torch.Tensor | UnusableImageError]]) -> list[Result]:
-        tensors = [item for _, item in batch if isinstance(item, torch.Tensor)]
-        predictions = iter(classifier.predictions(classifier.to_batch(tensors), threshold) if tensors else [])
-        return [(path, item if isinstance(item, UnusableImageError) else next(predictions)) for path, item in batch]
+    def run(batch: list[tuple[str, tuple[torch.Tensor, bool] | UnusableImageError]]) -> list[Result]:
+        good = [(path, item) for path, item in batch if not isinstance(item, UnusableImageError)]
+        predictions = []
+        if good:
+            predictions = classifier.predictions(classifier.to_batch([tensor for _, (tensor, _) in good]), threshold)
+            predictions = classifier.settled([path for path, _ in good], [reduced for _, (_, reduced) in good],
+                                             predictions, threshold)
+        answers = iter(predictions)
+        return [(path, item if isinstance(item, UnusableImageError) else next(answers)) for path, item in batch]
 
     try:
         top_up()
-        batch: list[tuple[str, torch.Tensor | UnusableImageError]] = []
+        batch: list[tuple[str, tuple[torch.Tensor, bool] | UnusableImageError]] = []
         good = 0
         while pending:
             path, future = pending.popleft()

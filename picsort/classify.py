@@ -11,13 +11,21 @@ import torch
 from PIL import Image
 
 from picsort.familiarity import FamiliarityIndex
-from picsort.images import ImageInput, image_from_any
+from picsort.images import (ImageInput, UnusableImageError, decoded_reduced, image_from_any, is_file_object,
+                            read_file_object)
 from picsort.model import DEFAULT_THRESHOLD, load_network, model_dir
 
 # Images per forward pass. On 2 cores (benchmarks/app_speed.py) passes of 4-8 images ran 1.6-3x more images
 # per second than one pass over 64, whose activations (hundreds of MB) miss the caches and are mapped
 # fresh from the kernel on every call; one image at a time wastes the batching.
 FORWARD_CHUNK = 8
+
+# A photo decoded reduced (`to_image`) gets the answers of the photo decoded whole where the network is sure, but
+# near an edge its small pixel differences move them (tests/test_model.py). There the answer is computed again
+# from the whole photo: a top probability under WHOLE_BELOW, or a familiarity within WHOLE_MARGIN of the
+# "none of these" threshold.
+WHOLE_BELOW = 0.95
+WHOLE_MARGIN = 0.05
 
 
 @dataclass
@@ -62,9 +70,9 @@ class Classifier:
 
         Bad input raises `UnusableImageError`; `name` is what its message calls the image.
         """
-        # Twice the resize's size, as Pillow's thumbnail drafts (reducing_gap=2): photos under 2x that are decoded
-        # as fastai decodes them, larger ones stay close to its answers (tests/test_model.py; drafting to the
-        # resize size itself moved more answers; benchmarks/phone_photos.py has what each costs).
+        # Twice the resize's size, as Pillow's thumbnail drafts (reducing_gap=2): photos under 2x are decoded as
+        # fastai decodes them, larger ones stay close to its answers, and `settled` decodes those near an edge
+        # whole (tests/test_model.py; benchmarks/phone_photos.py has what each costs).
         return image_from_any(item, min_side=2 * (self.size + self.extra), name=name)
 
     def model_view(self, image: Image.Image) -> Image.Image:
@@ -136,10 +144,43 @@ class Classifier:
 
     def predict_batch(self, items: Iterable[ImageInput]) -> list[Prediction]:
         """Classify several images in one forward pass; any unusable image raises `UnusableImageError`."""
-        tensors = [self.to_tensor(self.to_image(item)) for item in items]
-        if not tensors:
+        # An open file is read once here: near an edge `settled` needs its picture a second time.
+        named = [read_file_object(item) if is_file_object(item) else (item, None) for item in items]
+        images = [self.to_image(item, name=name) for item, name in named]
+        return self.predict_images([item for item, _ in named], images)
+
+    def predict_images(self, items: Sequence[ImageInput], images: Sequence[Image.Image],
+                       threshold: float | None = None) -> list[Prediction]:
+        """A `Prediction` for each of `images`, each `to_image(item)` of the item at its place in `items`."""
+        if not images:
             return []
-        return self.predictions(self.to_batch(tensors))
+        predictions = self.predictions(self.to_batch([self.to_tensor(image) for image in images]), threshold)
+        return self.settled(items, [decoded_reduced(image) for image in images], predictions, threshold)
+
+    def near_an_edge(self, prediction: Prediction) -> bool:
+        """Whether a small change of pixels could move this answer noticeably (see WHOLE_BELOW)."""
+        near_threshold = (self.familiarity.threshold is not None
+                          and abs(prediction.similarity - self.familiarity.threshold) < WHOLE_MARGIN)
+        return prediction.probability < WHOLE_BELOW or near_threshold
+
+    def settled(self, items: Sequence[ImageInput], reduced: Sequence[bool], predictions: list[Prediction],
+                threshold: float | None = None) -> list[Prediction]:
+        """`predictions` with each answer for a reduced picture that is near an edge computed again from `item` whole.
+
+        `reduced[i]`: whether the picture behind `predictions[i]` was decoded reduced (`decoded_reduced`).
+        """
+        settled = list(predictions)
+        for index, (item, was_reduced, prediction) in enumerate(zip(items, reduced, predictions)):
+            if not (was_reduced and self.near_an_edge(prediction)):
+                continue
+            try:
+                whole = image_from_any(item)
+            except UnusableImageError:
+                continue  # read once already (a file that changed since): the reduced picture's answer stands
+            batch = self.to_tensor(whole).unsqueeze(0)
+            del whole  # one whole photo in memory at a time
+            settled[index] = self.predictions(batch, threshold)[0]
+        return settled
 
     # -- explaining -------------------------------------------------------------------------------------
 

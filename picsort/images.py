@@ -34,11 +34,14 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_UPLOAD_BYTES",
     "UnusableImageError",
+    "decoded_reduced",
     "image_format_extension",
     "image_from_any",
     "image_from_bytes",
     "image_from_path",
+    "is_file_object",
     "is_image_file",
+    "read_file_object",
 ]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -102,6 +105,8 @@ _UPRIGHT = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
+# Where an image records the size it is stored at, when `min_side` had it decoded smaller (see `decoded_reduced`).
+_STORED_SIZE = "picsort.stored_size"
 # Wide (16/32-bit, float) pixels are scaled to 8 bit this many at a time, so the temporaries stay a few MB.
 _STRIP_PIXELS = 1 << 20
 
@@ -138,15 +143,28 @@ def image_from_any(item: ImageInput, min_side: int | None = None, *, name: str |
         return image_from_bytes(item, name or "image", min_side=min_side)
     if isinstance(item, (str, os.PathLike)):
         return image_from_path(item, min_side=min_side)
-    if callable(getattr(item, "read", None)):
-        data = item.read(MAX_UPLOAD_BYTES + 1)  # one byte over is enough to say it is too large
-        if isinstance(data, str):
-            raise TypeError("the file was opened in text mode: open it with open(path, 'rb')")
-        file_name = getattr(item, "name", None)
-        return image_from_bytes(data, name or (os.path.basename(file_name) if isinstance(file_name, str) else "image"),
-                                min_side=min_side)
+    if is_file_object(item):
+        data, file_name = read_file_object(item)
+        return image_from_bytes(data, name or file_name, min_side=min_side)
     raise TypeError(f"cannot read an image from a {type(item).__module__}.{type(item).__qualname__}: give a path, "
                     "bytes, a binary file object, a PIL image or a numpy array")
+
+
+def is_file_object(item: object) -> bool:
+    """Whether `image_from_any` takes `item` for an open file (anything with a `read` method)."""
+    return callable(getattr(item, "read", None))
+
+
+def read_file_object(file: BinaryIO) -> tuple[bytes, str]:
+    """The bytes an open binary file has left (one byte over the size limit at most) and the name messages use.
+
+    For a caller that needs the picture twice: a file can be read only once.
+    """
+    data = file.read(MAX_UPLOAD_BYTES + 1)  # one byte over is enough to say it is too large
+    if isinstance(data, str):
+        raise TypeError("the file was opened in text mode: open it with open(path, 'rb')")
+    file_name = getattr(file, "name", None)
+    return data, os.path.basename(file_name) if isinstance(file_name, str) else "image"
 
 
 def image_from_bytes(
@@ -165,6 +183,7 @@ def image_from_bytes(
         im = _open(raw, name)
         # Size comes from the header: refuse before any pixels are decoded.
         _check_pixels(im.size, label)
+        stored_size = im.size
         if min_side:
             # JPEG decodes at 1/2, 1/4 or 1/8 scale straight from the DCT; HEIC may use an embedded
             # thumbnail that is large enough; other formats ignore this.
@@ -178,7 +197,7 @@ def image_from_bytes(
         # Some formats (GIF frames, TIFF tiles) can only reveal their
         # true extent while decoding.
         _check_pixels(im.size, label)
-    return _finished(im, min_side, label)
+    return _finished(im, min_side, label, stored_size)
 
 
 def image_from_path(path: str | os.PathLike[str], min_side: int | None = None) -> Image.Image:
@@ -266,8 +285,18 @@ def _image_from_array(array: np.ndarray, min_side: int | None, name: str) -> Ima
     return _finished(Image.fromarray(np.ascontiguousarray(pixels)), min_side, label)
 
 
-def _finished(source: Image.Image, min_side: int | None, label: str) -> Image.Image:
-    """A new upright RGB image from a loaded image, reduced towards `min_side` on the way."""
+def decoded_reduced(image: Image.Image) -> bool:
+    """Whether `image` came from `image_from_*` with `min_side` smaller than the picture it was read from."""
+    return _STORED_SIZE in image.info
+
+
+def _finished(source: Image.Image, min_side: int | None, label: str,
+              stored_size: tuple[int, int] | None = None) -> Image.Image:
+    """A new upright RGB image from a loaded image, reduced towards `min_side` on the way.
+
+    `stored_size`: the picture's size before a draft decoded it smaller (default: `source.size`).
+    """
+    stored_width, stored_height = stored_size or source.size
     turn = _upright_turn(source)
     # The largest whole step down that keeps both sides >= min_side.
     factor = max(1, min(source.size) // min_side) if min_side else 1
@@ -281,9 +310,14 @@ def _finished(source: Image.Image, min_side: int | None, label: str) -> Image.Im
         if turn is not None:
             im = im.transpose(turn)
         # Never hand back the caller's own image or the decoder's object: always a new, detached picture.
-        return im.convert("RGB") if im.mode != "RGB" or im is source else im
+        im = im.convert("RGB") if im.mode != "RGB" or im is source else im
     except _DECODE_ERRORS as exc:
         raise UnusableImageError(f"{label} uses a colour format we can't read") from exc
+    if im.width * im.height < stored_width * stored_height:
+        im.info[_STORED_SIZE] = (stored_width, stored_height)
+    else:
+        im.info.pop(_STORED_SIZE, None)  # a caller's image that was reduced before must not pass it on
+    return im
 
 
 def _reduced_in_strips(source: Image.Image, factor: int) -> Image.Image:

@@ -131,18 +131,29 @@ def test_each_file_is_shown_as_it_arrives_with_a_progress_line(app):
 
 def test_a_phone_photo_is_decoded_only_as_large_as_the_network_needs(app, classifier, monkeypatch):
     seen = []
-    original = classifier.predict
+    original = classifier.predict_images
 
-    def recording(image):
-        seen.append(image.size)
-        return original(image)
+    def recording(items, images, threshold=None):
+        seen.extend(image.size for image in images)
+        return original(items, images, threshold)
 
-    monkeypatch.setattr(classifier, "predict", recording)
+    monkeypatch.setattr(classifier, "predict_images", recording)
     (card,) = app.handle_upload([{"name": "phone.jpg", "content": phone_photo(EXAMPLES[0])}])
     assert card.ok
     (size,) = seen
     needed = classifier.size + classifier.extra
     assert needed <= min(size) and max(size) < 4032 / 2  # drafted, far below the 12-megapixel original
+
+
+def test_a_phone_photo_near_an_edge_gets_the_whole_photo_s_answer(app, classifier, monkeypatch):
+    from picsort import classify
+    from picsort.images import image_from_bytes
+
+    data = phone_photo(EXAMPLES[0])
+    whole = classifier.predictions(classifier.to_batch([classifier.to_tensor(image_from_bytes(data))]))[0]
+    monkeypatch.setattr(classify, "WHOLE_BELOW", 1.01)  # every answer near an edge
+    (card,) = app.handle_upload([{"name": "phone.jpg", "content": memoryview(data)}])
+    assert card.probabilities == pytest.approx([whole.probabilities[c] for c in classifier.classes], abs=1e-7)
 
 
 def test_a_new_selection_goes_on_top_of_the_earlier_cards(app):
@@ -285,7 +296,7 @@ def test_an_unexpected_failure_shows_a_plain_message_not_a_traceback(app, classi
     def broken(*args, **kwargs):
         raise RuntimeError("out of cheese")
 
-    monkeypatch.setattr(classifier, "predict", broken)
+    monkeypatch.setattr(classifier, "predict_images", broken)
     (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
     assert not card.ok
     assert "Something went wrong with 'bear.jpg'" in html.unescape(card.value)
@@ -348,8 +359,8 @@ def fake_prediction(classes, **changes) -> Prediction:
 
 def test_a_photo_like_none_of_the_classes_says_so_and_still_shows_the_best_guess(app, classifier, photo,
                                                                                   monkeypatch):
-    monkeypatch.setattr(classifier, "predict",
-                        lambda image: fake_prediction(classifier.classes, none_of_these=True, similarity=0.1))
+    monkeypatch.setattr(classifier, "predict_images", lambda items, images, threshold=None: [
+        fake_prediction(classifier.classes, none_of_these=True, similarity=0.1)])
     (card,) = app.handle_upload([{"name": "truck.jpg", "content": photo}])
     assert card.none_of_these
     assert card.note.startswith("This photo does not look like any of: " + ", ".join(classifier.classes))
@@ -357,13 +368,15 @@ def test_a_photo_like_none_of_the_classes_says_so_and_still_shows_the_best_guess
 
 
 def test_an_unsure_answer_says_so(app, classifier, photo, monkeypatch):
-    monkeypatch.setattr(classifier, "predict", lambda image: fake_prediction(classifier.classes, unsure=True))
+    monkeypatch.setattr(classifier, "predict_images", lambda items, images, threshold=None: [
+        fake_prediction(classifier.classes, unsure=True)])
     (card,) = app.handle_upload([{"name": "odd.jpg", "content": photo}])
     assert not card.none_of_these and "not sure" in card.note
 
 
 def test_a_sure_answer_has_no_note(app, classifier, photo, monkeypatch):
-    monkeypatch.setattr(classifier, "predict", lambda image: fake_prediction(classifier.classes))
+    monkeypatch.setattr(classifier, "predict_images", lambda items, images, threshold=None: [
+        fake_prediction(classifier.classes)])
     (card,) = app.handle_upload([{"name": "clear.jpg", "content": photo}])
     assert card.note == ""
 
@@ -651,9 +664,9 @@ from picsort.classify import load_model
 from picsort.labels import LabelStore
 classifier = load_model()
 app = ClassifierApp(classifier, LabelStore({str(tmp_path / 'labels')!r}, classifier.classes))
-def broken(image):
+def broken(*args):
     raise RuntimeError("out of cheese")
-classifier.predict = broken
+classifier.predict_images = broken
 (card,) = app.handle_upload([{{"name": "bear.jpg", "content": open({str(EXAMPLES[0])!r}, "rb").read()}}])
 warnings.warn("a warning from deep inside")
 print(card.problem)

@@ -113,3 +113,21 @@ def test_path_cells_are_one_safe_line_and_give_the_path_back(name):
     assert "\n" not in cell and "\r" not in cell and cell[0] not in "=+-@"
     cell.encode("utf-8")  # no lone surrogates left
     assert path_from_cell(cell) == name
+
+
+def test_a_phone_photo_near_an_edge_gets_the_whole_photo_s_answer(tmp_path, monkeypatch):
+    """The CLI settles answers as the API does: near an edge, from the photo decoded whole."""
+    from PIL import Image
+
+    from picsort import classify
+    from picsort.images import image_from_path
+
+    model = load_model()
+    photo = tmp_path / "phone.jpg"
+    Image.open(EXAMPLES / "teddy-1.jpg").convert("RGB").resize((4032, 3024), Image.BICUBIC).save(photo, quality=90)
+    whole = model.predictions(model.to_batch([model.to_tensor(image_from_path(photo))]))[0]
+    monkeypatch.setattr(classify, "WHOLE_BELOW", 1.01)  # every answer near an edge
+    (path, prediction), (_, error) = classify_files([photo, tmp_path / "missing.jpg"], model)
+    assert isinstance(error, UnusableImageError)
+    assert prediction.probabilities == pytest.approx(whole.probabilities, abs=1e-7)
+    assert prediction.probabilities == pytest.approx(model.predict(photo).probabilities, abs=1e-7)

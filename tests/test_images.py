@@ -17,6 +17,7 @@ from PIL import Image, ImageFile
 from picsort import images
 from picsort.images import (
     UnusableImageError,
+    decoded_reduced,
     image_format_extension,
     image_from_any,
     image_from_bytes,
@@ -505,6 +506,22 @@ def test_16_bit_and_float_pictures_are_scaled_when_reduced():
     floats = (ramp / 65535).astype(np.float32)
     out = image_from_bytes(encode(Image.fromarray(floats), "TIFF"), min_side=256)
     assert np.abs(np.asarray(out, int)[150, :, 0] - row).max() <= 1
+
+
+def test_a_picture_says_whether_it_was_decoded_reduced():
+    """The classifier decodes a photo whole again when a reduced one's answer is near an edge: it must know which."""
+    phone = encode(two_colour_picture((4032, 3024)), "JPEG", quality=90)
+    assert decoded_reduced(image_from_bytes(phone, min_side=256))  # JPEG draft
+    assert not decoded_reduced(image_from_bytes(phone))
+    assert not decoded_reduced(image_from_bytes(phone, min_side=5000))
+    large_png = encode(two_colour_picture((1200, 800)), "PNG")
+    assert decoded_reduced(image_from_bytes(large_png, min_side=256))  # reduced after decoding
+    small = encode(two_colour_picture((300, 200)), "PNG")
+    assert not decoded_reduced(image_from_bytes(small, min_side=256))
+    # a picture handed over in memory: reduced from what the caller holds
+    reduced = image_from_any(two_colour_picture((1200, 800)), min_side=256)
+    assert decoded_reduced(reduced)
+    assert not decoded_reduced(image_from_any(reduced, min_side=256))  # nothing larger is at hand
 
 
 def test_small_pictures_are_left_as_they_are():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ import torch
 from picsort.classify import FORWARD_CHUNK, Classifier, load_model
 from picsort.model import MODEL_DIR, ModelFolderError, load_learner_checked, read_card
 from picsort.sources import class_folders
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def test_export_writes_weights_card_and_learner(small_model, photos):
@@ -52,16 +55,60 @@ def test_an_image_gets_the_same_answer_alone_or_in_a_large_drop(small_model, pho
             assert prediction.probabilities[name] == pytest.approx(alone.probabilities[name], abs=1e-5)
 
 
+def phone_size(photo: Path, folder: Path) -> Path:
+    """The photo upscaled to about 12 megapixels (4032x3024 for 4:3), aspect kept, as a quality-90 JPEG."""
+    from PIL import Image
+
+    picture = Image.open(photo).convert("RGB")
+    scale = (4032 * 3024 / (picture.width * picture.height)) ** 0.5
+    path = folder / f"{photo.parent.name}-{photo.name}"
+    picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BICUBIC).save(
+        path, quality=90)
+    return path
+
+
+def test_an_answer_near_an_edge_is_the_whole_photo_s(monkeypatch, tmp_path):
+    """A phone photo is decoded reduced; where that answer is near an edge, it is the photo's decoded whole."""
+    from PIL import Image
+
+    from picsort import classify
+    from picsort.images import image_from_path
+
+    classifier = load_model()
+    photo = phone_size(EXAMPLES / "grizzly-1.jpg", tmp_path)
+
+    def answer(picture):
+        return classifier.predictions(classifier.to_batch([classifier.to_tensor(picture)]))[0]
+
+    whole, reduced = answer(image_from_path(photo)), answer(classifier.to_image(photo))
+    apart = max(abs(whole.probabilities[c] - reduced.probabilities[c]) for c in classifier.classes)
+    assert apart > 1e-5  # else this test could not tell the two answers apart
+    assert not classifier.near_an_edge(reduced)  # a sure grizzly: the reduced picture's answer stands
+    assert classifier.predict(photo).probabilities == pytest.approx(reduced.probabilities, abs=1e-7)
+
+    monkeypatch.setattr(classify, "WHOLE_BELOW", 1.01)  # now every answer is near an edge
+    with open(photo, "rb") as file:
+        items = [photo, str(photo), photo.read_bytes(), file, Image.open(photo)]
+        for item, prediction in zip(items, classifier.predict_batch(items)):
+            assert prediction.probabilities == pytest.approx(whole.probabilities, abs=1e-7), type(item)
+    monkeypatch.setattr(classify, "WHOLE_BELOW", 0.0)
+    monkeypatch.setattr(classify, "WHOLE_MARGIN", 2.0)  # near "none of these"
+    assert classifier.predict(photo).probabilities == pytest.approx(whole.probabilities, abs=1e-7)
+    # a picture that was not reduced has nothing whole to go back to: its own answer
+    small = classifier.predict(EXAMPLES / "grizzly-1.jpg")
+    assert small.probabilities == pytest.approx(answer(image_from_path(EXAMPLES / "grizzly-1.jpg")).probabilities,
+                                                abs=1e-7)
+
+
 def test_shipped_model_gives_fastai_s_answers_on_the_development_photos_and_on_them_at_12_megapixels(
         real_photos, tmp_path):
     """What users need from the serving path: fastai's answers, also on phone photos, which it decodes reduced.
 
     On all development photos, and on all of them upscaled to 12 MP JPEGs (quality 90, as a phone saves them),
     the top class equals fastai's (`learn.get_preds`, the same transforms as `learn.predict`) on >= 99.5 % of
-    the photos; probabilities are within 0.03 of fastai's on >= 95 % of them, and within 0.15 on every one.
-    Exactness is not asked for large photos: the serving path drafts a JPEG to 1/2-1/8 scale where fastai
-    decodes it whole, and on a few photos this model sits on an edge where any change (a 4-pixel crop, a JPEG
-    re-save) moves a probability by 0.02-0.24.
+    the photos, and every probability is within 0.03 of fastai's. Exactness is not asked for large photos:
+    the serving path drafts a JPEG to 1/2-1/8 scale where fastai decodes it whole; where that moves an answer
+    (near an edge), the serving path decodes the photo whole and answers again.
     """
     import shutil
     from concurrent.futures import ThreadPoolExecutor
@@ -79,15 +126,6 @@ def test_shipped_model_gives_fastai_s_answers_on_the_development_photos_and_on_t
         ours = [p for start in range(0, len(paths), 16) for p in classifier.predict_batch(paths[start:start + 16])]
         return theirs, torch.tensor([[p.probabilities[c] for c in vocab] for p in ours])
 
-    def phone_size(photo, folder):
-        """The photo upscaled to about 12 megapixels (4032x3024 for 4:3), aspect kept, as a quality-90 JPEG."""
-        picture = Image.open(photo).convert("RGB")
-        scale = (4032 * 3024 / (picture.width * picture.height)) ** 0.5
-        path = folder / f"{photo.parent.name}-{photo.name}"
-        picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BICUBIC).save(
-            path, quality=90)
-        return path
-
     theirs, ours = answers(files)
     phone_theirs, phone_ours = [], []
     with ThreadPoolExecutor(2) as pool:  # Pillow resizes and encodes with the GIL released
@@ -104,12 +142,11 @@ def test_shipped_model_gives_fastai_s_answers_on_the_development_photos_and_on_t
                                ("12 MP", torch.cat(phone_theirs), torch.cat(phone_ours))):
         same_class = (theirs.argmax(1) == ours.argmax(1)).float().mean().item()
         apart = (theirs - ours).abs().max(1).values
-        summary = (f"{kind} photos: same top class on {same_class:.2%}, probabilities within 0.03 on "
-                   f"{(apart <= 0.03).float().mean().item():.1%}, at most {apart.max().item():.3f} apart")
+        summary = (f"{kind} photos: same top class on {same_class:.2%}, probabilities at most "
+                   f"{apart.max().item():.3f} apart")
         print(summary)
         assert same_class >= 0.995, summary
-        assert (apart <= 0.03).float().mean().item() >= 0.95, summary
-        assert apart.max().item() <= 0.15, summary
+        assert apart.max().item() <= 0.03, summary
     # and learn.predict itself, the course's call, on a few
     for file in files[::50]:
         assert classifier.predict(file).label == learn.predict(file)[0]
