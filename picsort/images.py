@@ -197,7 +197,7 @@ def image_from_bytes(
         # Some formats (GIF frames, TIFF tiles) can only reveal their
         # true extent while decoding.
         _check_pixels(im.size, label)
-    return _finished(im, min_side, label, stored_size)
+    return _finished(im, min_side, label, stored_size, decoded_here=True)
 
 
 def image_from_path(path: str | os.PathLike[str], min_side: int | None = None) -> Image.Image:
@@ -291,10 +291,11 @@ def decoded_reduced(image: Image.Image) -> bool:
 
 
 def _finished(source: Image.Image, min_side: int | None, label: str,
-              stored_size: tuple[int, int] | None = None) -> Image.Image:
+              stored_size: tuple[int, int] | None = None, decoded_here: bool = False) -> Image.Image:
     """A new upright RGB image from a loaded image, reduced towards `min_side` on the way.
 
     `stored_size`: the picture's size before a draft decoded it smaller (default: `source.size`).
+    `decoded_here`: `source` is this module's own decoder object, which nobody else holds.
     """
     stored_width, stored_height = stored_size or source.size
     turn = _upright_turn(source)
@@ -309,8 +310,11 @@ def _finished(source: Image.Image, min_side: int | None, label: str,
                 im = im.reduce(factor)
         if turn is not None:
             im = im.transpose(turn)
-        # Never hand back the caller's own image or the decoder's object: always a new, detached picture.
-        im = im.convert("RGB") if im.mode != "RGB" or im is source else im
+        # Never hand back the caller's own image, nor a decoder object still tied to its file (GIF, TIFF, MPO
+        # frames): a new, detached picture. A decoder object done with its file is handed back as it is, since a
+        # copy would double the memory of a photo decoded whole.
+        detached = decoded_here and getattr(source, "fp", None) is None
+        im = im.convert("RGB") if im.mode != "RGB" or (im is source and not detached) else im
     except _DECODE_ERRORS as exc:
         raise UnusableImageError(f"{label} uses a colour format we can't read") from exc
     if im.width * im.height < stored_width * stored_height:
