@@ -260,19 +260,34 @@ def binder_venv() -> tuple[Path, float | None]:
 PHONE_SIZE = (4032, 3024)  # a 12-megapixel phone photo
 
 
+# Two bears half and half: photos the shipped model is unsure of, so the app decodes them whole a second time
+# (`Classifier.settled`), the heaviest path a photo can take.
+HALF_AND_HALF = [("grizzly-1", "teddy-1"), ("grizzly-1", "teddy-2"), ("grizzly-2", "teddy-1")]
+
+
 def make_phone_photos(folder: Path, count: int, prefix: str = "phone") -> list[Path]:
-    """`count` 12-MP JPEGs of 3-4 MB: the development photos upscaled, each made distinct by a shift."""
+    """`count` 12-MP JPEGs of 3-4 MB: the development photos upscaled, each made distinct by a shift.
+
+    One in five is two photos of different bears half and half (HALF_AND_HALF), an answer near an edge.
+    """
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     sources = sorted(EXAMPLES.glob("*.jpg"))
     made = []
     for index in range(count):
-        source = sources[index % len(sources)]
-        path = folder / f"{prefix}-{index:03d}-{source.stem}.jpg"
+        if index % 5 == 4:
+            first, second = HALF_AND_HALF[index // 5 % len(HALF_AND_HALF)]
+            source, blended = EXAMPLES / f"{first}.jpg", EXAMPLES / f"{second}.jpg"
+        else:
+            source, blended = sources[index % len(sources)], None
+        path = folder / f"{prefix}-{index:03d}-{source.stem}{'' if blended is None else '-' + blended.stem}.jpg"
         if not path.exists():
             with Image.open(source) as image:
                 big = image.convert("RGB").resize(PHONE_SIZE, Image.Resampling.BICUBIC)
+            if blended is not None:
+                with Image.open(blended) as image:
+                    big = Image.blend(big, image.convert("RGB").resize(PHONE_SIZE, Image.Resampling.BICUBIC), 0.5)
             # Fine grain, as a phone sensor has, so the JPEG is as heavy as a real photo (3-4 MB).
             noise = Image.effect_noise(PHONE_SIZE, 22 + index % 5)
             big = Image.blend(big, Image.merge("RGB", [noise] * 3), 0.2)
