@@ -54,6 +54,7 @@ import torch  # noqa: E402
 
 from picsort.classify import FORWARD_CHUNK, load_model  # noqa: E402
 from picsort.model import MODEL_DIR, WEIGHTS_NAME, LEARNER_NAME  # noqa: E402
+from results_table import publish  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "datasets" / "bears"
 RESULTS = REPO / "benchmarks" / "results" / "app.md"
@@ -460,13 +461,7 @@ def main() -> None:
         f"its error is not what a pretrained resnet18 would get) | {resnet_epoch:.1f} s/epoch, validation error "
         f"{resnet_error:.1%} | | | – | |",
     ]
-    table = "\n".join(lines) + "\n"
-    print()
-    print(table)
-    if not quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(table)
-        print(f"written to {RESULTS.relative_to(REPO)}")
+    publish(lines, RESULTS, quick)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from binder_route import (MemorySampler, binder_route, binder_venv, binder_venv_folder, browser,  # noqa: E402
                           chromium_path, make_phone_photos, visit)
 from cgroup import Cgroup  # noqa: E402
+from results_table import publish  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results" / "binder-pod.md"
 PHOTOS = REPO / "benchmarks" / "output" / "phone-photos"  # gitignored; reused between runs
@@ -182,7 +183,7 @@ def main() -> None:
         f"| same: OOM kills / limit hits / kernels left after | {pod['oom_kills']} / {pod['limit_hits']} / "
         f"{pod['kernels_left']} | 0 / - / 1 |",
         f"| same: cards per visit | {', '.join(str(v['cards']) for v in pod['visits'])} | 20 each |",
-        f"| 20 x 12-MP photos in one selection, selection -> last card (1 CPU) | "
+        "| 20 x 12-MP photos in one selection, selection -> last card (1 CPU) | "
         + (f"{statistics.median(visit_seconds):.1f} s (median of {len(visit_seconds)} visits: "
            f"{', '.join(f'{s:.1f}' for s in visit_seconds)})" if visit_seconds else "never (no visit got 20 cards)")
         + " | |",
@@ -196,12 +197,7 @@ def main() -> None:
                   "ran out of memory ('Zone Allocation failed') while Chromium sent the selection, which an uploader "
                   f"that sends all files in one websocket message (the stock FileUpload) sends as ~{sum(sizes):.0f} "
                   "MB, over Voila's 128 MB cap anyway."]
-    table = "\n".join(lines) + "\n"
-    print()
-    print(table)
-    if not args.quick:
-        RESULTS.write_text(table)
-        print(f"written to {RESULTS.relative_to(REPO)}")
+    publish(lines, RESULTS, args.quick)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ import torch  # noqa: E402
 
 from picsort.classify import load_model  # noqa: E402
 from picsort.cli import main as cli_main  # noqa: E402
+from results_table import publish  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "datasets" / "imagenette"
 RESULTS = REPO / "benchmarks" / "results" / "cli.md"
@@ -229,13 +230,7 @@ def main() -> None:
         *(f"| {name} | {', '.join(f'{rate:.1f}' for _, rate in runs)} | "
           f"{', '.join(f'{rss:.0f}' for rss, _ in runs)} |" for name, runs in settings.items()),
     ]
-    table = "\n".join(lines) + "\n"
-    print()
-    print(table)
-    if not args.quick:
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(table)
-        print(f"written to {RESULTS.relative_to(REPO)}")
+    publish(lines, RESULTS, args.quick)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, features  # noqa: E402
+from results_table import publish  # noqa: E402
 
 PHOTO = REPO / "examples" / "grizzly-1.jpg"
 RESULTS = REPO / "benchmarks" / "results" / "phone-photos.md"
@@ -224,11 +225,7 @@ def main() -> None:
     development = REPO.parent / "shared" / "datasets" / "bears"
     if development.is_dir() and not quick:
         lines += over_the_development_photos(model, development)
-    text = "\n".join(lines)
-    print(text)
-    if not quick:
-        RESULTS.write_text(text)
-        print(f"written to {RESULTS.relative_to(REPO)}")
+    publish(lines, RESULTS, quick)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import psutil
 
+from results_table import publish
+
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "voila-preheat.md"
 MODES = {"as configured": [], "preheated pool of 1": ["--preheat_kernel=True", "--pool_size=1"]}
@@ -134,12 +136,7 @@ def main() -> None:
         rss = statistics.median(r["rss"] for r in runs)
         lines.append(f"| {mode} `{' '.join(MODES[mode]) or '(voila.json only)'}` | {first:.1f} s | {second:.1f} s "
                      f"| {count} | {rss:.0f} MB |")
-    table = "\n".join(lines) + "\n"
-    print()
-    print(table)
-    if not args.quick:
-        RESULTS.write_text(table)
-        print(f"written to {RESULTS.relative_to(REPO)}")
+    publish(lines, RESULTS, args.quick)
 
 
 if __name__ == "__main__":
