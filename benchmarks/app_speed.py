@@ -53,7 +53,8 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from picsort.classify import FORWARD_CHUNK, load_model  # noqa: E402
-from picsort.model import MODEL_DIR, WEIGHTS_NAME, LEARNER_NAME  # noqa: E402
+from picsort.folders import MODEL_DIR  # noqa: E402
+from picsort.model import WEIGHTS_NAME, LEARNER_NAME  # noqa: E402
 from results_table import publish  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "datasets" / "bears"

@@ -27,7 +27,7 @@ import torch  # noqa: E402
 
 from picsort.classify import Classifier  # noqa: E402
 from picsort.familiarity import FamiliarityIndex  # noqa: E402
-from picsort.model import MODEL_DIR  # noqa: E402
+from picsort.folders import MODEL_DIR  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "benchmarks" / "results" / "none-of-these.md"

@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CACHE_VARIABLE", "EXAMPLES_DIR", "JUPYTER_SHARE_DIR", "LABELS_VARIABLE", "MODEL_VARIABLE", "REPOSITORY",
-           "cache_dir", "labels_dir", "model_dir"]
+__all__ = ["CACHE_VARIABLE", "EXAMPLES_DIR", "JUPYTER_SHARE_DIR", "LABELS_VARIABLE", "MODEL_DIR", "MODEL_VARIABLE",
+           "REPOSITORY", "cache_dir", "labels_dir", "model_dir"]
 
 # The checkout this package sits in: the shipped model and the default label store live beside it.
 REPOSITORY = Path(__file__).resolve().parent.parent
+# The shipped model.
+MODEL_DIR = REPOSITORY / "model"
 # Example photos the app offers to try (two per class of the shipped model, with their licence).
 EXAMPLES_DIR = REPOSITORY / "examples"
 # Jupyter data the app needs: the Voila template "picsort" (share/jupyter/voila/templates/picsort).
@@ -21,7 +23,7 @@ CACHE_VARIABLE = "PICSORT_CACHE"
 
 def model_dir(folder: Path | str | None = None) -> Path:
     """The model folder to use: the one given, else `$PICSORT_MODEL_DIR`, else the shipped `model/`."""
-    return Path(folder or os.environ.get(MODEL_VARIABLE) or REPOSITORY / "model")
+    return Path(folder or os.environ.get(MODEL_VARIABLE) or MODEL_DIR)
 
 
 def labels_dir(folder: Path | str | None = None) -> Path:

@@ -26,9 +26,8 @@ from torch import nn
 
 from picsort.efficientnet_lite import VARIANTS as LITE_VARIANTS, EfficientNetLite
 from picsort.files import write_atomically
-from picsort.folders import REPOSITORY, model_dir
+from picsort.folders import model_dir
 
-MODEL_DIR = REPOSITORY / "model"  # the shipped model
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
 LEARNER_NAME = "export.pkl"

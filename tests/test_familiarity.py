@@ -12,7 +12,8 @@ from PIL import Image
 
 from picsort.classify import Classifier, load_model
 from picsort.familiarity import REFERENCE_NAME, FamiliarityIndex, pooled
-from picsort.model import MODEL_DIR, ModelFolderError, read_card
+from picsort.folders import MODEL_DIR
+from picsort.model import ModelFolderError, read_card
 from tests.conftest import EXAMPLES, IN_CI, SHARED
 
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from picsort.classify import FORWARD_CHUNK, Classifier, load_model
-from picsort.model import MODEL_DIR, ModelFolderError, load_learner_checked, read_card
+from picsort.folders import MODEL_DIR
+from picsort.model import ModelFolderError, load_learner_checked, read_card
 from picsort.sources import class_folders
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
