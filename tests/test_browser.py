@@ -134,17 +134,22 @@ class Browser:
         else:
             route.abort()
 
-    def open(self, url: str) -> None:
-        self.page.goto(url, timeout=PAGE_SECONDS * 1000)
-        self.page.locator(".picsort-drop").wait_for(timeout=PAGE_SECONDS * 1000)
-
-    def close(self, log: Path, name: str, failed: bool) -> None:
-        if failed:
+    @contextlib.contextmanager
+    def opened(self, url: str, log: Path, name: str):
+        """The app's page at `url`, loaded; the browser is closed afterwards, and if the block failed a
+        screenshot (`name`.png) and the server's `log` are kept in test-artifacts/."""
+        try:
+            self.page.goto(url, timeout=PAGE_SECONDS * 1000)
+            self.page.locator(".picsort-drop").wait_for(timeout=PAGE_SECONDS * 1000)
+            yield self.page
+        except BaseException:
             ARTIFACTS.mkdir(exist_ok=True)
             whole_page(self.page)
             self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
             shutil.copyfile(log, ARTIFACTS / f"{name}-voila.log")
-        self.browser.close()
+            raise
+        finally:
+            self.browser.close()
 
 
 @pytest.fixture
@@ -207,10 +212,7 @@ def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
     url, labels, log, _ = serve()
     classes = read_card()["classes"]
     window = browser()
-    page = window.page
-    failed = True
-    try:
-        window.open(url)
+    with window.opened(url, log, "browser-loop") as page:
         text = page.inner_text("body")
         assert f"Is it {', '.join(classes[:-1])} or {classes[-1]}?" in text
         assert "validation photos" in text and "20 MB each" in text
@@ -298,9 +300,6 @@ def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
 
         assert window.outside == [], window.outside
         assert window.errors == [], window.errors
-        failed = False
-    finally:
-        window.close(log, "browser-loop", failed)
     assert "Traceback" not in log.read_text()
 
 
@@ -316,10 +315,7 @@ def test_class_names_with_spaces_at_phone_width(serve, browser, tmp_path):
     (model / "model.json").write_text(json.dumps(card_data))
     url, labels, log, _ = serve(model)
     window = browser(width=390)
-    page = window.page
-    failed = True
-    try:
-        window.open(url)
+    with window.opened(url, log, "browser-phone-width") as page:
         page.locator(".picsort-examples").click()
         page.locator(".picsort-card-result").nth(len(EXAMPLES) - 1).wait_for(timeout=60_000)
         first = card(page, EXAMPLES[0].name)
@@ -346,18 +342,12 @@ def test_class_names_with_spaces_at_phone_width(serve, browser, tmp_path):
         assert cut == []
         page.screenshot(path=str(tmp_path / "phone-width.png"), full_page=True)
         assert window.outside == [] and window.errors == []
-        failed = False
-    finally:
-        window.close(log, "browser-phone-width", failed)
 
 
 def test_the_page_says_when_its_kernel_is_gone(serve, browser):
     url, _, log, process = serve()
     window = browser()
-    page = window.page
-    failed = True
-    try:
-        window.open(url)
+    with window.opened(url, log, "browser-kernel-gone") as page:
         page.wait_for_timeout(7_000)  # a few pings answered
         assert not page.locator(".picsort-session-ended").is_visible()
         kernels = [child for child in psutil.Process(process.pid).children(recursive=True)
@@ -367,9 +357,6 @@ def test_the_page_says_when_its_kernel_is_gone(serve, browser):
         banner = page.locator(".picsort-session-ended")
         banner.wait_for(state="visible", timeout=90_000)
         assert "This session has ended" in banner.inner_text() and "reload" in banner.inner_text()
-        failed = False
-    finally:
-        window.close(log, "browser-kernel-gone", failed)
 
 
 def test_a_drop_of_the_whole_photo_folder_shows_its_cards_a_page_at_a_time(real_photos, serve, browser):
@@ -377,10 +364,7 @@ def test_a_drop_of_the_whole_photo_folder_shows_its_cards_a_page_at_a_time(real_
     photos = sorted(p for p in real_photos.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     url, _, log, _ = serve()
     window = browser()
-    page = window.page
-    failed = True
-    try:
-        window.open(url)
+    with window.opened(url, log, "browser-whole-folder") as page:
         page.locator(".picsort-file-input").set_input_files([str(p) for p in photos])
         page.locator(".picsort-progress", has_text="classified in").wait_for(timeout=600_000)
         pages = -(-len(photos) // 60)
@@ -393,6 +377,3 @@ def test_a_drop_of_the_whole_photo_folder_shows_its_cards_a_page_at_a_time(real_
         page.wait_for_function(f"() => document.querySelectorAll('.picsort-card').length == "
                                f"{len(photos) - 60 * (pages - 1)}", timeout=30_000)
         assert window.errors == []
-        failed = False
-    finally:
-        window.close(log, "browser-whole-folder", failed)
