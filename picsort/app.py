@@ -15,24 +15,24 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime
-import errno
 import html
 import io
 import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import ipywidgets as widgets
 from PIL import Image
 
-from picsort.cards import LabelNotSaved, ProblemCard, ResultCard, shown_name
+from picsort.cards import GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCard, shown_name
 from picsort.classify import Classifier, load_model
 from picsort.download_widget import DownloadButton, NothingToDownload
 from picsort.folders import EXAMPLES_DIR, labels_dir
-from picsort.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, image_from_bytes, is_image_file
-from picsort.labels import NONE_LABEL, LabelStore, LabelStoreError, check_class_name
+from picsort.images import (ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_from_bytes,
+                            is_image_file)
+from picsort.labels import NONE_LABEL, LabelStore, LabelStoreError
 from picsort.model import ModelFolderError
 from picsort.session_widget import SessionWatch
 from picsort.upload_widget import UploadZone
@@ -48,7 +48,6 @@ CARDS_PER_PAGE = 60
 # MAX_KEPT_BYTES; older cards can no longer be labelled. Past MAX_CARDS the oldest cards are closed.
 MAX_CARDS = 1000
 MAX_KEPT_BYTES = 200 * 1024 * 1024
-GENERIC_PROBLEM = "Something went wrong with {name}. Please try again, or try another picture."
 STYLE = (Path(__file__).with_name("app.css")).read_text()
 
 
@@ -61,9 +60,7 @@ def build_app(model_folder: Path | str | None = None, labels_folder: Path | str 
     send_log_to_server()
     try:
         classifier = load_model(model_folder)
-        for name in classifier.classes:
-            check_class_name(name)
-        store = LabelStore(labels_dir(labels_folder), classifier.classes)
+        store = LabelStore(labels_dir(labels_folder), classifier.classes)  # checks the class names first
     except (ModelFolderError, ValueError) as problem:
         log.exception("picsort app: cannot serve this model")
         return html_widget(f'<p class="picsort-error">This app cannot start: {escape(problem)}</p>', "picsort-app")
@@ -130,17 +127,6 @@ def jpeg(image: Image.Image, size: int, quality: int = 85) -> tuple[bytes, tuple
     buffer = io.BytesIO()
     small.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue(), small.size
-
-
-def entry_field(entry: Any, name: str, default: Any = None) -> Any:
-    """A field of an upload entry: ipywidgets 8 gives `Bunch` objects, tests may pass plain dicts."""
-    if isinstance(entry, dict):
-        return entry.get(name, default)
-    return getattr(entry, name, default)
-
-
-def human_bytes(count: int) -> str:
-    return f"{round(count / (1024 * 1024), 1):g} MB" if count >= 1024 * 1024 else f"{max(1, count // 1024)} KB"
 
 
 def return_freed_memory() -> None:
@@ -330,13 +316,13 @@ class ClassifierApp:
         return_freed_memory()
         return batch
 
-    def handle_upload(self, entries: Iterable[Any]) -> list:
-        """Every entry (`name` and `content`, as ipywidgets' FileUpload gives them) as one selection."""
+    def handle_upload(self, entries: Iterable[Mapping[str, Any]]) -> list:
+        """Every entry (`name` and `content`, as ipywidgets' FileUpload gives them: dicts) as one selection."""
         entries = list(entries)
         for index, entry in enumerate(entries, start=1):
-            content = entry_field(entry, "content")
+            content = entry.get("content")
             data = b"" if content is None else memoryview(content).tobytes()
-            self.add_file(str(entry_field(entry, "name") or "unnamed file"), data, index=index, total=len(entries))
+            self.add_file(str(entry.get("name") or "unnamed file"), data, index=index, total=len(entries))
         return self.finish_batch()
 
     def try_examples(self) -> list:
@@ -384,14 +370,8 @@ class ClassifierApp:
         try:
             self.store.save(card.data, label, predicted=prediction.label, probabilities=prediction.probabilities,
                             original_name=card.file_name)
-        except LabelStoreError as problem:
+        except LabelStoreError as problem:  # the store turns every refusal of the disk into one of these
             raise LabelNotSaved(f"Not saved: {problem}") from problem
-        except OSError as problem:
-            if problem.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise LabelNotSaved("Not saved: the disk is full.") from problem
-            if problem.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                raise LabelNotSaved("Not saved: the labels folder cannot be written to.") from problem
-            raise
         self.undo_note.value = ""
         counts = self.refresh_counts()
         if label == NONE_LABEL:

@@ -94,10 +94,9 @@ function render({ model, el }) {
     const status = model.get("status");
     const statusKind = model.get("status_kind");
     // The model's answer is marked: a class, or "none of these" when the photo looks like none of them.
-    const noneOfThese = model.get("none_of_these");
     const buttons = classes.map((name, i) =>
-      labelButton(name, i < 9 ? String(i + 1) : null, name, !noneOfThese && name === guess));
-    buttons.push(labelButton(NONE_LABEL, "0", "none of these", noneOfThese));
+      labelButton(name, i < 9 ? String(i + 1) : null, name, !none && name === guess));
+    buttons.push(labelButton(NONE_LABEL, "0", "none of these", none));
     const skip = h("button", { class: "picsort-skip", "data-key": "S", type: "button",
       disabled: !model.get("can_label") }, h("kbd", {}, "S"), "skip");
     skip.addEventListener("click", () => { send({ type: "skip" }); focusNextCard(card); });

@@ -35,6 +35,7 @@ __all__ = [
     "MAX_UPLOAD_BYTES",
     "UnusableImageError",
     "decoded_reduced",
+    "human_bytes",
     "image_format_extension",
     "image_from_any",
     "image_from_bytes",
@@ -475,10 +476,11 @@ def _check_pixels(size: tuple[int, int], label: str) -> None:
 
 
 def _too_many_bytes_message(label: str) -> str:
-    return f"{label} is larger than the {_human_bytes(MAX_UPLOAD_BYTES)} limit"
+    return f"{label} is larger than the {human_bytes(MAX_UPLOAD_BYTES)} limit"
 
 
-def _human_bytes(count: int) -> str:
+def human_bytes(count: int) -> str:
+    """A byte count as people read it: '20 MB', '1.5 KB', '12 bytes'."""
     for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
         if count >= size:
             return f"{round(count / size, 1):g} {unit}"
