@@ -45,7 +45,7 @@ from picsort.files import fsync_folder, is_temporary, write_atomically
 from picsort.images import image_format_extension, image_from_bytes, is_image_file
 
 __all__ = ["NONE_LABEL", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
-           "check_class_name"]
+           "check_class_name", "check_label"]
 
 NONE_LABEL = "none"
 MANIFEST_NAME = "manifest.jsonl"
@@ -101,6 +101,11 @@ def check_class_name(name: str) -> str:
     if problem:
         raise ValueError(f"class name {name!r} {problem}")
     return name
+
+
+def check_label(label: str) -> str:
+    """`label` if a photo can be stored under it (a usable class name, or NONE_LABEL), else ValueError."""
+    return label if label == NONE_LABEL else check_class_name(label)
 
 
 class LabelStore:
@@ -306,10 +311,8 @@ class LabelStore:
     # --- internals -----------------------------------------------------------
 
     def _check_label(self, label: str) -> None:
-        if label == NONE_LABEL:
-            return
-        check_class_name(label)
-        if self.classes is not None and label not in self.classes:
+        check_label(label)
+        if label != NONE_LABEL and self.classes is not None and label not in self.classes:
             raise ValueError(
                 f"label {label!r} is not one of the classes: {', '.join(self.classes)}"
             )

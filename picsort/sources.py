@@ -21,7 +21,7 @@ from picsort.download import DownloadReport, download_images
 from picsort.files import write_atomically
 from picsort import folders
 from picsort.images import MAX_UPLOAD_BYTES, UnusableImageError, image_format_extension, is_image_file
-from picsort.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, check_class_name
+from picsort.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, check_label
 from picsort.search import search_categories
 
 __all__ = ["GATHERED_NAME", "LabelledPhoto", "LabelsGathered", "class_folders", "gather_from_folder",
@@ -192,6 +192,7 @@ def gather_labels(source: Path | str, dest: Path | str, *, classes: list[str] | 
     gathered = _read_gathered(dest)
     report = LabelsGathered()
     current = set()
+    copies_of = _copies_by_name(dest)  # listed once: each photo (digest) comes once, and only its files change
     for entry in LabelStore(folder).entries():
         digest, label = entry["sha256"], entry["label"]
         if digest in skip or (classes is not None and label not in (*classes, NONE_LABEL)):
@@ -202,7 +203,7 @@ def gather_labels(source: Path | str, dest: Path | str, *, classes: list[str] | 
             report.missing += 1
             continue
         current.add(digest)
-        copies = _copies_in(dest, digest)
+        copies = copies_of.get(digest[:16], [])
         if label == NONE_LABEL:
             for copy in copies:
                 copy.unlink()
@@ -241,12 +242,15 @@ def _is_label_store(source: Path | str) -> bool:
     return (source / MANIFEST_NAME).is_file() if source.is_dir() else zipfile.is_zipfile(source)
 
 
-def _copies_in(dest: Path, digest: str) -> list[Path]:
-    """Files of one photo in dest's class folders (named by the first 16 hex digits of its SHA-256)."""
-    if not dest.is_dir():
-        return []
-    return sorted(file for file in dest.glob(f"*/{digest[:16]}.*")
-                  if file.is_file() and not file.parent.name.startswith("."))
+def _copies_by_name(dest: Path) -> dict[str, list[Path]]:
+    """The files in dest's class folders by name before the first dot: a photo's copies are named by the first
+    16 hex digits of its SHA-256."""
+    copies: dict[str, list[Path]] = {}
+    if dest.is_dir():
+        for file in sorted(dest.glob("*/*")):
+            if file.is_file() and not file.parent.name.startswith("."):
+                copies.setdefault(file.name.partition(".")[0], []).append(file)
+    return copies
 
 
 def _read_gathered(dest: Path) -> dict[str, dict]:
@@ -281,10 +285,8 @@ def _unpack_labels(source: Path, folder: Path) -> None:
 
 
 def _is_label_name(name: str) -> bool:
-    if name == NONE_LABEL:
-        return True
     try:
-        check_class_name(name)
+        check_label(name)
     except ValueError:
         return False
     return True
