@@ -22,7 +22,7 @@ import urllib3
 from PIL import Image
 
 from picsort.files import write_atomically
-from picsort.images import IMAGE_FORMATS
+from picsort.images import IMAGE_FORMATS, MAX_UPLOAD_BYTES, PILLOW_FORMATS
 
 __all__ = ["FAILURE_REASONS", "RECORD_NAME", "DownloadReport", "download_images"]
 
@@ -110,20 +110,18 @@ def _fetch(url: str, timeout: float, max_bytes: int) -> bytes:
 def _image_extension(data: bytes) -> str:
     """File extension for `data` if it is a complete image, else _Failed. Never trusts URL or Content-Type."""
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        # Only the formats the app and training take: anything else Pillow could parse (icons, PSD, EPS...) is
+        # not a photo we want in a data set, and is never handed to its plugin.
+        with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as im:
             fmt = im.format
             im.verify()  # structure and checksums, without decoding pixels
         # verify() leaves the image unusable and misses truncated pixel data: decode it all.
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as im:
             im.load()
     except Image.DecompressionBombError as err:
         raise _Failed(TOO_LARGE) from err
     except Exception as err:  # noqa: BLE001 - Pillow signals bad data with many exception types
         raise _Failed(NOT_AN_IMAGE) from err
-    # Only formats the app and training take: anything else Pillow happens to parse (icons, PSD, EPS...)
-    # is not a photo we want in a data set.
-    if fmt not in IMAGE_FORMATS:
-        raise _Failed(NOT_AN_IMAGE)
     return IMAGE_FORMATS[fmt]
 
 
@@ -163,7 +161,7 @@ def download_images(
     *,
     max_workers: int = 8,
     timeout: float = 10.0,
-    max_bytes: int = 20 * 1024 * 1024,
+    max_bytes: int = MAX_UPLOAD_BYTES,
     progress: bool = True,
 ) -> DownloadReport:
     """Download `urls` into `dest` in parallel, keeping only real images, named `<sha256[:16]>.<ext>`.

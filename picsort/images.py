@@ -33,6 +33,7 @@ __all__ = [
     "ImageInput",
     "MAX_IMAGE_PIXELS",
     "MAX_UPLOAD_BYTES",
+    "PILLOW_FORMATS",
     "UnusableImageError",
     "decoded_reduced",
     "human_bytes",
@@ -65,6 +66,8 @@ _FORMATS = {
     "BMP": ("BMP", ("bmp",)),
     "TIFF": ("TIFF", ("tiff", "tif")),
 }
+# What Image.open may try on untrusted bytes: only these plugins (EPS, for one, hands files to Ghostscript).
+PILLOW_FORMATS = tuple(_FORMATS)
 # Pillow format -> the extension a file of it is saved under. MPO is how Pillow reports many camera
 # JPEGs; it has no opener of its own (the JPEG plugin returns it).
 IMAGE_FORMATS = {fmt: suffixes[0] for fmt, (_, suffixes) in _FORMATS.items()} | {"MPO": "jpg"}
@@ -455,7 +458,7 @@ def _open(raw: bytes, name: str) -> Image.Image:
     """Identify the format and read the header only."""
     label = _display_name(name)
     try:
-        im = Image.open(io.BytesIO(raw), formats=tuple(_FORMATS))
+        im = Image.open(io.BytesIO(raw), formats=PILLOW_FORMATS)
     except UnidentifiedImageError as exc:
         raise UnusableImageError(
             f"{label} is not an image (or not a format we can read). "
