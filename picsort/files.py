@@ -1,4 +1,4 @@
-"""The one way picsort writes a file: whole or not at all, readable by others (0644 unless told otherwise)."""
+"""The one way picsort writes a file: whole or not at all, readable by others (0644)."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ __all__ = ["TEMPORARY_SUFFIX", "fsync_folder", "is_temporary", "write_atomically
 TEMPORARY_SUFFIX = ".tmp"
 
 
-def write_atomically(path: Path | str, data: bytes | bytearray | memoryview, mode: int = 0o644) -> Path:
+def write_atomically(path: Path | str, data: bytes | bytearray | memoryview) -> Path:
     """Write `data` to `path` so that readers see either the old file (or none) or the whole new one.
 
     The bytes go to a hidden temporary file in the same folder (so the rename cannot cross filesystems),
-    are flushed to disk, get `mode` (mkstemp makes them private) and replace `path` in one rename.
+    are flushed to disk, get mode 0644 (mkstemp makes them private) and replace `path` in one rename.
     A failure leaves no temporary file behind.
     """
     path = Path(path)
@@ -28,7 +28,7 @@ def write_atomically(path: Path | str, data: bytes | bytearray | memoryview, mod
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, mode)
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         with suppress(FileNotFoundError):
