@@ -89,20 +89,12 @@ def classifier_head(features: int, classes: int, hidden: int | None = 512, pool:
     average pooling, a hidden layer of 512), or with `lin_ftrs=[]` (`hidden` None) and `concat_pool=False`
     (`pool` "avg")."""
     pooling, width = (ConcatPool(), features * 2) if pool == "concat" else (nn.AdaptiveAvgPool2d(1), features)
-    if not hidden:
-        return nn.Sequential(pooling, nn.Flatten(), nn.BatchNorm1d(width), nn.Dropout(0.5),
-                             nn.Linear(width, classes, bias=False))
-    return nn.Sequential(
-        pooling,
-        nn.Flatten(),
-        nn.BatchNorm1d(width),
-        nn.Dropout(0.25),
-        nn.Linear(width, hidden, bias=False),
-        nn.ReLU(inplace=True),
-        nn.BatchNorm1d(hidden),
-        nn.Dropout(0.5),
-        nn.Linear(hidden, classes, bias=False),
-    )
+    layers = [pooling, nn.Flatten(), nn.BatchNorm1d(width)]
+    if hidden:
+        layers += [nn.Dropout(0.25), nn.Linear(width, hidden, bias=False), nn.ReLU(inplace=True),
+                   nn.BatchNorm1d(hidden)]
+        width = hidden
+    return nn.Sequential(*layers, nn.Dropout(0.5), nn.Linear(width, classes, bias=False))
 
 
 def describe_head(head: nn.Module) -> dict:
