@@ -92,7 +92,7 @@ def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
     visited: set[tuple[int, int]] = set()  # (device, inode) of folders entered: symlink loops end here
 
     def once(path: str) -> bool:
-        key = os.path.normcase(os.path.abspath(path))
+        key = path_key(path)
         if key in seen:
             return False
         seen.add(key)
