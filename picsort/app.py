@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import datetime
+import functools
 import html
 import io
 import logging
@@ -129,13 +130,19 @@ def jpeg(image: Image.Image, size: int, quality: int = 85) -> tuple[bytes, tuple
     return buffer.getvalue(), small.size
 
 
-def return_freed_memory() -> None:
-    """Give freed heap pages back to the system (glibc keeps them otherwise); nothing elsewhere."""
+@functools.cache
+def _malloc_trim():
+    """glibc's malloc_trim, or None elsewhere; looked up once (find_library runs ldconfig)."""
     name = ctypes.util.find_library("c")
     try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
+        return ctypes.CDLL(name).malloc_trim if name else None
     except (OSError, AttributeError):  # not glibc (musl, macOS)
-        trim = None
+        return None
+
+
+def return_freed_memory() -> None:
+    """Give freed heap pages back to the system (glibc keeps them otherwise); nothing elsewhere."""
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
 
