@@ -48,9 +48,11 @@ import torch  # noqa: E402
 from PIL import Image, features  # noqa: E402
 from results_table import publish  # noqa: E402
 
+sys.path.insert(0, str(REPO / "tests"))
+from binder_route import PHONE_SIZE, phone_sized  # noqa: E402
+
 PHOTO = REPO / "examples" / "grizzly-1.jpg"
 RESULTS = REPO / "benchmarks" / "results" / "phone-photos.md"
-PHONE_SIZE = (4032, 3024)
 
 
 def phone_jpeg() -> bytes:
@@ -94,11 +96,8 @@ def over_the_development_photos(model, folder: Path) -> list[str]:
     files = [file for files in class_folders(folder).values() for file in files]
     app, bare, sizes, whole = [], [], [], 0
     for file in files:
-        picture = Image.open(file).convert("RGB")
-        scale = (PHONE_SIZE[0] * PHONE_SIZE[1] / (picture.width * picture.height)) ** 0.5
         buffer = io.BytesIO()
-        picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BICUBIC).save(
-            buffer, "JPEG", quality=90)
+        phone_sized(Image.open(file).convert("RGB")).save(buffer, "JPEG", quality=90)
         data = buffer.getvalue()
         sizes.append(len(data))
         reduced = model.to_image(data)

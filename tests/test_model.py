@@ -57,14 +57,13 @@ def test_an_image_gets_the_same_answer_alone_or_in_a_large_drop(small_model, pho
 
 
 def phone_size(photo: Path, folder: Path) -> Path:
-    """The photo upscaled to about 12 megapixels (4032x3024 for 4:3), aspect kept, as a quality-90 JPEG."""
+    """The photo upscaled to 12 megapixels, aspect kept, as a quality-90 JPEG (as a phone saves it)."""
     from PIL import Image
 
-    picture = Image.open(photo).convert("RGB")
-    scale = (4032 * 3024 / (picture.width * picture.height)) ** 0.5
+    from tests.binder_route import phone_sized
+
     path = folder / f"{photo.parent.name}-{photo.name}"
-    picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BICUBIC).save(
-        path, quality=90)
+    phone_sized(Image.open(photo).convert("RGB")).save(path, quality=90)
     return path
 
 
