@@ -42,10 +42,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from picsort.files import fsync_folder, is_temporary, write_atomically
-from picsort.images import image_format_extension, image_from_bytes, is_image_file
+from picsort.images import IMAGE_FORMATS, image_format_extension, image_from_bytes, is_image_file
 
 __all__ = ["NONE_LABEL", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
-           "check_class_name", "check_label"]
+           "check_class_name", "check_label", "stored_name_problem"]
 
 NONE_LABEL = "none"
 MANIFEST_NAME = "manifest.jsonl"
@@ -54,7 +54,8 @@ LOCK_NAME = ".lock"
 # Longest file/folder name most filesystems allow, in bytes.
 _MAX_NAME_BYTES = 255
 # What save() names an image: its SHA-256 and the extension of its format.
-_STORED_NAME = re.compile(r"(?P<sha256>[0-9a-f]{64})\.[a-z]+")
+_STORED_NAME = re.compile(r"(?P<sha256>[0-9a-f]{64})\.(?P<extension>[a-z0-9]+)")
+_STORED_EXTENSIONS = frozenset(IMAGE_FORMATS.values())
 
 
 class LabelStoreError(OSError):
@@ -106,6 +107,23 @@ def check_class_name(name: str) -> str:
 def check_label(label: str) -> str:
     """`label` if a photo can be stored under it (a usable class name, or NONE_LABEL), else ValueError."""
     return label if label == NONE_LABEL else check_class_name(label)
+
+
+def stored_name_problem(label: object, name: str) -> str | None:
+    """Why `label/name` is not a place save() could have written (None: it is): `<label>/<sha256>.<extension>`.
+
+    The one rule for where a stored photo may be. A manifest or a labels zip comes from outside (a download, a
+    colleague, an attacker), so each of its paths is checked against it before it names a file: nothing
+    absolute, no `..`, no other folder, no other name.
+    """
+    try:
+        check_label(label)  # type: ignore[arg-type]
+    except ValueError as exc:
+        return str(exc)
+    match = _STORED_NAME.fullmatch(name)
+    if match is None or match["extension"] not in _STORED_EXTENSIONS:
+        return f"{name!r} is not named <sha256>.<image extension>"
+    return None
 
 
 class LabelStore:
@@ -303,6 +321,14 @@ class LabelStore:
         """The latest manifest entry of each image in the store, oldest decision first."""
         return [entry for entry in _latest(self._read_manifest()).values() if entry["label"] is not None]
 
+    def refused_lines(self) -> list[str]:
+        """What is wrong with each manifest line that is not used: a path outside `<label>/<sha256>.<ext>`,
+        a bad label or hash (a hand-edited or hostile manifest). Such lines never name a file."""
+        refused: list[str] = []
+        for _ in self._read_manifest(refused):
+            pass
+        return refused
+
     def label_of(self, sha256: str) -> str | None:
         """The current label of the image with this SHA-256 (hex), or None if it is not in the store."""
         entry = _latest(self._read_manifest()).get(sha256.lower())
@@ -384,7 +410,9 @@ class LabelStore:
     def _class_folders(self) -> list[Path]:
         if not self.root.is_dir():
             return []
-        return [f for f in sorted(self.root.iterdir()) if not f.name.startswith(".") and f.is_dir()]
+        # A linked folder could lead anywhere: only the store's own folders hold its photos.
+        return [f for f in sorted(self.root.iterdir())
+                if not f.name.startswith(".") and f.is_dir() and not f.is_symlink()]
 
     def _copies_of(self, filename: str) -> list[Path]:
         """Every class folder's copy of ``filename`` (normally zero or one)."""
@@ -396,7 +424,8 @@ class LabelStore:
         for folder in self._class_folders():
             for file in sorted(folder.iterdir()):
                 match = _STORED_NAME.fullmatch(file.name)
-                if match and file.is_file():
+                if (match and match["extension"] in _STORED_EXTENSIONS and file.is_file()
+                        and not file.is_symlink()):
                     copies.setdefault(match["sha256"], []).append(file)
         return copies
 
@@ -422,12 +451,12 @@ class LabelStore:
         if self.manifest_path.exists():
             yield from _parse_manifest(self.manifest_path.read_bytes())
 
-    def _read_manifest(self) -> Iterator[dict]:
+    def _read_manifest(self, refused: list[str] | None = None) -> Iterator[dict]:
         if not self.manifest_path.exists():
             return
         with self._locked(exclusive=False):
             data = self.manifest_path.read_bytes()
-        yield from _parse_manifest(data)
+        yield from _parse_manifest(data, refused)
 
     @contextmanager
     def _disk_errors(self, action: str = "saved") -> Iterator[None]:
@@ -475,15 +504,38 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
-def _parse_manifest(data: bytes) -> Iterator[dict]:
-    for line in data.decode("utf-8", errors="replace").splitlines():
+def _parse_manifest(data: bytes, refused: list[str] | None = None) -> Iterator[dict]:
+    """The manifest's usable lines; each one refused is described in `refused` (when given)."""
+    for number, line in enumerate(data.decode("utf-8", errors="replace").splitlines(), 1):
         try:
             entry = json.loads(line)
         except ValueError:
             continue  # torn line from a crash; the rest of the history is intact
-        if (isinstance(entry, dict) and isinstance(entry.get("sha256"), str) and "label" in entry
-                and (entry["label"] is None or isinstance(entry.get("path"), str))):
+        problem = _entry_problem(entry)
+        if problem is None:
             yield entry
+        elif refused is not None:
+            refused.append(f"{MANIFEST_NAME} line {number}: {problem}")
+
+
+def _entry_problem(entry: object) -> str | None:
+    """Why a manifest line cannot be used (None: it can). Its path must be the one save() gives its photo."""
+    if not isinstance(entry, dict):
+        return "not a JSON object"
+    digest, label, path = entry.get("sha256"), entry.get("label"), entry.get("path")
+    if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        return "its sha256 is not 64 lowercase hex digits"
+    if "label" not in entry:
+        return "it has no label"
+    if label is None:  # an undo that took a photo out of the store: it names no place
+        return None if path is None else f"path {path!r} given for a photo taken out of the store"
+    if not isinstance(path, str):
+        return "it has no path"
+    folder, _, name = path.partition("/")
+    problem = stored_name_problem(label, name)
+    if problem is None and (folder != label or not name.startswith(digest)):
+        problem = f"path {path!r} is not {label}/{digest}.<extension>"
+    return problem
 
 
 def _latest(lines: Iterator[dict] | list[dict]) -> dict[str, dict]:

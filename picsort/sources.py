@@ -11,6 +11,7 @@ import hashlib
 import json
 import random
 import shutil
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ from typing import Iterable, Mapping
 from picsort.download import DownloadReport, download_images
 from picsort.files import write_atomically
 from picsort import folders
-from picsort.images import MAX_UPLOAD_BYTES, UnusableImageError, image_format_extension, is_image_file
-from picsort.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, check_label
+from picsort.images import (MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_format_extension,
+                            image_from_bytes, is_image_file)
+from picsort.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, stored_name_problem
 from picsort.search import search_categories
 
 __all__ = ["GATHERED_NAME", "LabelledPhoto", "LabelsGathered", "class_folders", "gather_from_folder",
@@ -29,7 +31,13 @@ __all__ = ["GATHERED_NAME", "LabelledPhoto", "LabelsGathered", "class_folders", 
 
 # In `dest`: which labelled photos gather_labels put there, and under which label (hidden: fastai skips it).
 GATHERED_NAME = ".labels-gathered.json"
+# In an unpacked labels zip: what in the zip was refused, and why (hidden: not a label folder).
+REFUSED_NAME = ".refused.json"
 _MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+# A labels zip larger than these is not one the app wrote (a workshop labels hundreds of photos).
+_MAX_ZIP_MEMBERS = 100_000
+_MAX_ZIP_BYTES = 16 * 1024 ** 3
+_REFUSALS_SHOWN = 5
 
 
 def class_folders(source: Path | str) -> dict[str, list[Path]]:
@@ -119,13 +127,21 @@ class LabelsGathered:
     none_of_these: int = 0  # photos labelled "none of these": left out of (and removed from) the data
     removed: int = 0  # copies removed from dest: an older label's copy, a "none of these" photo, an undone label
     missing: int = 0  # manifest entries whose photo is not in the store (deleted by hand)
+    refused: list[str] = field(default_factory=list)  # what was not taken, and why (hostile or damaged input)
 
     def __str__(self) -> str:
         classes = ", ".join(f"{name}: {count}" for name, count in self.counts.items()) or "no photos"
         notes = [f"{self.none_of_these} 'none of these' left out"] if self.none_of_these else []
         notes += [f"{self.removed} old copies removed"] if self.removed else []
         notes += [f"{self.missing} photos missing from the store"] if self.missing else []
-        return classes + (f" ({'; '.join(notes)})" if notes else "")
+        notes += [f"{len(self.refused)} refused"] if self.refused else []
+        text = classes + (f" ({'; '.join(notes)})" if notes else "")
+        shown = _REFUSALS_SHOWN
+        for reason in self.refused[:shown]:
+            text += f"\n  refused {reason}"
+        if len(self.refused) > shown:
+            text += f"\n  … and {len(self.refused) - shown} more refused"
+        return text
 
 
 def label_store_folder(source: Path | str) -> Path:
@@ -190,10 +206,11 @@ def gather_labels(source: Path | str, dest: Path | str, *, classes: list[str] | 
     folder, dest = label_store_folder(source), Path(dest)
     skip = {digest.lower() for digest in skip}
     gathered = _read_gathered(dest)
-    report = LabelsGathered()
+    store = LabelStore(folder)
+    report = LabelsGathered(refused=_read_refused(folder) + store.refused_lines())
     current = set()
     copies_of = _copies_by_name(dest)  # listed once: each photo (digest) comes once, and only its files change
-    for entry in LabelStore(folder).entries():
+    for entry in store.entries():
         digest, label = entry["sha256"], entry["label"]
         if digest in skip or (classes is not None and label not in (*classes, NONE_LABEL)):
             current.add(digest)  # not gathered now, and not taken back either
@@ -220,8 +237,13 @@ def gather_labels(source: Path | str, dest: Path | str, *, classes: list[str] | 
         if target.exists():
             created = earlier.get("created", False) and earlier.get("file") == f"{label}/{target.name}"
         else:
+            content = file.read_bytes()
+            problem = _photo_problem(content, file.name)
+            if problem is not None:
+                report.refused.append(f"{entry['path']}: {problem}")
+                continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(target, file.read_bytes())
+            write_atomically(target, content)
             created = True
         gathered[digest] = {"label": label, "file": f"{label}/{target.name}", "created": created}
         report.counts[label] = report.counts.get(label, 0) + 1
@@ -253,6 +275,14 @@ def _copies_by_name(dest: Path) -> dict[str, list[Path]]:
     return copies
 
 
+def _read_refused(folder: Path) -> list[str]:
+    try:
+        refused = json.loads((folder / REFUSED_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(reason) for reason in refused] if isinstance(refused, list) else []
+
+
 def _read_gathered(dest: Path) -> dict[str, dict]:
     try:
         data = json.loads((dest / GATHERED_NAME).read_text(encoding="utf-8"))
@@ -262,31 +292,63 @@ def _read_gathered(dest: Path) -> dict[str, dict]:
 
 
 def _unpack_labels(source: Path, folder: Path) -> None:
-    """Unpack a labels zip's manifest and `<label>/<file>` photos; anything else in it is left out."""
+    """Unpack a labels zip's manifest and its `<label>/<sha256>.<ext>` photos into `folder`, nothing else.
+
+    A zip is data from outside: a member is written only under a name `stored_name_problem` accepts, only if
+    it is no link, its bytes hash to its name and decode as an image; everything else is refused and listed
+    in `folder/REFUSED_NAME` for the gather summary. Sizes are counted as the bytes come out, not as the
+    headers claim, so a zip bomb stops at the limits.
+    """
+    refused: list[str] = []
+    unpacked = 0
     with zipfile.ZipFile(source) as archive:
-        for member in archive.infolist():
-            parts = member.filename.split("/")
-            if member.filename == MANIFEST_NAME:
-                limit = _MAX_MANIFEST_BYTES
-            elif len(parts) == 2 and is_image_file(parts[1]) and _is_label_name(parts[0]):
-                limit = MAX_UPLOAD_BYTES
+        members = archive.infolist()
+        if len(members) > _MAX_ZIP_MEMBERS:
+            raise ValueError(f"{source} holds {len(members):,} entries: more than a labels zip can "
+                             f"({_MAX_ZIP_MEMBERS:,})")
+        for member in members:
+            if member.is_dir():
+                continue
+            name = member.filename
+            label, _, file_name = name.partition("/")
+            if name == MANIFEST_NAME:
+                limit, problem = _MAX_MANIFEST_BYTES, None
             else:
-                continue  # folders, hidden files, anything a hand-made zip may hold: not ours
-            if member.file_size > limit:
-                raise ValueError(f"{source}: {member.filename} is larger than a labelled photo can be")
+                limit, problem = MAX_UPLOAD_BYTES, stored_name_problem(label, file_name) if label else "not in a label folder"
+            if problem is None and stat.S_ISLNK(member.external_attr >> 16):
+                problem = "it is a link"
+            if problem is None and member.file_size > limit:
+                problem = "larger than a labelled photo can be"
+            if problem is not None:
+                refused.append(f"{name}: {problem}")
+                continue
             with archive.open(member) as data:
                 content = data.read(limit + 1)  # the header's size can lie: never read more than the limit
+            unpacked += len(content)
+            if unpacked > _MAX_ZIP_BYTES:
+                raise ValueError(f"{source} unpacks to more than {human_bytes(_MAX_ZIP_BYTES)}: "
+                                 "not a labels zip from the app")
             if len(content) > limit:
-                raise ValueError(f"{source}: {member.filename} is larger than a labelled photo can be")
-            (folder / member.filename).parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(folder / member.filename, content)
+                refused.append(f"{name}: larger than a labelled photo can be")
+                continue
+            if name != MANIFEST_NAME:
+                problem = _photo_problem(content, file_name)
+                if problem is not None:
+                    refused.append(f"{name}: {problem}")
+                    continue
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(folder / name, content)
     if not (folder / MANIFEST_NAME).is_file():
         raise ValueError(f"{source} has no {MANIFEST_NAME}: it is not a labels zip from the app")
+    write_atomically(folder / REFUSED_NAME, json.dumps(refused, indent=1).encode("utf-8"))
 
 
-def _is_label_name(name: str) -> bool:
+def _photo_problem(content: bytes, name: str) -> str | None:
+    """Why bytes stored as `name` (`<sha256>.<ext>`) are not that photo (None: they are)."""
+    if hashlib.sha256(content).hexdigest() != name.partition(".")[0]:
+        return "its bytes do not hash to its name"
     try:
-        check_label(name)
-    except ValueError:
-        return False
-    return True
+        image_from_bytes(content, name=name)
+    except UnusableImageError as exc:
+        return f"not a usable image ({exc})"
+    return None
