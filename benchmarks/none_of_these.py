@@ -80,7 +80,7 @@ def main() -> None:
     bear_predictions = predict_all(classifier, bears)
     valid_predictions = predict_all(classifier, valid)
     flagged = lambda predictions: sum(p.none_of_these for p in predictions) / len(predictions)  # noqa: E731
-    valid_right = sum(p.label == f.parent.name for p, f in zip(valid_predictions, valid)) / len(valid)
+    valid_right = sum(p.closest == f.parent.name for p, f in zip(valid_predictions, valid)) / len(valid)
     per_class = {}
     for file, prediction in zip(others, other_predictions):
         per_class.setdefault(file.parent.name, []).append(prediction.none_of_these)

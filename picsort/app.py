@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping
 import ipywidgets as widgets
 from PIL import Image
 
-from picsort.cards import GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCard, shown_name
+from picsort.cards import GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCard, shown_label, shown_name
 from picsort.classify import Classifier, load_model
 from picsort.download_widget import DownloadButton, NothingToDownload
 from picsort.folders import EXAMPLES_DIR, labels_dir
@@ -384,7 +384,7 @@ class ClassifierApp:
         if label == NONE_LABEL:
             return "Saved as none of these (kept out of training)."
         count = counts.get(label, 0)
-        verb = "confirmed" if label == prediction.label else f"corrected from {prediction.label}"
+        verb = "confirmed" if label == prediction.label else f"corrected from {shown_label(prediction.label)}"
         return f"Saved as {label} ({verb}; {count} {label} picture{'s' if count != 1 else ''} labelled so far)."
 
     def undo(self) -> dict | None:
@@ -395,12 +395,11 @@ class ClassifierApp:
             return None
         now = self.store.label_of(undone["sha256"])
         name = shown_name(undone.get("original_name") or "photo")
-        was = "none of these" if undone["label"] == NONE_LABEL else undone["label"]
-        note = f"Undone: '{name}' is no longer saved as {was}"
-        note += f" (back to {'none of these' if now == NONE_LABEL else now})." if now else "."
+        note = f"Undone: '{name}' is no longer saved as {shown_label(undone['label'])}"
+        note += f" (back to {shown_label(now)})." if now else "."
         for card in self.cards:
             if isinstance(card, ResultCard) and card.sha256 == undone["sha256"]:
-                card.show_label(now, note if not now else f"Saved as {now} (label restored by undo).")
+                card.show_label(now, note if not now else f"Saved as {shown_label(now)} (label restored by undo).")
         self.undo_note.value = escape(note)
         self.refresh_counts()
         return undone
@@ -410,7 +409,7 @@ class ClassifierApp:
         counts = self.store.counts()
         items = "".join(
             f'<span class="picsort-count" data-class="{escape(name)}">'
-            f'{"none of these" if name == NONE_LABEL else escape(name)}: <b>{count}</b></span>'
+            f'{escape(shown_label(name))}: <b>{count}</b></span>'
             for name, count in counts.items())
         self.counts.value = f"<b>Labelled so far:</b> {items}"
         return counts

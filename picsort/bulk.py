@@ -12,7 +12,8 @@ it too:
 or take the results one by one:
 
     for path, result in classify_files(find_images(["photos"], recursive=True), load_model()):
-        print(path, result)   # a Prediction, or the UnusableImageError saying why the file can't be used
+        print(path, result)   # a Prediction (its label: a class, or "none"), or the UnusableImageError saying why
+                              # the file can't be used
 
 Every image goes through `Classifier.to_image`, `.to_tensor`, `.predictions` and `.settled`, the same steps
 as `Classifier.predict`, so a file gets the same probabilities here as in the app.
@@ -245,6 +246,7 @@ class SortReport:
     none_of_these: int = 0  # looks like none of the classes
     errors: int = 0  # not usable as images: the reason is in the CSV's error column
     already_done: int = 0  # in the CSV from an earlier run, so not done again
+    upgraded: bool = False  # the CSV was an older picsort's, rewritten in today's columns before resuming
     not_images: Counter = dataclasses.field(default_factory=Counter)  # extension -> files a folder scan left out
     copied: int = 0
     seconds: float = 0.0
@@ -262,7 +264,8 @@ def sort_files(inputs: Iterable[str | os.PathLike], classifier: Classifier, out:
     """Classify the image files in `inputs` (files and folders) into the CSV `out`; returns the counts.
 
     Files already in `out` (an earlier, interrupted run) are skipped; `out` must be missing, empty, or a
-    results file of this model (`picsort.results.ResultsFileError` otherwise, the file untouched). Rows are
+    results file of this model (`picsort.results.ResultsFileError` otherwise, the file untouched; one an older
+    picsort wrote is rewritten in today's columns first, and the report says `upgraded`). Rows are
     written and flushed batch by batch. With `copy_to`, each classified file is copied (never moved) into
     `copy_to/<class>/`, `copy_to/unsure/` or `copy_to/none/`. `on_progress(done, total)` is called after
     every batch (`total` is counted first, only when `on_progress` is given). Ctrl-C stops at once: the
@@ -275,7 +278,7 @@ def sort_files(inputs: Iterable[str | os.PathLike], classifier: Classifier, out:
     inputs = [os.fspath(item) for item in inputs]
     skip = [copy_to] if copy_to is not None else []
     unsure_folder = UNSURE_FOLDER if UNSURE_FOLDER not in classes else f"_{UNSURE_FOLDER}"
-    file, done = open_results(out, classes)
+    file, done, report.upgraded = open_results(out, classes)
 
     def todo(count: bool) -> Iterator[str]:
         for path in find_images(inputs, recursive, skip=skip, not_images=report.not_images if count else None):

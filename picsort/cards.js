@@ -1,7 +1,6 @@
 // One card per classified photo: picture, verdict, one bar per class, "Why?", and the label buttons.
 // Keys on the card in focus: 1-9 the classes, 0 none of these, S skip, U undo the last label.
-
-const NONE_LABEL = "none";
+// The "none of these" label and its words come from cards.py (none_label, none_text), written there only.
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -38,13 +37,14 @@ function render({ model, el }) {
   const send = (message) => model.send(message);
 
   function labelButton(label, key, text, guessed) {
+    const noneLabel = model.get("none_label");
     const chosen = model.get("saved_as") === label;
     const button = h("button", {
-      class: "picsort-label-button" + (label === NONE_LABEL ? " picsort-label-none" : "")
+      class: "picsort-label-button" + (label === noneLabel ? " picsort-label-none" : "")
         + (guessed ? " picsort-guess" : "") + (chosen ? " picsort-chosen" : ""),
       "data-label": label, "data-key": key || null, type: "button",
       disabled: !model.get("can_label"),
-      title: label === NONE_LABEL ? "Save this photo as none of these classes (kept out of training)"
+      title: label === noneLabel ? "Save this photo as none of these classes (kept out of training)"
         : `Save this photo labelled '${label}'`,
     }, key ? h("kbd", {}, key) : null, guessed ? `✓ ${text}` : text);
     button.addEventListener("click", () => { send({ type: "label", label }); });
@@ -58,6 +58,8 @@ function render({ model, el }) {
     const percents = model.get("percents");
     const probabilities = model.get("probabilities");
     const guess = model.get("guess");
+    const closest = model.get("closest");
+    const noneText = model.get("none_text");
     const none = model.get("none_of_these");
     const unsure = model.get("unsure");
     card.className = "picsort-card picsort-card-result" + (unsure ? " picsort-card-unsure" : "")
@@ -69,12 +71,16 @@ function render({ model, el }) {
     if (heatmapUrl) { URL.revokeObjectURL(heatmapUrl); heatmapUrl = null; }
     heatmapUrl = blobUrl(model.get("heatmap"), "image/jpeg");
 
-    const guessIndex = classes.indexOf(guess);
-    const verdict = h("div", { class: "picsort-verdict" }, h("b", {}, guess), ` — ${percents[guessIndex]}`);
+    // The headline is the answer: a class and its percentage, or "none of these" with the closest class small
+    // beneath it, so a photo of no bear never headlines a class.
+    const closestIndex = classes.indexOf(closest);
+    const verdict = none
+      ? h("div", { class: "picsort-verdict picsort-verdict-none" }, h("b", {}, noneText))
+      : h("div", { class: "picsort-verdict" }, h("b", {}, guess), ` — ${percents[closestIndex]}`);
     const notes = model.get("note")
       ? [h("div", { class: none ? "picsort-none-note" : "picsort-unsure-note" }, model.get("note"))] : [];
     const bars = h("div", { class: "picsort-bars" }, classes.map((name, i) =>
-      h("div", { class: "picsort-bar" + (name === guess ? " picsort-bar-guess" : ""), "data-class": name },
+      h("div", { class: "picsort-bar" + (name === closest ? " picsort-bar-guess" : ""), "data-class": name },
         h("span", { class: "picsort-bar-name" }, name),
         h("span", { class: "picsort-bar-track" },
           h("span", { class: "picsort-bar-fill", style: `width: ${(probabilities[i] * 100).toFixed(1)}%` })),
@@ -84,19 +90,20 @@ function render({ model, el }) {
     why.addEventListener("click", () => send({ type: "why" }));
 
     const details = none
-      ? [...notes, h("div", { class: "picsort-guess-small" }, verdict, bars), why]
+      ? [verdict, ...notes, h("div", { class: "picsort-guess-small" },
+        h("div", { class: "picsort-closest" }, `closest class: ${closest} (${percents[closestIndex]})`), bars), why]
       : [verdict, ...notes, bars, why];
+    // "Why?" explains the closest class: for "none of these" there is no class to explain but that one.
     const heatmap = heatmapUrl ? [
-      h("img", { class: "picsort-heatmap", src: heatmapUrl, alt: `What made the model say ${guess}` }),
-      h("div", { class: "picsort-heatmap-caption" }, "Red and yellow: the parts of the picture that made the model say ",
-        h("b", {}, guess), ". Blue: parts that mattered little."),
+      h("img", { class: "picsort-heatmap", src: heatmapUrl, alt: `What pointed the model to ${closest}` }),
+      h("div", { class: "picsort-heatmap-caption" }, "Red and yellow: the parts of the picture that pointed the model to ",
+        h("b", {}, closest), ". Blue: parts that mattered little."),
     ] : [];
     const status = model.get("status");
     const statusKind = model.get("status_kind");
     // The model's answer is marked: a class, or "none of these" when the photo looks like none of them.
-    const buttons = classes.map((name, i) =>
-      labelButton(name, i < 9 ? String(i + 1) : null, name, !none && name === guess));
-    buttons.push(labelButton(NONE_LABEL, "0", "none of these", none));
+    const buttons = classes.map((name, i) => labelButton(name, i < 9 ? String(i + 1) : null, name, name === guess));
+    buttons.push(labelButton(model.get("none_label"), "0", noneText, guess === model.get("none_label")));
     const skip = h("button", { class: "picsort-skip", "data-key": "S", type: "button",
       disabled: !model.get("can_label") }, h("kbd", {}, "S"), "skip");
     skip.addEventListener("click", () => { send({ type: "skip" }); focusNextCard(card); });
@@ -126,7 +133,7 @@ function render({ model, el }) {
     if (/^[1-9]$/.test(key) && Number(key) <= classes.length) {
       if (model.get("can_label")) { send({ type: "label", label: classes[Number(key) - 1] }); focusNextCard(card); }
     } else if (key === "0") {
-      if (model.get("can_label")) { send({ type: "label", label: NONE_LABEL }); focusNextCard(card); }
+      if (model.get("can_label")) { send({ type: "label", label: model.get("none_label") }); focusNextCard(card); }
     } else if (key === "u" || key === "U") {
       send({ type: "undo" });
     } else if (key === "s" || key === "S") {
@@ -137,8 +144,8 @@ function render({ model, el }) {
     if (handled) event.preventDefault();
   });
 
-  const watched = ["classes", "percents", "probabilities", "guess", "unsure", "none_of_these", "saved_as", "skipped",
-    "note", "status", "status_kind", "heatmap", "explaining", "can_label", "can_explain", "name"];
+  const watched = ["classes", "percents", "probabilities", "guess", "closest", "unsure", "none_of_these", "saved_as",
+    "skipped", "note", "status", "status_kind", "heatmap", "explaining", "can_label", "can_explain", "name"];
   for (const name of watched) model.on(`change:${name}`, draw);
   draw();
   return () => {

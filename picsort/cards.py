@@ -23,11 +23,12 @@ import traitlets
 from picsort.classify import Prediction
 from picsort.labels import NONE_LABEL
 
-__all__ = ["LabelNotSaved", "ProblemCard", "ResultCard", "percent", "shown_name"]
+__all__ = ["NONE_TEXT", "LabelNotSaved", "ProblemCard", "ResultCard", "percent", "shown_label", "shown_name"]
 
 log = logging.getLogger(__name__)
 
 GENERIC_PROBLEM = "Something went wrong with {name}. Please try again, or try another picture."
+NONE_TEXT = "none of these"  # how NONE_LABEL reads on the page: buttons, headlines, counts, notes
 FORGOTTEN = "This photo is no longer held (too many photos on the page): upload it again to label it."
 # Bidi controls would let a name like "gpj.exe" display as "exe.jpg"; other control characters show as boxes.
 _HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn")
@@ -45,6 +46,11 @@ def shown_name(name: str) -> str:
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
 
 
+def shown_label(label: str) -> str:
+    """A label (a class or NONE_LABEL) as the page writes it."""
+    return NONE_TEXT if label == NONE_LABEL else label
+
+
 def percent(probability: float) -> str:
     """A probability as a whole percentage; never shows 0% or 100% for something that isn't exactly that."""
     value = probability * 100
@@ -58,7 +64,7 @@ def percent(probability: float) -> str:
 def verdict_note(prediction: Prediction, classes: list[str]) -> str:
     """The sentence a card shows above its bars when the guess should not be taken at face value."""
     if prediction.none_of_these:
-        return f"This photo does not look like any of: {', '.join(classes)}. The closest guess is below."
+        return f"This photo does not look like any of: {', '.join(classes)}."
     if prediction.unsure:
         return f"The model is not sure which of {', '.join(classes)} this is: it may be none of them."
     return ""
@@ -76,7 +82,8 @@ class ResultCard(anywidget.AnyWidget):
     classes = traitlets.List(traitlets.Unicode()).tag(sync=True)
     probabilities = traitlets.List(traitlets.Float()).tag(sync=True)
     percents = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    guess = traitlets.Unicode("").tag(sync=True)
+    guess = traitlets.Unicode("").tag(sync=True)  # the answer, Prediction.label: a class or NONE_LABEL
+    closest = traitlets.Unicode("").tag(sync=True)  # the top class, the one "Why?" explains
     unsure = traitlets.Bool(False).tag(sync=True)
     none_of_these = traitlets.Bool(False).tag(sync=True)
     note = traitlets.Unicode("").tag(sync=True)  # what to know before trusting the verdict, in plain words
@@ -88,6 +95,9 @@ class ResultCard(anywidget.AnyWidget):
     explaining = traitlets.Bool(False).tag(sync=True)
     can_label = traitlets.Bool(True).tag(sync=True)
     can_explain = traitlets.Bool(True).tag(sync=True)
+    # Sent to cards.js so that the label and its words are written in Python only.
+    none_label = traitlets.Unicode(NONE_LABEL).tag(sync=True)
+    none_text = traitlets.Unicode(NONE_TEXT).tag(sync=True)
 
     def __init__(self, file_name: str, prediction: Prediction, classes: list[str], picture: bytes,
                  picture_size: tuple[int, int], *, data: bytes,
@@ -100,7 +110,7 @@ class ResultCard(anywidget.AnyWidget):
             picture_height=picture_size[1], classes=classes,
             probabilities=[float(prediction.probabilities[c]) for c in classes],
             percents=[percent(prediction.probabilities[c]) for c in classes], guess=prediction.label,
-            unsure=bool(prediction.unsure), none_of_these=bool(prediction.none_of_these),
+            closest=prediction.closest, unsure=bool(prediction.unsure), none_of_these=bool(prediction.none_of_these),
             status="Is this right? Choose the correct label to save the photo.",
             note=verdict_note(prediction, classes), can_explain=explain is not None)
         self.file_name = file_name
@@ -174,7 +184,7 @@ class ResultCard(anywidget.AnyWidget):
             self._on_undo()
 
     def toggle_explanation(self) -> None:
-        """Show (or hide again) the Grad-CAM overlay for the model's guess."""
+        """Show (or hide again) the Grad-CAM overlay for the closest class (the answer, unless none of these)."""
         if self.heatmap:
             self.heatmap = b""
             return
@@ -182,7 +192,7 @@ class ResultCard(anywidget.AnyWidget):
             return
         self.explaining = True
         try:
-            self.heatmap = self._explain(self.prediction.label)
+            self.heatmap = self._explain(self.prediction.closest)
         except Exception:  # noqa: BLE001
             log.exception("picsort app: explaining %r failed", self.file_name)
             self.status, self.status_kind = GENERIC_PROBLEM.format(name=f"'{self.name}'"), "error"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -13,6 +13,7 @@ from PIL import Image
 from picsort.familiarity import FamiliarityIndex
 from picsort.images import (ImageInput, UnusableImageError, decoded_reduced, image_from_any, is_file_object,
                             read_file_object)
+from picsort.labels import NONE_LABEL
 from picsort.model import DEFAULT_THRESHOLD, load_network, model_dir
 
 # Images per forward pass. On 2 cores (benchmarks/app_speed.py) passes of 4-8 images ran 1.6-3x more images
@@ -28,21 +29,34 @@ WHOLE_BELOW = 0.95
 WHOLE_MARGIN = 0.05
 
 
-@dataclass
+@dataclass(repr=False)
 class Prediction:
-    """One image's classification: the top class, its probability, and every class's probability.
+    """One image's classification: the answer (`label`), the closest class and every class's probability.
 
-    `none_of_these`: the photo looks like none of the training photos (a dog shown to a bears model), so
-    the top class means little; `similarity` is the score behind it (higher = more like the training photos).
-    `unsure`: it does look like the training photos, but which class is unclear (top probability low).
+    `label` is the answer to show and to act on: the top class, or `NONE_LABEL` ("none") when `none_of_these`,
+    that is when the photo looks like none of the training photos (a dog shown to a bears model); then the top
+    class means little. `closest` is always the top class and `probability` its probability, so
+    `probabilities[closest] == probability`, while `probabilities[label]` raises KeyError for a "none of these"
+    answer rather than quietly giving the probability of a class the answer is not.
+    `similarity`: the score behind `none_of_these` (higher = more like the training photos).
+    `unsure`: the top probability is low, so which class is unclear (it may be none of them).
     """
 
-    label: str
+    closest: str
     probability: float
     probabilities: dict[str, float]
     unsure: bool = False
     none_of_these: bool = False
     similarity: float = 1.0
+
+    @property
+    def label(self) -> str:
+        # Derived, not stored: the answer can never disagree with `none_of_these`.
+        return NONE_LABEL if self.none_of_these else self.closest
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{field.name}={getattr(self, field.name)!r}" for field in fields(self))
+        return f"Prediction(label={self.label!r}, {shown})"
 
 
 class Classifier:
@@ -132,10 +146,10 @@ class Classifier:
     def prediction(self, row: Sequence[float], similarity: float, threshold: float | None = None) -> Prediction:
         """A `Prediction` from one row of class probabilities and the photo's familiarity."""
         probabilities = {name: float(p) for name, p in zip(self.classes, row)}
-        label = max(probabilities, key=probabilities.__getitem__)
-        probability = probabilities[label]
+        closest = max(probabilities, key=probabilities.__getitem__)
+        probability = probabilities[closest]
         unsure = probability < (self.threshold if threshold is None else threshold)
-        return Prediction(label, probability, probabilities, unsure=unsure,
+        return Prediction(closest, probability, probabilities, unsure=unsure,
                           none_of_these=self.familiarity.is_unfamiliar(similarity), similarity=float(similarity))
 
     def predict(self, item: ImageInput) -> Prediction:

@@ -37,11 +37,14 @@ examples:
   picsort classify photos/ --recursive --out results.csv --copy-to sorted/
   picsort classify a.jpg b.png --model model/ --threshold 0.9 --out results.csv
 
-CSV columns: path, class, probability, p_<class> for every class, unsure (yes when the top
-probability is below the threshold), none_of_these (yes when the photo looks like none of the
-classes), error (why a file could not be used; empty otherwise). Cells a spreadsheet would
-run as a formula start with ', and control characters or bytes that are not UTF-8 in a file
-name are written as backslash escapes (\\n, \\xff)."""
+CSV columns: path; class, the answer: a class, or none when the photo looks like none of the
+classes; closest, the class with the top probability (also for none), and probability, its
+probability; p_<class> for every class; unsure (true when the top probability is below the threshold);
+none_of_these (true when the photo looks like none of the classes); error (why a file could not
+be used; empty otherwise). The flags are true or false, so pandas reads them as booleans. An
+--out file an older picsort wrote for the same model is rewritten in these columns, then
+resumed. Cells a spreadsheet would run as a formula start with ', and control characters or
+bytes that are not UTF-8 in a file name are written as backslash escapes (\\n, \\xff)."""
 
 
 class UsageError(Exception):
@@ -148,9 +151,13 @@ def summary(report) -> str:
         lines.append(f"  {name:<{width}} {report.counts[name]:>7}")
     lines.append(f"  {'unsure':<{width}} {report.unsure:>7}  (top probability below {report.threshold:g}; "
                  f"best guess in the CSV)")
-    lines.append(f"  {'none of these':<{width}} {report.none_of_these:>7}  (look like none of the classes)")
+    lines.append(f"  {'none of these':<{width}} {report.none_of_these:>7}  (look like none of the classes; class "
+                 f"none, the closest class beside it)")
     lines.append(f"  {'errors':<{width}} {report.errors:>7}  (not usable as images; reason in the error column)")
     lines.append(f"  {'already done':<{width}} {report.already_done:>7}  (in {report.out.name} from an earlier run)")
+    if report.upgraded:
+        lines.append(f"{report.out.name} was written by an older picsort: its rows were rewritten in today's columns "
+                     f"(class none for photos like none of the classes, the closest class beside it, flags true/false)")
     if report.not_images:
         kinds = ", ".join(f"{count} {extension}" for extension, count
                           in sorted(report.not_images.items(), key=lambda pair: (-pair[1], pair[0])))

@@ -4,7 +4,19 @@ Every row is one physical line: control characters (a newline in a file name) an
 are written as backslash escapes (`\\n`, `\\xff`; a backslash itself as `\\\\`), so a run killed mid-write
 leaves at most one partial last line, and the file is always valid UTF-8. Text cells that a spreadsheet
 would run as a formula (starting with `=`, `+`, `-`, `@`) get a leading `'`, as spreadsheets expect.
-An existing file is only ever appended to, and only when its first line is this model's header.
+An existing file is only ever appended to, and only when its first line is this model's header; one an older
+picsort wrote for this model is first rewritten, whole and at once, in today's columns (`upgrade_results`).
+
+The columns (`results_header`):
+
+- `path`: the file.
+- `class`: the answer, what the file was sorted as: a class, or `none` when the photo looks like none of the
+  classes (`none_of_these`). Empty when the file could not be used.
+- `closest`: the class with the top probability, also for `none` rows; `probability` is its probability.
+- `p_<class>`: every class's probability.
+- `unsure`, `none_of_these`: `true` or `false` (pandas reads them as booleans); `false` for a file that could
+  not be used. `unsure`: the top probability is below the threshold.
+- `error`: why the file could not be used; empty otherwise.
 """
 
 from __future__ import annotations
@@ -17,10 +29,12 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+from picsort.files import write_atomically
 from picsort.images import UnusableImageError
+from picsort.labels import NONE_LABEL
 
 __all__ = ["ResultsFileError", "escape_cell", "format_rows", "open_results", "path_from_cell", "path_key",
-           "results_header"]
+           "results_header", "upgrade_results"]
 
 _FORMULA_STARTS = ("=", "+", "-", "@")
 _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -33,9 +47,20 @@ class ResultsFileError(Exception):
 
 
 def results_header(classes: list[str]) -> list[str]:
-    """The CSV's columns for a model with these classes."""
+    """The CSV's columns for a model with these classes (the module's docstring says what each holds)."""
+    return ["path", "class", "closest", "probability", *(f"p_{name}" for name in classes), "unsure",
+            "none_of_these", "error"]
+
+
+def _old_header(classes: list[str]) -> list[str]:
+    """The columns picsort wrote before `closest`: `class` was the top class even for "none of these" photos,
+    and the flags were `yes`/`no`."""
     return ["path", "class", "probability", *(f"p_{name}" for name in classes), "unsure", "none_of_these",
             "error"]
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
 
 
 def escape_cell(text: str, *, path: bool = False) -> str:
@@ -79,20 +104,26 @@ def path_key(path: str) -> str:
 
 
 def open_results(out: Path, classes: list[str]):
-    """Open `out` for appending rows; returns `(file, keys of the files already in it)`.
+    """Open `out` for appending rows; returns `(file, keys of the files already in it, upgraded)`.
 
     A missing or empty file gets the header. An existing one must start with this model's header
-    (ResultsFileError otherwise, and the file is left exactly as it was); then its partial last line,
-    if a killed run left one, is cut off so the resumed run starts on a clean line.
+    (ResultsFileError otherwise, and the file is left exactly as it was), or with the header an older
+    picsort wrote for this model: then it is rewritten in today's columns first (`upgraded` is True). Its
+    partial last line, if a killed run left one, is cut off so the resumed run starts on a clean line.
     """
     header = results_header(classes)
     header_line = _header_line(header)
     if out.exists() and not out.is_file():
         raise ResultsFileError(f"{out} is not a regular file: give a CSV file name")
     done: set[str] = set()
+    upgraded = False
     if out.exists() and out.stat().st_size:
         with open(out, "rb") as file:
             first = file.readline(_HEADER_LIMIT)
+        if first == _header_line(_old_header(classes)):
+            _drop_partial_last_line(out)
+            upgrade_results(out, classes)
+            first, upgraded = header_line, True
         if first != header_line:
             if header_line.startswith(first) and first == out.read_bytes():
                 out.write_bytes(b"")  # only our own header, cut short by a kill: nothing else to keep
@@ -110,7 +141,34 @@ def open_results(out: Path, classes: list[str]):
     if file.tell() == 0:
         file.write(header_line.decode("utf-8"))
         file.flush()
-    return file, done
+    return file, done, upgraded
+
+
+def upgrade_results(out: Path, classes: list[str]) -> None:
+    """Rewrite a results file an older picsort wrote for this model (`_old_header`) in today's columns.
+
+    A "none of these" row's `class` becomes `none`, the class it held moves to `closest`, and `yes`/`no`
+    become `true`/`false`: the same rows a run today writes. The file is replaced whole (write_atomically),
+    so a kill leaves either the old file or the new one. Lines that are not rows of ours are kept as they were.
+    """
+    old = _old_header(classes)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow([escape_cell(name) for name in results_header(classes)])
+    with open(out, newline="", encoding="utf-8", errors="surrogateescape") as file:
+        reader = csv.reader(file)
+        next(reader)  # the old header
+        for row in reader:
+            if len(row) != len(old):
+                writer.writerow(row)
+                continue
+            # The cells stay as the older picsort escaped them: only the answer and the flags change.
+            path, label, probability, *rest = row
+            *probabilities, unsure, none_of_these, error = rest
+            answer = NONE_LABEL if label and none_of_these == "yes" else label
+            writer.writerow([path, answer, label, probability, *probabilities, _flag(unsure == "yes"),
+                             _flag(none_of_these == "yes"), error])
+    write_atomically(out, buffer.getvalue().encode("utf-8", errors="surrogateescape"))
 
 
 def format_rows(results: Iterable, classes: list[str]) -> str:
@@ -119,12 +177,13 @@ def format_rows(results: Iterable, classes: list[str]) -> str:
     writer = csv.writer(buffer, lineterminator="\n")
     for path, result in results:
         if isinstance(result, UnusableImageError):
-            writer.writerow([escape_cell(path, path=True), "", "", *([""] * len(classes)), "", "", escape_cell(str(result))])
+            writer.writerow([escape_cell(path, path=True), "", "", "", *([""] * len(classes)), _flag(False),
+                             _flag(False), escape_cell(str(result))])
         else:
             # 8 decimals: finer than a float32 probability needs to stay within 1e-7 of the model's value.
-            writer.writerow([escape_cell(path, path=True), escape_cell(result.label), f"{result.probability:.8f}",
-                             *(f"{result.probabilities[name]:.8f}" for name in classes),
-                             "yes" if result.unsure else "no", "yes" if result.none_of_these else "no", ""])
+            writer.writerow([escape_cell(path, path=True), escape_cell(result.label), escape_cell(result.closest),
+                             f"{result.probability:.8f}", *(f"{result.probabilities[name]:.8f}" for name in classes),
+                             _flag(result.unsure), _flag(result.none_of_these), ""])
     return buffer.getvalue()
 
 
@@ -137,7 +196,7 @@ def _header_line(header: list[str]) -> bytes:
 def _not_ours(out: Path, first: bytes, header: list[str]) -> str:
     text = first.decode("utf-8", errors="replace").rstrip("\n")
     shown = escape_cell(text[:60]) + ("..." if len(text) > 60 else "")
-    if text.startswith("path,class,probability,"):
+    if text.startswith("path,class,"):
         return (f"{out} holds results written by another model or an older picsort (its columns: {shown}): "
                 f"give a new --out file")
     return (f"{out} is not a picsort results file (its first line is {shown!r}); picsort never overwrites "

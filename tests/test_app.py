@@ -356,20 +356,28 @@ def test_unusual_valid_pictures_are_classified(app, classifier, name):
 def fake_prediction(classes, **changes) -> Prediction:
     probabilities = {name: 0.1 for name in classes}
     probabilities[classes[0]] = 1 - 0.1 * (len(classes) - 1)
-    fields = dict(label=classes[0], probability=probabilities[classes[0]], probabilities=probabilities,
+    fields = dict(closest=classes[0], probability=probabilities[classes[0]], probabilities=probabilities,
                   unsure=False, none_of_these=False, similarity=0.9)
     fields.update(changes)
     return Prediction(**fields)
 
 
-def test_a_photo_like_none_of_the_classes_says_so_and_still_shows_the_best_guess(app, classifier, photo,
-                                                                                  monkeypatch):
+def test_a_photo_like_none_of_the_classes_answers_none_of_these_and_shows_the_closest_class(
+        app, classifier, labels, photo, monkeypatch):
     monkeypatch.setattr(classifier, "predict_images", lambda items, images, threshold=None: [
         fake_prediction(classifier.classes, none_of_these=True, similarity=0.1)])
+    explained = []
+    monkeypatch.setattr(classifier, "explain", lambda image, class_name: explained.append(class_name) or image)
     (card,) = app.handle_upload([{"name": "truck.jpg", "content": photo}])
     assert card.none_of_these
     assert card.note.startswith("This photo does not look like any of: " + ", ".join(classifier.classes))
-    assert card.guess == classifier.classes[0] and len(card.percents) == len(classifier.classes)
+    assert card.guess == NONE_LABEL and card.closest == classifier.classes[0]
+    assert len(card.percents) == len(classifier.classes)
+    card.toggle_explanation()  # "Why?" shows what pointed to the closest class: "none" has no heatmap
+    assert explained == [classifier.classes[0]] and card.heatmap
+    card.choose(classifier.classes[1])
+    assert f"Saved as {classifier.classes[1]} (corrected from none of these;" in card.status
+    assert manifest(labels)[-1]["predicted"] == NONE_LABEL
 
 
 def test_an_unsure_answer_says_so(app, classifier, photo, monkeypatch):
@@ -715,12 +723,14 @@ def test_the_app_the_cli_and_the_api_give_the_same_answers(app, classifier, tmp_
     with out.open(newline="", encoding="utf-8") as handle:
         rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
 
-    assert api["stripes.png"].none_of_these
+    # All three answer "none of these" for the stripes, each naming the same closest class beside it.
+    assert cards["stripes.png"].guess == rows["stripes.png"]["class"] == api["stripes.png"].label == NONE_LABEL
     assert not any(prediction.none_of_these for name, prediction in api.items() if name != "stripes.png")
     for name, prediction in api.items():
         card, row = cards[name], rows[name]
         assert card.guess == row["class"] == prediction.label, name
-        assert card.none_of_these == prediction.none_of_these == (row["none_of_these"] == "yes"), name
+        assert card.closest == row["closest"] == prediction.closest in classifier.classes, name
+        assert card.none_of_these == prediction.none_of_these == (row["none_of_these"] == "true"), name
         for index, class_name in enumerate(classifier.classes):
             assert float(row[f"p_{class_name}"]) == pytest.approx(prediction.probabilities[class_name], abs=1e-3)
             assert card.probabilities[index] == pytest.approx(prediction.probabilities[class_name], abs=1e-6)

@@ -86,7 +86,7 @@ def test_rows_one_per_image_file_with_the_right_columns(mixed, tmp_path, capsys)
     status, summary = run(mixed, "--out", out, capsys=capsys)
     assert status == 0
     header = out.read_text().splitlines()[0].split(",")
-    assert header == ["path", "class", "probability", *(f"p_{c}" for c in model.classes), "unsure",
+    assert header == ["path", "class", "closest", "probability", *(f"p_{c}" for c in model.classes), "unsure",
                       "none_of_these", "error"]
     assert header == results_header(model.classes)
     rows = read_rows(out)
@@ -96,15 +96,17 @@ def test_rows_one_per_image_file_with_the_right_columns(mixed, tmp_path, capsys)
         name = Path(row["path"]).name
         if name in BAD:
             assert BAD[name] in row["error"] and name in row["error"]
-            assert row["class"] == row["probability"] == row["unsure"] == row["none_of_these"] == ""
+            assert row["class"] == row["closest"] == row["probability"] == ""
+            assert row["unsure"] == row["none_of_these"] == "false"
             assert all(row[f"p_{c}"] == "" for c in model.classes)
             continue
         assert row["error"] == ""
         probabilities = {c: float(row[f"p_{c}"]) for c in model.classes}
         assert sum(probabilities.values()) == pytest.approx(1, abs=1e-5)
-        assert row["class"] == max(probabilities, key=probabilities.get)
-        assert float(row["probability"]) == probabilities[row["class"]]
-        assert row["unsure"] == ("yes" if float(row["probability"]) < model.threshold else "no")
+        assert row["closest"] == max(probabilities, key=probabilities.get)
+        assert row["class"] == (NONE_LABEL if row["none_of_these"] == "true" else row["closest"])
+        assert float(row["probability"]) == probabilities[row["closest"]]
+        assert row["unsure"] == ("true" if float(row["probability"]) < model.threshold else "false")
     assert "errors" in summary and "3" in summary.split("errors")[1].split("\n")[0]
 
 
@@ -134,11 +136,11 @@ def test_threshold_option_decides_unsure(mixed, tmp_path):
     never, between = tmp_path / "never.csv", tmp_path / "between.csv"
     assert run(mixed, "--threshold", "0", "--out", never)[0] == 0
     rows = [r for r in read_rows(never) if not r["error"]]
-    assert {r["unsure"] for r in rows} == {"no"}
+    assert {r["unsure"] for r in rows} == {"false"}
     lowest, highest = sorted({float(r["probability"]) for r in rows})[:2]  # a threshold between two photos
     assert run(mixed, "--threshold", str((lowest + highest) / 2), "--out", between)[0] == 0
     unsure = {r["path"]: r["unsure"] for r in read_rows(between) if not r["error"]}
-    assert unsure == {r["path"]: "yes" if float(r["probability"]) <= lowest else "no" for r in rows}
+    assert unsure == {r["path"]: "true" if float(r["probability"]) <= lowest else "false" for r in rows}
 
 
 def test_cli_probabilities_are_the_apps(mixed, tmp_path):
@@ -277,7 +279,7 @@ def test_copy_to_sorts_copies_into_class_folders(mixed, tmp_path, capsys):
     for row in read_rows(out):
         if row["error"]:
             continue
-        kind = NONE_LABEL if row["none_of_these"] == "yes" else UNSURE_FOLDER if row["unsure"] == "yes" else None
+        kind = NONE_LABEL if row["none_of_these"] == "true" else UNSURE_FOLDER if row["unsure"] == "true" else None
         folder = sorted_dir / (kind or row["class"])
         source = Path(row["path"])
         matches = [p for p in folder.iterdir() if p.read_bytes() == source.read_bytes()]
