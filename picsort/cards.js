@@ -80,7 +80,8 @@ function render({ model, el }) {
     const notes = model.get("note")
       ? [h("div", { class: none ? "picsort-none-note" : "picsort-unsure-note" }, model.get("note"))] : [];
     const bars = h("div", { class: "picsort-bars" }, classes.map((name, i) =>
-      h("div", { class: "picsort-bar" + (name === closest ? " picsort-bar-guess" : ""), "data-class": name },
+      // Green marks the answer's bar: none for "none of these", whose closest class is no answer.
+      h("div", { class: "picsort-bar" + (name === guess ? " picsort-bar-guess" : ""), "data-class": name },
         h("span", { class: "picsort-bar-name" }, name),
         h("span", { class: "picsort-bar-track" },
           h("span", { class: "picsort-bar-fill", style: `width: ${(probabilities[i] * 100).toFixed(1)}%` })),

@@ -254,16 +254,26 @@ def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
         assert {(line["sha256"], line["label"]) for line in lines} >= {(sha[first.name], "none")}
         assert not [n for n in archive.namelist() if n.startswith(f"{classes[1]}/")]
 
-        # A picture of no bear at all: the card says so, and still shows the closest guess and the bars.
+        # A picture of no bear at all: the headline is "none of these", the closest class and the bars are small
+        # beneath it, and no class is headlined with a bold percentage.
         other = tmp_path / "stripes.png"
         bands = (np.arange(240) // 12 % 2)[:, None, None]
         Image.fromarray(np.broadcast_to(np.where(bands == 0, [30, 90, 200], [250, 240, 20]).astype(np.uint8),
                                         (240, 320, 3)).copy()).save(other)
         page.locator(".picsort-file-input").set_input_files([str(other)])
-        card(page, other.name).wait_for(timeout=60_000)
-        assert f"does not look like any of: {', '.join(classes)}" in card(page, other.name).inner_text()
-        assert card(page, other.name).locator(".picsort-bar").count() == len(classes)
-        assert card(page, other.name).locator(".picsort-guess").inner_text().endswith("✓ none of these")
+        stripes = card(page, other.name)
+        stripes.wait_for(timeout=60_000)
+        assert f"does not look like any of: {', '.join(classes)}" in stripes.inner_text()
+        assert stripes.locator(".picsort-verdict").inner_text() == "none of these"
+        assert not verdict.search(stripes.inner_text())
+        closest = stripes.locator(".picsort-guess-small .picsort-closest").inner_text()
+        assert re.fullmatch(rf"closest class: ({'|'.join(map(re.escape, classes))}) \((<1|>99|\d+)%\)", closest)
+        assert stripes.locator(".picsort-guess-small b").count() == 0
+        assert stripes.locator(".picsort-guess-small").evaluate("e => parseFloat(getComputedStyle(e).fontSize)") < \
+            stripes.locator(".picsort-verdict").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
+        assert stripes.locator(".picsort-bar").count() == len(classes)
+        assert stripes.locator(".picsort-bar-guess").count() == 0  # green marks an answer's bar
+        assert stripes.locator(".picsort-guess").inner_text().endswith("✓ none of these")
 
         # "Why?" shows the heatmap; this is the README's screenshot.
         card(page, EXAMPLES[1].name).locator(".picsort-why").click()
