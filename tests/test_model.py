@@ -6,11 +6,14 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from picsort.classify import FORWARD_CHUNK, Classifier, load_model
-from picsort.folders import MODEL_DIR
+from picsort.folders import EXAMPLES_DIR, MODEL_DIR
+from picsort.labels import NONE_LABEL
 from picsort.model import ModelFolderError, load_learner_checked, read_card
 from picsort.sources import class_folders
 
@@ -149,7 +152,21 @@ def test_shipped_model_gives_fastai_s_answers_on_the_development_photos_and_on_t
         assert apart.max().item() <= 0.03, summary
     # and learn.predict itself, the course's call, on a few
     for file in files[::50]:
-        assert classifier.predict(file).label == learn.predict(file)[0]
+        assert classifier.predict(file).closest == learn.predict(file)[0]  # fastai knows no "none of these"
+
+
+def test_the_api_answers_none_for_a_picture_of_no_bear_and_names_the_closest_class_beside_it():
+    classifier = load_model(MODEL_DIR)
+    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    nothing = classifier.predict(noise)
+    assert nothing.none_of_these and nothing.label == NONE_LABEL
+    assert nothing.closest == max(nothing.probabilities, key=nothing.probabilities.get)
+    assert nothing.probability == nothing.probabilities[nothing.closest]
+    with pytest.raises(KeyError):  # never quietly the probability of a class that is not the answer
+        nothing.probabilities[nothing.label]
+    assert repr(nothing).startswith(f"Prediction(label='{NONE_LABEL}', closest='{nothing.closest}'")
+    bear = classifier.predict(EXAMPLES_DIR / "grizzly-1.jpg")
+    assert bear.label == bear.closest == "grizzly" and bear.probabilities[bear.label] == bear.probability
 
 
 def test_shipped_card_describes_the_shipped_weights():
