@@ -97,8 +97,9 @@ function render({ model, el }) {
     // "Why?" explains the closest class: for "none of these" there is no class to explain but that one.
     const heatmap = heatmapUrl ? [
       h("img", { class: "picsort-heatmap", src: heatmapUrl, alt: `What pointed the model to ${closest}` }),
-      h("div", { class: "picsort-heatmap-caption" }, "Red and yellow: the parts of the picture that pointed the model to ",
-        h("b", {}, closest), ". Blue: parts that mattered little."),
+      h("div", { class: "picsort-heatmap-caption" },
+        "Red and yellow: the parts of the picture that pointed the model to ", h("b", {}, closest),
+        ". Blue: parts that mattered little."),
     ] : [];
     const status = model.get("status");
     const statusKind = model.get("status_kind");
