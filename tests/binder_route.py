@@ -1,7 +1,8 @@
-"""Serving the app the two ways people reach it, and driving it in Chromium: shared by the kernel-culling
-tests, the Binder-pod rehearsal (tests/test_binder_pod.py) and benchmarks/binder_pod.py.
+"""Serving the app the three ways people reach it, and driving it in Chromium: shared by the kernel-culling
+tests, the offline test, the Binder-pod rehearsal (tests/test_binder_pod.py) and benchmarks/binder_pod.py.
 
-- `voila app.ipynb` (voila.json), as the README's quick start runs it;
+- `picsort app`, as the README's quick start runs it;
+- `voila app.ipynb` (voila.json), the course's "run voila locally";
 - the Binder route: `jupyter server` with voila as a server extension, configured by binder/postBuild,
   the page at /voila/render/app.ipynb.
 
@@ -142,7 +143,14 @@ class Server:
         return self.log.read_text(errors="replace")[-characters:] if self.log.exists() else ""
 
     def stop(self) -> None:
-        """Stop the server and its kernels (they share the process group started for it)."""
+        """Stop the server and its kernels (the process group started for it, and any descendant that made a
+        group of its own, as `picsort app` does for Voila)."""
+        import psutil
+
+        try:
+            family = psutil.Process(self.process.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
@@ -154,12 +162,18 @@ class Server:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+        for member in family:
+            try:
+                member.kill()
+            except psutil.NoSuchProcess:
+                pass
 
 
 @contextmanager
-def serve(command: list[str], *, base_url: str, page_path: str, token: str, log: Path, env: dict):
+def serve(command: list[str], *, base_url: str, page_path: str, token: str, log: Path, env: dict,
+          cwd: Path = REPO):
     with log.open("w") as out:
-        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=True)
     server = Server(process, base_url, page_path, token, log)
     try:
@@ -175,9 +189,20 @@ def app_environment(work: Path, bin_dir: Path | None = None) -> dict:
            "JUPYTER_CONFIG_DIR": str(work / "jupyter-config"), "JUPYTER_RUNTIME_DIR": str(work / "jupyter-runtime"),
            "JUPYTER_DATA_DIR": str(work / "jupyter-data")}
     env.pop("VIRTUAL_ENV", None)
+    env.pop("JUPYTER_PATH", None)  # only what the route itself arranges
     if bin_dir is not None:
         env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
     return env
+
+
+@contextmanager
+def picsort_app_route(work: Path, python: str = sys.executable):
+    """`picsort app`, started from another folder, as a person runs it after installing."""
+    port = free_port()
+    command = [python, "-m", "picsort", "app", "--no-browser", f"--port={port}"]
+    with serve(command, base_url=f"http://127.0.0.1:{port}/", page_path="", token="", log=work / "picsort-app.log",
+               env=app_environment(work), cwd=work) as server:
+        yield server
 
 
 @contextmanager
