@@ -29,6 +29,7 @@ from PIL import Image
 
 from picsort.cards import GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCard, shown_label, shown_name
 from picsort.classify import Classifier, load_model
+from picsort.cpu_quota import fit_torch_threads
 from picsort.download_widget import DownloadButton, NothingToDownload
 from picsort.folders import EXAMPLES_DIR, labels_dir
 from picsort.images import (ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_from_bytes,
@@ -59,6 +60,7 @@ def build_app(model_folder: Path | str | None = None, labels_folder: Path | str 
     says so instead of a traceback.
     """
     send_log_to_server()
+    fit_torch_threads()  # torch counts the node's cores; Binder's quota may be one CPU's time
     try:
         classifier = load_model(model_folder)
         store = LabelStore(labels_dir(labels_folder), classifier.classes)  # checks the class names first

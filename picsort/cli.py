@@ -83,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                           help="threads decoding images while the model runs; 0 decodes between batches "
                                "instead (default: picsort.bulk.DECODE_WORKERS, 2)")
     classify.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
-                          help="threads the model itself uses (default: torch's, one per CPU core)")
+                          help="threads the model itself uses (default: one per CPU this process may use, "
+                               "its CPU set or its cgroup's CPU quota, whichever is less)")
     commands.add_parser(
         "app", help="serve the web app (app.ipynb) with Voila, at http://localhost:8866 unless told otherwise",
         description="Serve the web app with Voila and its offline page template. Other options go to voila, "
@@ -209,12 +210,17 @@ def _load_classifier(folder: str | None):
 
 
 def _set_threads(threads: int | None) -> int:
-    """Set the model's torch threads for this run (None: leave torch's); returns the previous setting."""
+    """Set the model's torch threads for this run (None: no more than the CPU quota allows, as the app's
+    kernel does); returns the previous setting."""
     import torch
+
+    from picsort.cpu_quota import fit_torch_threads
 
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    else:
+        fit_torch_threads()
     return previous
 
 

@@ -1,9 +1,10 @@
-"""A throwaway control group with a memory limit and a CPU set, the way a Binder pod is limited.
+"""A throwaway control group with a memory limit, a CPU set and optionally a CPU quota, the way a Binder pod
+is limited.
 
-Works with cgroup v2 (`memory.max`, `cpuset.cpus`, `memory.peak`, `memory.events`) and with v1's separate
-`memory` and `cpuset` hierarchies (`memory.limit_in_bytes`, `memory.max_usage_in_bytes`, `memory.failcnt`,
-`oom_kill` in `memory.oom_control`). Needs root. The group is made under the cgroup this process is in, so
-the machine's own limits still apply around it.
+Works with cgroup v2 (`memory.max`, `cpuset.cpus`, `memory.peak`, `memory.events`, `cpu.max`) and with v1's
+separate `memory`, `cpuset` and `cpu` hierarchies (`memory.limit_in_bytes`, `memory.max_usage_in_bytes`,
+`memory.failcnt`, `oom_kill` in `memory.oom_control`, `cpu.cfs_quota_us`). Needs root. The group is made under
+the cgroup this process is in, so the machine's own limits still apply around it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ ROOT = Path("/sys/fs/cgroup")
 
 
 class CgroupUnavailable(RuntimeError):
-    """No writable memory and cpuset controllers here (not root, or a container without them)."""
+    """No writable memory, cpuset (or cpu) controllers here (not root, or a container without them)."""
 
 
 def own_path(controller: str) -> str:
@@ -36,10 +37,14 @@ def read_keyed(path: Path) -> dict[str, int]:
 
 
 class Cgroup:
-    """`with Cgroup(name, memory_bytes, cpus="0") as group:` start processes with `group.wrap(command)`."""
+    """`with Cgroup(name, memory_bytes, cpus="0") as group:` start processes with `group.wrap(command)`.
 
-    def __init__(self, name: str, memory_bytes: int, cpus: str = "0"):
-        self.name, self.memory_bytes, self.cpus = name, memory_bytes, cpus
+    `cpu_quota=(quota, period)` in microseconds also limits CPU time, as Kubernetes does: (100000, 100000) is
+    one CPU's time, however many CPUs are in the set.
+    """
+
+    def __init__(self, name: str, memory_bytes: int, cpus: str = "0", cpu_quota: tuple[int, int] | None = None):
+        self.name, self.memory_bytes, self.cpus, self.cpu_quota = name, memory_bytes, cpus, cpu_quota
         self.version = 2 if (ROOT / "cgroup.controllers").exists() else 1
         self.dirs: list[Path] = []
 
@@ -70,6 +75,13 @@ class Cgroup:
         (cpuset / "cpuset.cpus").write_text(self.cpus)
         (cpuset / "cpuset.mems").write_text((cpuset.parent / "cpuset.mems").read_text().strip())
         self.memory, self.cpuset = memory, cpuset
+        if self.cpu_quota is not None:
+            cpu = ROOT / "cpu" / own_path("cpu").lstrip("/") / self.name
+            cpu.mkdir()
+            self.dirs.append(cpu)
+            quota, period = self.cpu_quota
+            (cpu / "cpu.cfs_period_us").write_text(str(period))
+            (cpu / "cpu.cfs_quota_us").write_text(str(quota))
 
     def _create_v2(self):
         # v2 lets only a group without processes hand controllers to its children, so the group goes
@@ -77,7 +89,7 @@ class Cgroup:
         parent = ROOT / own_path("").lstrip("/")
         parent = parent.parent if parent != ROOT else ROOT
         enabled = (parent / "cgroup.subtree_control").read_text().split()
-        wanted = [c for c in ("memory", "cpuset") if c not in enabled]
+        wanted = [c for c in ("memory", "cpuset", *(["cpu"] if self.cpu_quota else [])) if c not in enabled]
         if wanted:
             (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in wanted))
         folder = parent / self.name
@@ -87,6 +99,8 @@ class Cgroup:
         if (folder / "memory.swap.max").exists():
             (folder / "memory.swap.max").write_text("0")
         (folder / "cpuset.cpus").write_text(self.cpus)
+        if self.cpu_quota is not None:
+            (folder / "cpu.max").write_text("{} {}".format(*self.cpu_quota))
         self.memory = self.cpuset = folder
 
     def procs_files(self) -> list[Path]:
