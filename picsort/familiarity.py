@@ -5,7 +5,8 @@ comes out "black bear, 78 %"), so the top probability cannot say "none of these"
 keeps the pooled body features of its training photos (`reference.safetensors`, plain tensors), and a photo
 whose features are far from all of them is flagged. train.ipynb keeps the body's pretrained features
 (frozen body and batch norm), where photos of other things lie far from the training photos, and
-calibrates the threshold on the validation photos; the card records the method and the threshold.
+calibrates the threshold on the validation photos (`choose_threshold`); the card records the method, the rule
+and the threshold.
 """
 
 from __future__ import annotations
@@ -17,6 +18,10 @@ import torch
 
 REFERENCE_NAME = "reference.safetensors"
 METHOD = "cosine similarity of average-pooled body features, mean over the k most similar training photos"
+RULE = ("1st percentile of the validation photos' scores (with each training photo left out, under 20 validation "
+        "photos), minus its distance to their median; raised to the 99th percentile of photos of other things when "
+        "given, never above that 1st percentile")
+MIN_VALIDATION = 20
 DEFAULT_K = 5
 DEFAULT_KEEP = 0.99
 
@@ -70,36 +75,54 @@ class FamiliarityIndex:
 
 
 def pooled_features(learn, items) -> torch.Tensor:
-    """Pooled body features (N×C) of files, prepared as the learner validates (no augmentation)."""
-    body = learn.model[0]
-    dl = learn.dls.test_dl(list(items), num_workers=0)
-    chunks = []
-    learn.model.eval()
-    with torch.inference_mode():
-        for (batch,) in dl:
-            chunks.append(pooled(body(batch)))
-    return torch.cat(chunks).cpu()
+    """Unit-length pooled body features (N×C) of files, prepared as the learner validates (no augmentation)."""
+    from picsort.training import body_features
+
+    return torch.nn.functional.normalize(body_features(learn, items), dim=1)
+
+
+def leave_one_out(reference: torch.Tensor, k: int = DEFAULT_K) -> torch.Tensor:
+    """Each reference photo's familiarity to the others (itself left out): more photos the reference does not
+    hold, for small data sets whose validation split has only a few."""
+    if reference.shape[0] < 2:
+        return torch.empty(0)
+    similarities = reference @ reference.T
+    similarities.fill_diagonal_(-math.inf)
+    return similarities.topk(min(k, reference.shape[0] - 1), dim=1).values.mean(dim=1)
+
+
+def choose_threshold(own: torch.Tensor, others: torch.Tensor | None = None, keep: float = DEFAULT_KEEP) -> float:
+    """The familiarity below which a photo is "none of these", from scores of photos of the classes that the
+    reference does not hold (`own`) and, when given, of photos of other things (`others`).
+
+    Photos of the classes from another source (another search, a phone, other light) are less like the training
+    photos than the training scrape's own validation photos are, so a threshold at the 1st percentile of `own`
+    flags too many of them. The rule leans down by the spread of `own` (its 1st percentile's distance to its
+    median): `q01 - (median - q01)`. Given photos of other things, it rises to flag `keep` of them (their 99th
+    percentile), but never above `own`'s 1st percentile, so the classes' own photos keep priority.
+    """
+    if not len(own):
+        return 0.0
+    low = float(torch.quantile(own, 1 - keep))
+    lean = low - (float(torch.quantile(own, 0.5)) - low)
+    if others is None or not len(others):
+        return round(lean, 4)
+    ceiling = float(torch.quantile(others, keep))
+    return round(min(max(lean, ceiling), low), 4)
 
 
 def calibrate(learn, *, k: int = DEFAULT_K, keep: float = DEFAULT_KEEP, others=()) -> tuple[torch.Tensor, dict]:
-    """Reference features of the training photos, and the card's settings.
-
-    The threshold keeps `keep` of the validation photos, which the reference does not hold, as new photos of
-    the classes will not be. Given photos of other things (`others`, files), it moves halfway towards the
-    score below which `keep` of those lie, when the two do not overlap: photos from another source score a
-    little lower than this scrape's own, and the margin is theirs.
-    """
+    """Reference features of the training photos, and the card's settings (`choose_threshold`'s rule on the
+    validation photos, and on `others`, files of photos of other things; see RULE)."""
     reference = pooled_features(learn, learn.dls.train_ds.items)
     index = FamiliarityIndex(reference, k)
     validation = index.similarity_of_pooled(pooled_features(learn, learn.dls.valid_ds.items))
+    # Left-out training photos score higher than new ones (a scrape holds near-duplicates): used only where the
+    # validation photos are too few for percentiles to mean anything.
+    own = validation if len(validation) >= MIN_VALIDATION else torch.cat([validation, leave_one_out(reference, k)])
     others = list(others)
     other_scores = index.similarity_of_pooled(pooled_features(learn, others)) if others else torch.empty(0)
-    threshold = float(torch.quantile(validation, 1 - keep)) if len(validation) else 0.0
-    if len(other_scores):
-        ceiling = float(torch.quantile(other_scores, keep))
-        if ceiling < threshold:
-            threshold = (threshold + ceiling) / 2
-    threshold = round(threshold, 4)
+    threshold = choose_threshold(own, other_scores, keep)
     flagged = lambda scores: round(float((scores < threshold).float().mean()), 4) if len(scores) else None  # noqa: E731
     settings = {
         "method": METHOD,
@@ -107,8 +130,8 @@ def calibrate(learn, *, k: int = DEFAULT_K, keep: float = DEFAULT_KEEP, others=(
         "threshold": threshold,
         "reference": REFERENCE_NAME,
         "reference_images": int(reference.shape[0]),
-        "calibration": {"keep": keep, "validation_images": int(len(validation)),
-                        "validation_flagged": flagged(validation), "other_images": len(others),
-                        "others_flagged": flagged(other_scores)},
+        "calibration": {"rule": RULE, "keep": keep, "validation_images": int(len(validation)),
+                        "validation_flagged": flagged(validation), "training_images_left_out": int(len(own) - len(validation)),
+                        "other_images": len(others), "others_flagged": flagged(other_scores)},
     }
     return reference, settings

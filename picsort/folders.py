@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 from pathlib import Path
+from typing import Mapping
 
-__all__ = ["CACHE_VARIABLE", "EXAMPLES_DIR", "JUPYTER_SHARE_DIR", "LABELS_VARIABLE", "MODEL_DIR", "MODEL_VARIABLE",
-           "REPOSITORY", "cache_dir", "labels_dir", "model_dir"]
+__all__ = ["CACHE_VARIABLE", "DATA_VARIABLE", "EXAMPLES_DIR", "JUPYTER_SHARE_DIR", "LABELS_VARIABLE", "MODEL_DIR", "MODEL_VARIABLE",
+           "REPOSITORY", "cache_dir", "describe_source", "labels_dir", "model_dir", "training_data_dir"]
 
 # The checkout this package sits in: the shipped model and the default label store live beside it.
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -19,6 +23,7 @@ JUPYTER_SHARE_DIR = REPOSITORY / "share" / "jupyter"
 MODEL_VARIABLE = "PICSORT_MODEL_DIR"
 LABELS_VARIABLE = "PICSORT_LABELS_DIR"
 CACHE_VARIABLE = "PICSORT_CACHE"
+DATA_VARIABLE = "PICSORT_DATA"
 
 
 def model_dir(folder: Path | str | None = None) -> Path:
@@ -35,3 +40,35 @@ def cache_dir(folder: Path | str | None = None) -> Path:
     """Converted weights, search results, unpacked label zips: the folder given, else `$PICSORT_CACHE`,
     else ~/.cache/picsort."""
     return Path(folder or os.environ.get(CACHE_VARIABLE) or Path.home() / ".cache" / "picsort")
+
+
+def training_data_dir(source: Path | str, categories: Mapping[str, str], images_per_class: int | None = None) -> Path:
+    """Where train.ipynb gathers the photos of one run: `<source>-<categories>-<hash>` in `$PICSORT_DATA`, else in
+    `data/` in the repository.
+
+    A folder of its own for each source, set of categories (with their search terms) and sample size, so a run
+    trains on exactly what it names: photos gathered for other categories or from another source are never
+    mixed in, and running the same settings again reuses (and resumes) what was gathered.
+    """
+    key = json.dumps({"source": _source_key(source), "categories": dict(categories),
+                      "images_per_class": images_per_class}, sort_keys=True)
+    readable = "-".join([Path(str(source)).stem if str(source) != "search" else "search", *sorted(categories)])
+    readable = re.sub(r"[^\w.-]+", "_", readable)[:80]
+    root = Path(os.environ.get(DATA_VARIABLE) or REPOSITORY / "data")
+    return root / f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
+
+
+def describe_source(source: Path | str) -> str:
+    """The source as a model card records it: "search", a path relative to the repository when it is inside
+    it, a relative path as given, and of a path elsewhere only its name (nothing of the machine it ran on)."""
+    if str(source) == "search":
+        return "search"
+    path = Path(source)
+    try:
+        return path.resolve().relative_to(REPOSITORY).as_posix()
+    except ValueError:
+        return path.as_posix() if not path.is_absolute() else path.name
+
+
+def _source_key(source: Path | str) -> str:
+    return "search" if str(source) == "search" else str(Path(source).resolve())

@@ -84,11 +84,16 @@ class TimmFeatures(nn.Module):
         return self.model.forward_features(x)
 
 
-def classifier_head(features: int, classes: int, hidden: int | None = 512, pool: str = "concat") -> nn.Sequential:
+def classifier_head(features: int, classes: int, hidden: int | None = 512, pool: str = "concat",
+                    batchnorm: bool = True) -> nn.Sequential:
     """fastai's `create_head`, flattened in the same order so the saved weights fit: by default (max and
-    average pooling, a hidden layer of 512), or with `lin_ftrs=[]` (`hidden` None) and `concat_pool=False`
-    (`pool` "avg")."""
+    average pooling, a hidden layer of 512), or with `lin_ftrs=[]` (`hidden` None), `concat_pool=False`
+    (`pool` "avg") and `first_bn=False, ps=0` (`batchnorm` False: one linear layer with a bias, no dropout)."""
     pooling, width = (ConcatPool(), features * 2) if pool == "concat" else (nn.AdaptiveAvgPool2d(1), features)
+    if not batchnorm:
+        if hidden:
+            raise ValueError("a head without its first batch norm is a single linear layer here (hidden=None)")
+        return nn.Sequential(pooling, nn.Flatten(), nn.Linear(width, classes))
     layers = [pooling, nn.Flatten(), nn.BatchNorm1d(width)]
     if hidden:
         layers += [nn.Dropout(0.25), nn.Linear(width, hidden, bias=False), nn.ReLU(inplace=True),
@@ -98,12 +103,16 @@ def classifier_head(features: int, classes: int, hidden: int | None = 512, pool:
 
 
 def describe_head(head: nn.Module) -> dict:
-    """The card's description of a fastai head: its pooling and the width of its hidden layer (None: none)."""
+    """The card's description of a fastai head: its pooling, the width of its hidden layer (None: none), and
+    whether it starts with batch norm (False: `first_bn=False, ps=0`, one linear layer with a bias)."""
     linears = [layer for layer in head.modules() if isinstance(layer, nn.Linear)]
     if len(linears) not in (1, 2):
         raise ValueError("expected fastai's create_head with at most one hidden layer")
     pool = "avg" if isinstance(head[0], nn.AdaptiveAvgPool2d) else "concat"
-    return {"hidden": linears[0].out_features if len(linears) == 2 else None, "pool": pool}
+    batchnorm = any(isinstance(layer, nn.BatchNorm1d) for layer in head.modules())
+    if not batchnorm and (len(linears) != 1 or any(isinstance(layer, nn.Dropout) for layer in head.modules())):
+        raise ValueError("a head without batch norm must be one linear layer without dropout (ps=0)")
+    return {"hidden": linears[0].out_features if len(linears) == 2 else None, "pool": pool, "batchnorm": batchnorm}
 
 
 def build_network(card: dict, use_timm: bool = False) -> nn.Sequential:
@@ -126,7 +135,8 @@ def build_network(card: dict, use_timm: bool = False) -> nn.Sequential:
     else:
         raise ValueError(f"model card names an unknown library {architecture['library']!r}")
     head = card["head"]
-    return nn.Sequential(body, classifier_head(features, len(card["classes"]), head["hidden"], head.get("pool", "concat")))
+    return nn.Sequential(body, classifier_head(features, len(card["classes"]), head["hidden"], head.get("pool", "concat"),
+                                               head.get("batchnorm", True)))
 
 
 def load_network(folder: Path | str | None = None) -> tuple[nn.Sequential, dict]:

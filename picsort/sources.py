@@ -27,7 +27,7 @@ from picsort.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, stored_name_pr
 from picsort.search import search_categories
 
 __all__ = ["GATHERED_NAME", "LabelledPhoto", "LabelsGathered", "class_folders", "gather_from_folder",
-           "gather_from_search", "gather_labels", "label_store_folder", "labels_to_review"]
+           "gather_from_search", "gather_labels", "is_label_store", "label_store_folder", "labels_to_review"]
 
 # In `dest`: which labelled photos gather_labels put there, and under which label (hidden: fastai skips it).
 GATHERED_NAME = ".labels-gathered.json"
@@ -65,7 +65,7 @@ def gather_from_folder(source: Path | str, dest: Path | str, *, classes: list[st
     A label store (a folder with a manifest.jsonl, or a labels zip) is gathered by `gather_labels` instead:
     every label counts (`images_per_class` does not apply) and the training data mirrors the latest labels.
     """
-    if _is_label_store(source):
+    if is_label_store(source):
         return gather_labels(source, dest, classes=classes).counts
     found = class_folders(source)
     missing = [c for c in classes or [] if c not in found]
@@ -259,7 +259,8 @@ def gather_labels(source: Path | str, dest: Path | str, *, classes: list[str] | 
     return report
 
 
-def _is_label_store(source: Path | str) -> bool:
+def is_label_store(source: Path | str) -> bool:
+    """Whether `source` is the app's label store: its folder (with a manifest), or a labels zip."""
     source = Path(source)
     return (source / MANIFEST_NAME).is_file() if source.is_dir() else zipfile.is_zipfile(source)
 
