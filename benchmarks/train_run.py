@@ -29,7 +29,8 @@ def main() -> None:
     notebook = nbformat.read(REPO / "train.ipynb", as_version=4)
     timings: list[tuple[float, str]] = []
     with tempfile.TemporaryDirectory(prefix="picsort-train-run-") as scratch:
-        os.environ.update(PICSORT_SOURCE=str(BEARS), PICSORT_OUTPUT=str(Path(scratch) / "model"), MPLBACKEND="Agg")
+        os.environ.update(PICSORT_SOURCE=str(BEARS), PICSORT_OUTPUT=str(Path(scratch) / "model"),
+                          PICSORT_DATA=str(Path(scratch) / "data"), MPLBACKEND="Agg")  # gathered afresh, as a first run
         client = NotebookClient(notebook, timeout=1800, kernel_name="python3", resources={"metadata": {"path": str(REPO)}})
         load_before = os.getloadavg()[0]
         started = time.perf_counter()

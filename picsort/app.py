@@ -27,14 +27,14 @@ from typing import Any, Iterable, Mapping
 import ipywidgets as widgets
 from PIL import Image
 
-from picsort.cards import GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCard, shown_label, shown_name
+from picsort.cards import GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCard, shown_name
 from picsort.classify import Classifier, load_model
 from picsort.cpu_quota import fit_torch_threads
 from picsort.download_widget import DownloadButton, NothingToDownload
 from picsort.folders import EXAMPLES_DIR, labels_dir
 from picsort.images import (ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_from_bytes,
                             is_image_file)
-from picsort.labels import NONE_LABEL, LabelStore, LabelStoreError
+from picsort.labels import NONE_LABEL, LabelStore, LabelStoreError, shown_label
 from picsort.model import ModelFolderError
 from picsort.session_widget import SessionWatch
 from picsort.upload_widget import UploadZone

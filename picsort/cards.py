@@ -21,14 +21,13 @@ import ipywidgets as widgets
 import traitlets
 
 from picsort.classify import Prediction
-from picsort.labels import NONE_LABEL
+from picsort.labels import NONE_LABEL, NONE_TEXT, shown_label
 
-__all__ = ["NONE_TEXT", "LabelNotSaved", "ProblemCard", "ResultCard", "percent", "shown_label", "shown_name"]
+__all__ = ["LabelNotSaved", "ProblemCard", "ResultCard", "percent", "shown_name"]
 
 log = logging.getLogger(__name__)
 
 GENERIC_PROBLEM = "Something went wrong with {name}. Please try again, or try another picture."
-NONE_TEXT = "none of these"  # how NONE_LABEL reads on the page: buttons, headlines, counts, notes
 FORGOTTEN = "This photo is no longer held (too many photos on the page): upload it again to label it."
 # Bidi controls would let a name like "gpj.exe" display as "exe.jpg"; other control characters show as boxes.
 _HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn")
@@ -44,11 +43,6 @@ def shown_name(name: str) -> str:
     text = "".join(ch for ch in str(name) if unicodedata.category(ch) not in _HIDDEN_CATEGORIES)
     text = text.strip() or "unnamed file"
     return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
-
-
-def shown_label(label: str) -> str:
-    """A label (a class or NONE_LABEL) as the page writes it."""
-    return NONE_TEXT if label == NONE_LABEL else label
 
 
 def percent(probability: float) -> str:

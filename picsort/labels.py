@@ -44,10 +44,11 @@ from typing import BinaryIO
 from picsort.files import fsync_folder, is_temporary, write_atomically
 from picsort.images import IMAGE_FORMATS, image_format_extension, image_from_bytes, is_image_file
 
-__all__ = ["NONE_LABEL", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
-           "check_class_name", "check_label", "stored_name_problem"]
+__all__ = ["NONE_LABEL", "NONE_TEXT", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
+           "check_class_name", "check_label", "shown_label", "stored_name_problem"]
 
 NONE_LABEL = "none"
+NONE_TEXT = "none of these"  # how NONE_LABEL reads to people: the page's buttons, headlines, counts; the review grid
 MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = ".lock"
 
@@ -102,6 +103,11 @@ def check_class_name(name: str) -> str:
     if problem:
         raise ValueError(f"class name {name!r} {problem}")
     return name
+
+
+def shown_label(label: str) -> str:
+    """A label (a class or NONE_LABEL) as people read it."""
+    return NONE_TEXT if label == NONE_LABEL else label
 
 
 def check_label(label: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Sequence
 
-from picsort.labels import NONE_LABEL
+from picsort.labels import NONE_LABEL, shown_label
 from picsort.sources import LabelledPhoto
 
 COLUMNS = 6
@@ -14,8 +14,8 @@ COLUMNS = 6
 def caption(photo: LabelledPhoto) -> str:
     """The file name, and what the model had guessed: the label's reviewer decides whether it is right."""
     guess = "model: no guess recorded" if photo.predicted is None else (
-        f"model: {photo.predicted} {photo.confidence:.0%}" if photo.confidence is not None
-        else f"model: {photo.predicted}")
+        f"model: {shown_label(photo.predicted)} {photo.confidence:.0%}" if photo.confidence is not None
+        else f"model: {shown_label(photo.predicted)}")
     return f"{photo.path.name[:14]}\n{guess}"
 
 
@@ -43,7 +43,7 @@ def show_labelled(photos: Sequence[LabelledPhoto], columns: int = COLUMNS):
                         image.draft("RGB", (200, 200))
                         axis.imshow(image.convert("RGB"))
                     axis.set_title(caption(photo), fontsize=8)
-            title = "none of these" if label == NONE_LABEL else label
+            title = shown_label(label)
             axes[row][0].text(-0.1, 0.5, f"{title}\n({len(group)})" if start == 0 else "", rotation=90,
                               transform=axes[row][0].transAxes, ha="right", va="center", fontsize=11)
             row += 1

@@ -30,3 +30,13 @@ def test_labelled_photos_are_shown_by_label_with_the_models_guess(tmp_path):
 def test_nothing_to_review_says_so(capsys):
     assert show_labelled([]) is None
     assert "No new photos" in capsys.readouterr().out
+
+
+def test_a_photo_the_model_called_none_of_these_says_so_in_words(tmp_path):
+    store = LabelStore(tmp_path / "labels", classes=["black", "grizzly", "teddy"])
+    store.save((EXAMPLES / "grizzly-1.jpg").read_bytes(), "grizzly", predicted=NONE_LABEL,
+               probabilities={"black": 0.1, "grizzly": 0.2, "teddy": 0.7})
+    (photo,) = labels_to_review(tmp_path / "labels", tmp_path / "data")
+    figure = show_labelled([photo])
+    titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
+    assert titles == [f"{photo.path.name[:14]}\nmodel: none of these"]
