@@ -9,25 +9,93 @@ the kernel's answer before the next, so neither side holds more than one file in
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import anywidget
 import traitlets
 
 from picsort.images import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES
 
-__all__ = ["UploadZone"]
+__all__ = ["BadMessage", "UploadMessage", "UploadZone", "read_message"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
+KINDS = ("file", "too_large", "unreadable", "done")
+# The largest count or size a browser can state exactly (Number.MAX_SAFE_INTEGER): anything above is not a file's.
+LARGEST_NUMBER = 2**53 - 1
+
+
+class BadMessage(ValueError):
+    """A message from the page that this widget's own page never sends (a bug, or someone else's client)."""
+
+
+@dataclass(frozen=True)
+class UploadMessage:
+    """One message of the upload conversation, checked: what the page says about one file, or a selection's end."""
+
+    kind: str  # one of KINDS
+    name: str
+    index: int  # 1..total for a file; 0 for "done"
+    total: int
+    size: int  # bytes, as the browser measured them (over the limit for "too_large"); 0 when not stated
+    data: bytes  # the file, for "file"
+
+
+def read_message(content: Any, buffers: list, max_bytes: int) -> UploadMessage:
+    """`content` and `buffers` as an UploadMessage, or BadMessage saying what is wrong with them.
+
+    Every field is checked for its type and range, so nothing the page shows (a file's place in the selection,
+    the size of one not sent) can be a forged count like "7 of 3" or "(-5 bytes)".
+    """
+    if not isinstance(content, dict):
+        raise BadMessage(f"a message is an object, not {type(content).__name__}")
+    kind = content.get("type")
+    if kind not in KINDS:
+        raise BadMessage(f"unknown message type {kind!r}"[:200])
+    name = content.get("name", "")
+    if not isinstance(name, str):
+        raise BadMessage(f"a file name is text, not {type(name).__name__}")
+    name = name or "unnamed file"
+    total = _count(content, "total")
+    if kind == "done":
+        if len(buffers):
+            raise BadMessage("a selection's end carries no file")
+        return UploadMessage(kind, name, 0, total, 0, b"")
+    index = _count(content, "index", 1)
+    if index > total:
+        raise BadMessage(f"file {index} of a selection of {total}")
+    size = _count(content, "size") if "size" in content else 0
+    if kind == "too_large" and size <= max_bytes:
+        raise BadMessage(f"a file of {size} bytes is not over the {max_bytes}-byte limit")
+    if kind != "file":
+        if len(buffers):
+            raise BadMessage(f"a {kind} message carries no file")
+        return UploadMessage(kind, name, index, total, size, b"")
+    if len(buffers) != 1:
+        raise BadMessage(f"a file message carries one file, not {len(buffers)}")
+    data = bytes(buffers[0])
+    if "size" in content and size != len(data):
+        raise BadMessage(f"a file said to be {size} bytes has {len(data)}")
+    return UploadMessage(kind, name, index, total, len(data), data)
+
+
+def _count(content: dict, key: str, least: int = 0) -> int:
+    value = content.get(key)
+    # bool is an int to Python, never to the page.
+    if not isinstance(value, int) or isinstance(value, bool) or not least <= value <= LARGEST_NUMBER:
+        raise BadMessage(f"{key} must be a whole number from {least} to {LARGEST_NUMBER}, not {value!r}"[:200])
+    return value
 
 
 class UploadZone(anywidget.AnyWidget):
     """A drop zone that reports each file through `on_file(name, data, index, total)`.
 
-    `on_refused(name, reason, index, total)` gets files that were not sent ("too_large" with their size in
-    the reason's place handled by the caller, or "unreadable"), `on_done(total)` the end of a selection.
+    `on_refused(name, reason, size, index, total)` gets files that were not sent ("too_large", with the size
+    the browser measured, or "unreadable"), `on_done(total)` the end of a selection. Every message is
+    answered with an ack carrying its id, and an `error` when the message was refused (the details go to
+    the server's log only, never to the pages).
     """
 
     _esm = (_HERE / "upload_widget.js").read_text()
@@ -46,21 +114,31 @@ class UploadZone(anywidget.AnyWidget):
         self.add_class("picsort-upload")
         self.on_msg(self._message)
 
-    def _message(self, _widget, content: dict, buffers: list) -> None:
-        """Hand one file (or the end of a selection) to the page, then let the browser send the next."""
+    def _message(self, _widget, content: Any, buffers: list) -> None:
+        """Hand one file (or the end of a selection) to the page, then let the browser send the next.
+
+        Nothing may escape from here: ipywidgets shows an exception from a message handler, traceback and
+        server paths included, on every page of this kernel.
+        """
+        message_id = content.get("id") if isinstance(content, dict) else None
+        if not isinstance(message_id, int) or isinstance(message_id, bool):
+            message_id = None  # the page numbers its messages; anything else is not worth echoing
+        error = None
         try:
-            kind = content.get("type")
-            name = str(content.get("name") or "unnamed file")
-            index, total = int(content.get("index") or 0), int(content.get("total") or 0)
-            if kind == "file":
-                data = bytes(buffers[0]) if buffers else b""
-                self._on_file(name, data, index, total)
-            elif kind in ("too_large", "unreadable"):
-                self._on_refused(name, kind, int(content.get("size") or 0), index, total)
-            elif kind == "done":
-                self._on_done(total)
-        except Exception:  # noqa: BLE001 - the callbacks report their own problems; never leave the browser waiting
-            log.exception("picsort app: handling an upload message failed")
-        finally:
-            if "id" in content:
-                self.send({"type": "ack", "id": content["id"]})
+            message = read_message(content, buffers, self.max_bytes)
+        except BadMessage as problem:
+            log.warning("picsort app: refused an upload message: %s", problem)
+            error = "refused: the page sent a message the app does not take"
+        else:
+            try:
+                if message.kind == "file":
+                    self._on_file(message.name, message.data, message.index, message.total)
+                elif message.kind == "done":
+                    self._on_done(message.total)
+                else:
+                    self._on_refused(message.name, message.kind, message.size, message.index, message.total)
+            except Exception:  # noqa: BLE001 - the callbacks report their own problems; never leave the browser waiting
+                log.exception("picsort app: handling an upload message failed")
+                error = "the app could not handle this file"
+        ack = {"type": "ack", "id": message_id}
+        self.send(ack if error is None else {**ack, "error": error})

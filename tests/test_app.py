@@ -584,9 +584,91 @@ def test_the_upload_zone_hands_over_each_file_and_acknowledges_it(app, monkeypat
 
     monkeypatch.setattr(app, "add_file", lambda *a, **k: 1 / 0)
     app.upload._message(app.upload, {"type": "file", "name": "b.jpg", "index": 2, "total": 2, "id": 8}, [b"x"])
-    assert acks[-1] == {"type": "ack", "id": 8}  # never leaves the browser waiting
+    assert acks[-1]["id"] == 8 and "error" in acks[-1]  # never leaves the browser waiting
     app.upload._message(app.upload, {"type": "done", "total": 2, "id": 9}, [])
     assert acks[-1] == {"type": "ack", "id": 9} and "1 photo classified" in app.progress.value
+
+
+# What no page of this app sends: the wrong types, and counts and sizes that cannot be.
+FORGED = {
+    "not an object": 5,
+    "null": None,
+    "a list": [{"type": "file"}],
+    "no type": {"name": "a.jpg", "index": 1, "total": 1, "id": 3},
+    "an unknown type": {"type": "rm -rf", "id": 3},
+    "a name that is not text": {"type": "unreadable", "name": ["a"], "index": 1, "total": 1, "id": 3},
+    "index past the total": {"type": "unreadable", "name": "a.jpg", "index": 7, "total": 3, "id": 3},
+    "index zero": {"type": "unreadable", "name": "a.jpg", "index": 0, "total": 3, "id": 3},
+    "a count that is text": {"type": "unreadable", "name": "a.jpg", "index": "1", "total": 3, "id": 3},
+    "a count that is a fraction": {"type": "unreadable", "name": "a.jpg", "index": 1.5, "total": 3, "id": 3},
+    "a count that is true": {"type": "unreadable", "name": "a.jpg", "index": True, "total": 3, "id": 3},
+    "a negative size": {"type": "too_large", "name": "a.jpg", "size": -5, "index": 1, "total": 1, "id": 3},
+    "a size under the limit": {"type": "too_large", "name": "a.jpg", "size": 10, "index": 1, "total": 1, "id": 3},
+    "a size past any file": {"type": "too_large", "name": "a.jpg", "size": 10**30, "index": 1, "total": 1, "id": 3},
+    "a negative total": {"type": "done", "total": -1, "id": 3},
+    "a file without bytes": {"type": "file", "name": "a.jpg", "index": 1, "total": 1, "id": 3},
+    "a size that is not the bytes'": {"type": "file", "name": "a.jpg", "size": 2, "index": 1, "total": 1, "id": 3},
+}
+
+
+@pytest.mark.parametrize("forged", FORGED, ids=list(FORGED))
+def test_a_message_no_page_sends_is_refused_with_an_ack_and_shows_nothing(app, monkeypatch, caplog, forged):
+    sent = []
+    monkeypatch.setattr(app.upload, "send", lambda content, buffers=None: sent.append(content))
+    progress = app.progress.value
+    app.upload._handle_custom_msg(FORGED[forged], [b"xyz"] if "bytes'" in forged else [])  # as ipywidgets calls it
+    (ack,) = sent
+    assert ack["type"] == "ack" and ack["error"].startswith("refused")
+    assert ack["id"] == (3 if isinstance(FORGED[forged], dict) else None)
+    assert app.cards == [] and app.progress.value == progress  # nothing on the page: no card, no "7 of 3"
+    assert "refused an upload message" in caplog.text and "Traceback" not in caplog.text
+    assert "Exception in callback" not in caplog.text  # nothing escaped to ipywidgets (it shows tracebacks)
+
+
+def test_a_message_in_a_real_kernel_reaches_no_page_as_a_traceback(tmp_path):
+    """ipywidgets sends a handler's exception, traceback and server paths, to every page of the kernel."""
+    from jupyter_client.manager import start_new_kernel
+
+    code = f"""
+from picsort.app import ClassifierApp
+from picsort.classify import load_model
+from picsort.labels import LabelStore
+classifier = load_model()
+app = ClassifierApp(classifier, LabelStore({str(tmp_path / 'labels')!r}, classifier.classes))
+print(app.upload.model_id)
+"""
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}  # ipykernel as Voila runs it
+    server_log = tmp_path / "kernel-stderr.log"
+    with server_log.open("w") as log_file:
+        manager, client = start_new_kernel(kernel_name="python3", cwd=str(REPO), env=env, stderr=log_file,
+                                           startup_timeout=120)
+    pages = []  # everything the kernel broadcasts to the pages
+    try:
+        reply = client.execute_interactive(code, timeout=180, output_hook=pages.append)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        model_id = next(m["content"]["text"].strip() for m in pages if m["msg_type"] == "stream")
+        for content in (5, None, FORGED["index past the total"], FORGED["a negative size"]):
+            client.shell_channel.send(client.session.msg(
+                "comm_msg", {"comm_id": model_id, "data": {"method": "custom", "content": content}}))
+        # The kernel handles these in order, so all they make it say is out before this cell's end.
+        last = client.execute("print(len(app.cards), repr(app.progress.value))")
+        while True:
+            message = client.get_iopub_msg(timeout=60)
+            pages.append(message)
+            if message["parent_header"].get("msg_id") == last and message["msg_type"] == "status" \
+                    and message["content"]["execution_state"] == "idle":
+                break
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    acks = [m["content"]["data"]["content"] for m in pages if m["msg_type"] == "comm_msg"
+            and m["content"]["data"].get("method") == "custom"]
+    assert [(ack["id"], "error" in ack) for ack in acks] == [(None, True), (None, True), (3, True), (3, True)]
+    assert not [m for m in pages if m["msg_type"] == "error"]
+    said = "".join(m["content"].get("text", "") for m in pages if m["msg_type"] == "stream")
+    assert "Traceback" not in said and str(REPO) not in said
+    assert said.splitlines()[-1] == "0 ''"  # no card, no progress line
+    assert server_log.read_text().count("refused an upload message") == 4
 
 
 def test_the_upload_zone_states_the_real_limits(app):
