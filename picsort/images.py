@@ -81,6 +81,7 @@ ImageInput = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO, Ima
 
 # What Pillow's decoders raise on bad input. Anything from this list while
 # reading untrusted bytes means "the file is damaged", not "picsort has a bug".
+# (RuntimeError: Pillow's AVIF reader, for data its AV1 decoder cannot decode.)
 _DECODE_ERRORS = (
     OSError,
     SyntaxError,
@@ -89,12 +90,13 @@ _DECODE_ERRORS = (
     IndexError,
     KeyError,
     TypeError,
+    RuntimeError,
     struct.error,
     zlib.error,
 )
 # Image.open already turns SyntaxError/IndexError/TypeError/struct.error into
 # "unidentified"; what still escapes is a recognised but broken header.
-_HEADER_ERRORS = (OSError, ValueError, EOFError, zlib.error)
+_HEADER_ERRORS = (OSError, ValueError, EOFError, RuntimeError, zlib.error)
 _BOMB_ERRORS = (Image.DecompressionBombError, Image.DecompressionBombWarning)
 
 # EXIF orientation -> the turn that puts the picture upright (the table of Pillow's ImageOps.exif_transpose,
@@ -285,7 +287,7 @@ def _image_from_array(array: np.ndarray, min_side: int | None, name: str) -> Ima
 
         rows = max(1, _STRIP_PIXELS // (array.size // len(array)))
         pixels = _wide_to_uint8(strips, array.shape, sixteen_bit=array.dtype == np.uint16,
-                                is_float=array.dtype.kind == "f")
+                                is_float=array.dtype.kind == "f", label=label)
     return _finished(Image.fromarray(np.ascontiguousarray(pixels)), min_side, label)
 
 
@@ -307,9 +309,9 @@ def _finished(source: Image.Image, min_side: int | None, label: str,
     factor = max(1, min(source.size) // min_side) if min_side else 1
     try:
         if factor > 1 and source.mode not in ("L", "RGB") and not _is_wide(source.mode):
-            im = _reduced_in_strips(source, factor)
+            im = _reduced_in_strips(source, factor, label)
         else:
-            im = _to_8bit(source)
+            im = _to_8bit(source, label)
             if factor > 1:
                 im = im.reduce(factor)
         if turn is not None:
@@ -319,6 +321,8 @@ def _finished(source: Image.Image, min_side: int | None, label: str,
         # copy would double the memory of a photo decoded whole.
         detached = decoded_here and getattr(source, "fp", None) is None
         im = im.convert("RGB") if im.mode != "RGB" or (im is source and not detached) else im
+    except UnusableImageError:
+        raise  # already in plain words (a ValueError, which the next line would take for a decoder's)
     except _DECODE_ERRORS as exc:
         raise UnusableImageError(f"{label} uses a colour format we can't read") from exc
     if im.width * im.height < stored_width * stored_height:
@@ -328,13 +332,13 @@ def _finished(source: Image.Image, min_side: int | None, label: str,
     return im
 
 
-def _reduced_in_strips(source: Image.Image, factor: int) -> Image.Image:
+def _reduced_in_strips(source: Image.Image, factor: int, label: str) -> Image.Image:
     """`_to_8bit(source).reduce(factor)`, converted a strip of rows at a time: only the small result is whole."""
     width, height = source.size
     rows = factor * max(1, _STRIP_PIXELS // (width * factor))  # whole steps, so strips reduce as the whole would
     out = None
     for top in range(0, height, rows):
-        part = _to_8bit(source.crop((0, top, width, min(top + rows, height)))).reduce(factor)
+        part = _to_8bit(source.crop((0, top, width, min(top + rows, height))), label).reduce(factor)
         if out is None:
             out = Image.new(part.mode, (-(-width // factor), -(-height // factor)))
         out.paste(part, (0, top // factor))
@@ -354,7 +358,7 @@ def _upright_turn(im: Image.Image) -> Image.Transpose | None:
         return None
 
 
-def _to_8bit(im: Image.Image) -> Image.Image:
+def _to_8bit(im: Image.Image, label: str) -> Image.Image:
     """``im`` as an "L" or "RGB" image with the same look (possibly ``im`` itself), ready to reduce."""
     mode = im.mode
     if mode in ("L", "RGB"):
@@ -368,7 +372,8 @@ def _to_8bit(im: Image.Image) -> Image.Image:
             for top in range(0, height, rows):
                 yield np.asarray(im.crop((0, top, width, min(top + rows, height))))
 
-        values = _wide_to_uint8(strips, (height, width), sixteen_bit=mode.startswith("I;16"), is_float=mode == "F")
+        values = _wide_to_uint8(strips, (height, width), sixteen_bit=mode.startswith("I;16"), is_float=mode == "F",
+                                label=label)
         return Image.fromarray(values)
     if mode in ("1", "LA"):
         # The grey convert("RGB") would give, on a third of the memory.
@@ -383,12 +388,13 @@ def _to_8bit(im: Image.Image) -> Image.Image:
 
 
 def _wide_to_uint8(strips: Callable[[], Iterator[np.ndarray]], shape: tuple[int, ...], *, sixteen_bit: bool,
-                   is_float: bool) -> np.ndarray:
+                   is_float: bool, label: str) -> np.ndarray:
     """Map wide pixels onto 0..255; `strips()` yields them a few rows at a time, in order (twice if need be).
 
     16-bit pixels use their full range. 32-bit integers and floats carry no statement of their range, so
     go by the values: data that fits a conventional range (0..1 for floats, 0..255, 0..65535 for
-    integers) keeps its meaning; anything else is stretched min..max.
+    integers) keeps its meaning; anything else is stretched min..max. NaN and infinities take the ends of
+    that range; floats with no finite value at all are no picture (UnusableImageError).
     """
     out = np.empty(shape, np.uint8)
     if sixteen_bit:
@@ -400,9 +406,8 @@ def _wide_to_uint8(strips: Callable[[], Iterator[np.ndarray]], shape: tuple[int,
             finite = block[np.isfinite(block)] if is_float else block
             if finite.size:
                 lo, hi = min(lo, float(finite.min())), max(hi, float(finite.max()))
-        if lo > hi:  # nothing finite
-            out.fill(0)
-            return out
+        if lo > hi:  # a black picture would be answered as if it were one
+            raise UnusableImageError(f"{label} has no pixel values: every one is NaN or infinite")
         if lo >= 0 and is_float and hi <= 1:
             factor, offset = 255.0, 0.0
         elif lo >= 0 and hi <= 255:
@@ -460,6 +465,10 @@ def _open(raw: bytes, name: str) -> Image.Image:
     try:
         im = Image.open(io.BytesIO(raw), formats=PILLOW_FORMATS)
     except UnidentifiedImageError as exc:
+        if _has_a_signature_we_read(raw):
+            # One of our formats by its first bytes, that its reader gave up on: a photo cut short (an AVIF
+            # cut anywhere past its header, for one), not some other kind of file.
+            raise UnusableImageError(f"{label} is damaged or incomplete") from exc
         raise UnusableImageError(
             f"{label} is not an image (or not a format we can read). "
             f"Please use a {ACCEPTED_FORMATS_TEXT} file."
@@ -470,6 +479,17 @@ def _open(raw: bytes, name: str) -> Image.Image:
         # Recognised as an image format, but the header itself is broken.
         raise UnusableImageError(f"{label} is damaged or incomplete") from exc
     return im
+
+
+def _has_a_signature_we_read(raw: bytes) -> bool:
+    """Whether `raw` starts the way a file of an accepted format does (each Pillow plugin's own check, on the
+    16 bytes Image.open gives it)."""
+    for fmt in PILLOW_FORMATS:
+        accept = Image.OPEN.get(fmt, (None, None))[1]
+        answer = accept(raw[:16]) if accept is not None else False
+        if answer and not isinstance(answer, str):  # a str: the format's support is missing from this Pillow
+            return True
+    return False
 
 
 def _check_pixels(size: tuple[int, int], label: str) -> None:

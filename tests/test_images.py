@@ -417,6 +417,35 @@ def test_heic_and_avif_are_read_from_bytes_and_files(fmt, suffix, tmp_path):
     assert images.is_image_file(path)
 
 
+def noisy_avif() -> bytes:
+    return encode(Image.fromarray(np.random.default_rng(7).integers(0, 255, (64, 64, 3), np.uint8)), "AVIF",
+                  quality=60)
+
+
+def test_an_avif_cut_short_anywhere_is_damaged():
+    data = noisy_avif()
+    for length in (16, 40, 100, 300, len(data) // 2, len(data) - 100, len(data) - 1):
+        for min_side in (None, 32):
+            with pytest.raises(UnusableImageError, match=r"^'phone\.avif' is damaged or incomplete$"):
+                image_from_bytes(data[:length], "phone.avif", min_side=min_side)
+
+
+def test_an_avif_whose_picture_data_is_garbled_is_damaged():
+    # Pillow's AVIF reader raises RuntimeError for picture data its AV1 decoder cannot decode.
+    data = bytearray(noisy_avif())
+    start = data.index(b"mdat") + 8
+    data[start:start + 16] = b"\xff" * 16
+    with pytest.raises(UnusableImageError, match=r"^'phone\.avif' is damaged or incomplete$"):
+        image_from_bytes(bytes(data), "phone.avif")
+
+
+@pytest.mark.parametrize("fmt", ["HEIF", "JPEG", "PNG", "WEBP"])
+def test_any_photo_cut_just_after_its_signature_is_damaged_not_another_kind_of_file(fmt):
+    data = encode(two_colour_picture(), fmt)
+    with pytest.raises(UnusableImageError, match=r"is damaged or incomplete$"):
+        image_from_bytes(data[:20], "photo")
+
+
 def test_large_heic_is_reduced_for_the_model():
     data = encode(two_colour_picture((1600, 1200)), "HEIF", quality=50)
     im = image_from_bytes(data, "phone.heic", min_side=256)
@@ -782,6 +811,17 @@ def test_a_16_bit_or_float_bear_is_classified_like_its_8_bit_self(classifier):
             prediction = classifier.predict(wide)
             assert prediction.label == eight_bit.label, photo.name
             assert prediction.probabilities == pytest.approx(eight_bit.probabilities, abs=1e-6)
+
+
+@pytest.mark.parametrize("values", [np.nan, np.inf, -np.inf, "NaN and infinities"])
+def test_a_picture_with_no_finite_value_is_refused_not_classified(classifier, values):
+    array = np.full((64, 64, 3), np.nan if isinstance(values, str) else values, np.float32)
+    if isinstance(values, str):
+        array[::2] = np.inf
+    with pytest.raises(UnusableImageError, match=r"^'image' has no pixel values: every one is NaN or infinite$"):
+        classifier.predict(array)
+    with pytest.raises(UnusableImageError, match=r"^'scan\.tif' has no pixel values"):
+        image_from_bytes(encode(Image.fromarray(array[:, :, 0]), "TIFF"), "scan.tif")
 
 
 def test_a_bear_is_classified_the_same_however_it_is_handed_over(classifier, tmp_path):
