@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -85,10 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
                           help="threads the model itself uses (default: one per CPU this process may use, "
                                "its CPU set or its cgroup's CPU quota, whichever is less)")
-    commands.add_parser(
+    app = commands.add_parser(
         "app", help="serve the web app (app.ipynb) with Voila, at http://localhost:8866 unless told otherwise",
-        description="Serve the web app with Voila and its offline page template. Other options go to voila, "
-                    "e.g. --port=8867 or --no-browser; the model is $PICSORT_MODEL_DIR, else the shipped model/.")
+        description="Serve the web app with Voila and its offline page template, to this machine only (localhost, "
+                    "requests for other host names refused) unless --lan. Other options go to voila, e.g. "
+                    "--no-browser; the model is $PICSORT_MODEL_DIR, else the shipped model/.")
+    app.add_argument("--port", type=_port, default=8866, help="port to serve on (default: %(default)s)")
+    app.add_argument("--lan", action="store_true",
+                     help="serve everyone on this network (a workshop): listen on all interfaces and require a "
+                          "random token, printed in the address to hand out")
     return parser
 
 
@@ -105,6 +109,13 @@ def _whole_number(minimum: int):
         return value
 
     return parse
+
+
+def _port(text: str) -> int:
+    port = _whole_number(1)(text)
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is at most 65535, got {port}")
+    return port
 
 
 def _probability(text: str) -> float:
@@ -258,17 +269,11 @@ def classify_command(args, own_process: bool = False) -> int:
     return 0
 
 
-def app_command(voila_options: list[str]) -> int:
-    """`voila app.ipynb` from the repository, with the template that keeps the page off the internet."""
-    from picsort.folders import JUPYTER_SHARE_DIR, REPOSITORY
+def app_command(args, voila_options: list[str]) -> int:
+    """`voila app.ipynb` from the repository (picsort.voila_server), until it stops."""
+    from picsort.voila_server import serve_app
 
-    search_path = [str(JUPYTER_SHARE_DIR), *filter(None, [os.environ.get("JUPYTER_PATH")])]
-    environment = {**os.environ, "JUPYTER_PATH": os.pathsep.join(search_path)}
-    command = [sys.executable, "-m", "voila", "app.ipynb", "--template=picsort", *voila_options]
-    try:
-        return subprocess.call(command, cwd=REPOSITORY, env=environment)
-    except KeyboardInterrupt:  # Voila got the same Ctrl-C and stops its kernels itself
-        return 130
+    return serve_app(voila_options, lan=args.lan, port=args.port)
 
 
 def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
@@ -282,7 +287,7 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
         parser.print_help(sys.stderr)
         return 2
     if args.command == "app":
-        return app_command(voila_options)
+        return app_command(args, voila_options)
     if voila_options:
         parser.error(f"unrecognized arguments: {' '.join(voila_options)}")
     try:

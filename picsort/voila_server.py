@@ -1,0 +1,101 @@
+"""`picsort app`: Voila serving app.ipynb, to this machine only unless the room is invited (`--lan`).
+
+- Local (the default): Voila listens on localhost (127.0.0.1, ::1) with no token. voila.json turns on jupyter_server's Host
+  check (tornado_settings allow_remote_access false, local_hostnames), so a page reached through any other
+  name is refused, websockets included: a site whose name an attacker points at 127.0.0.1 (DNS rebinding)
+  gets nothing from the app.
+- `--lan`: listens on every interface and requires a random token, printed in the URL to hand out, as
+  Jupyter does. The token keeps out whoever was not given the URL, so the Host check is off (people type the
+  machine's address).
+- Voila runs as a child in a process group of its own. SIGINT, SIGTERM and SIGHUP to picsort are passed on
+  to it (so a Ctrl-C in the terminal reaches it once, through picsort), and picsort waits until it has
+  stopped its kernels and left the port; if picsort dies without a word (SIGKILL), Linux sends it SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+
+from picsort.folders import JUPYTER_SHARE_DIR, REPOSITORY
+
+__all__ = ["lan_address", "serve_app", "voila_command"]
+
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def voila_command(voila_options: list[str], *, lan: bool, port: int) -> list[str]:
+    """The `python -m voila` command line, with the options the user gave for Voila."""
+    command = [sys.executable, "-m", "voila", "app.ipynb", "--template=picsort", f"--port={port}"]
+    if lan:
+        tornado_settings = json.loads((REPOSITORY / "voila.json").read_text())["Voila"]["tornado_settings"]
+        # The whole dict, because a command-line dict replaces voila.json's rather than adding to it.
+        tornado_settings = {**tornado_settings, "allow_remote_access": True}
+        # --token: require the token (JUPYTER_TOKEN, from serve_app); port_retries=0: the URL printed is the
+        # one served, so a busy port is an error rather than a move to another port.
+        command += ["--Voila.ip=0.0.0.0", "--token", "--Voila.port_retries=0",
+                    f"--Voila.tornado_settings={tornado_settings!r}"]
+    # Otherwise Voila's own default address, localhost: this machine only.
+    return [*command, *voila_options]
+
+
+def lan_address() -> str:
+    """This machine's address on its network (the interface a packet to a private address would leave by),
+    else its host name. No packet is sent: connecting a UDP socket only picks the route."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            address = probe.getsockname()[0]
+        except OSError:
+            return socket.gethostname()
+    return socket.gethostname() if address.startswith("127.") else address
+
+
+def _stop_with_parent(parent: int):
+    """In the child, before Voila starts: a process group of its own, and SIGTERM from Linux should picsort die
+    without passing a signal on."""
+
+    def prepare() -> None:
+        os.setpgid(0, 0)
+        if sys.platform == "linux":
+            import ctypes
+
+            pr_set_pdeathsig = 1
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+            if os.getppid() != parent:  # picsort died before the request took effect
+                os._exit(1)
+
+    return prepare
+
+
+def serve_app(voila_options: list[str], *, lan: bool, port: int) -> int:
+    """Run Voila on app.ipynb until it stops; returns its exit status (130 after a Ctrl-C)."""
+    search_path = [str(JUPYTER_SHARE_DIR), *filter(None, [os.environ.get("JUPYTER_PATH")])]
+    environment = {**os.environ, "JUPYTER_PATH": os.pathsep.join(search_path)}
+    if lan:
+        token = secrets.token_hex(24)
+        environment["JUPYTER_TOKEN"] = token  # not on the command line, where every user of the machine sees it
+        print(f"picsort app --lan: serving everyone on this network. Give them this address (the token in it is "
+              f"the key; a new one each start):\n\n    http://{lan_address()}:{port}/?token={token}\n", flush=True)
+    child = subprocess.Popen(voila_command(voila_options, lan=lan, port=port), cwd=REPOSITORY, env=environment,
+                             preexec_fn=_stop_with_parent(os.getpid()))
+    received: list[int] = []
+
+    def forward(signum, _frame) -> None:
+        received.append(signum)
+        child.send_signal(signum)  # a no-op once the child has stopped
+
+    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    try:
+        status = child.wait()  # a forwarded signal interrupts the wait, which then goes on
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if received:
+        return 130 if received[0] == signal.SIGINT else 128 + received[0]
+    return status
