@@ -21,6 +21,7 @@ as `Classifier.predict`, so a file gets the same probabilities here as in the ap
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import filecmp
@@ -336,8 +337,13 @@ def copy_into(source: str, folder: Path) -> Path:
         if not target.exists():
             # Copy under a hidden name first: a run killed mid-copy never leaves a half file that looks real.
             partial = folder / f".{target.name}.picsort-partial"
-            shutil.copy2(source, partial)
-            os.replace(partial, target)
+            try:
+                shutil.copy2(source, partial)
+                os.replace(partial, target)
+            except BaseException:  # a full disk or Ctrl-C mid-copy: no half file left behind either
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
+                raise
             return target
         if target.is_file() and filecmp.cmp(source, target, shallow=False):
             return target

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import IN_CI
 from picsort.bulk import UNSURE_FOLDER, classify_files, find_images
 from picsort.classify import load_model
 from picsort.cli import main
@@ -286,6 +287,39 @@ def test_copy_to_sorts_copies_into_class_folders(mixed, tmp_path, capsys):
         assert len(matches) == 1
         if source.name == "a.jpg":
             assert matches[0].name == "a-1.jpg"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs: room for one example photo (38-51 KB) and not two. Needs root (mount)."""
+    folder = tmp_path / "small-disk"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)], capture_output=True,
+                             text=True)
+    if mounted.returncode:
+        reason = f"needs a tmpfs mount (root): {mounted.stderr.strip()}"
+        if IN_CI:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_stops_copy_to_without_leaving_half_copies(small_disk, tmp_path, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for example in sorted((REPO / "examples").glob("*.jpg")):
+        shutil.copyfile(example, photos / example.name)
+    status = main(["classify", str(photos), "--out", str(tmp_path / "results.csv"), "--copy-to", str(small_disk)])
+    assert status == 1
+    assert "No space left on device" in capsys.readouterr().err
+    left = [path for path in small_disk.rglob("*") if path.is_file()]
+    assert not [path for path in left if path.name.startswith(".")]  # no hidden half copy
+    assert left  # the copies that fitted are there, whole
+    for copy in left:
+        assert copy.read_bytes() == (photos / copy.name).read_bytes()
 
 
 def test_copy_to_inside_the_scanned_folder_is_not_scanned_again(mixed, tmp_path):
