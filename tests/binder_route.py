@@ -196,10 +196,10 @@ def app_environment(work: Path, bin_dir: Path | None = None) -> dict:
 
 
 @contextmanager
-def picsort_app_route(work: Path, python: str = sys.executable):
-    """`picsort app`, started from another folder, as a person runs it after installing."""
+def picsort_app_route(work: Path, *options: str, python: str = sys.executable):
+    """`picsort app` with `options`, started from another folder, as a person runs it after installing."""
     port = free_port()
-    command = [python, "-m", "picsort", "app", "--no-browser", f"--port={port}"]
+    command = [python, "-m", "picsort", "app", "--no-browser", f"--port={port}", *options]
     with serve(command, base_url=f"http://127.0.0.1:{port}/", page_path="", token="", log=work / "picsort-app.log",
                env=app_environment(work), cwd=work) as server:
         yield server
