@@ -14,3 +14,9 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 __version__ = "0.1.0"
+
+# fastai 2.8.12's import calls torch.jit.script, which torch 2.14 marks deprecated: a warning (with this machine's
+# paths) in the notebook that a learner can do nothing about. Only that message is silenced.
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
