@@ -11,7 +11,7 @@ head trained on the same features (batch norm, dropout, three one-cycle epochs o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Mapping, Sequence
 
 import torch
 
@@ -74,11 +74,9 @@ def body_features(learn, items) -> torch.Tensor:
 
 
 def fit_linear_head(learn, C: float = HEAD_C) -> None:
-    """Set the learner's last linear layer to an L2-regularised logistic regression on the pooled features of its
-    training photos (scikit-learn, fitted to convergence). The head must be one linear layer with a bias on
-    the average pool (`vision_learner(..., lin_ftrs=[], concat_pool=False, first_bn=False, ps=0)`)."""
-    from sklearn.linear_model import LogisticRegression
-
+    """Set the learner's last linear layer to `logistic_head` fitted on the pooled features of its training photos.
+    The head must be one linear layer with a bias on the average pool (`vision_learner(..., lin_ftrs=[],
+    concat_pool=False, first_bn=False, ps=0)`)."""
     head = learn.model[1]
     linear = head[-1]
     if not isinstance(linear, torch.nn.Linear) or linear.bias is None or any(
@@ -87,25 +85,30 @@ def fit_linear_head(learn, C: float = HEAD_C) -> None:
                          "lin_ftrs=[], concat_pool=False, first_bn=False, ps=0)")
     train = learn.dls.train_ds
     labels = [int(label) for label in train.tls[1]]  # the encoded categories, without loading the photos
-    missing = [str(name) for index, name in enumerate(learn.dls.vocab) if index not in set(labels)]
+    weight, bias = logistic_head(body_features(learn, train.items), labels, [str(c) for c in learn.dls.vocab], C)
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+
+
+def logistic_head(features: torch.Tensor, labels: Sequence[int], classes: Sequence[str], C: float = HEAD_C
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(weight, bias) of a linear layer whose softmax is an L2-regularised logistic regression on `features`
+    (N×C raw average-pooled body features) with `labels` (N indexes into `classes`), fitted to convergence
+    with scikit-learn. The one head fitting train.ipynb (through `fit_linear_head`) and anything without fastai use.
+    """
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    present = set(int(label) for label in labels)
+    missing = [name for index, name in enumerate(classes) if index not in present]
     if missing:
         raise NotEnoughPhotosError(f"no training photos of {', '.join(missing)}: add photos of it")
-    features = body_features(learn, train.items).double().numpy()
-    regression = LogisticRegression(C=C, max_iter=10_000).fit(features, labels)
-    weight, bias = _softmax_weights(regression)
-    with torch.no_grad():
-        linear.weight.copy_(torch.as_tensor(weight, dtype=linear.weight.dtype))
-        linear.bias.copy_(torch.as_tensor(bias, dtype=linear.bias.dtype))
-
-
-def _softmax_weights(regression):
-    """A softmax layer's (weight, bias) that gives the regression's probabilities."""
-    import numpy as np
-
+    regression = LogisticRegression(C=C, max_iter=10_000).fit(features.double().numpy(), np.asarray(labels))
     coef, intercept = regression.coef_, regression.intercept_
     if coef.shape[0] == 1:  # two classes: scikit-learn fits one logit; softmax over (-z/2, z/2) is sigmoid(z)
-        return np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
-    return coef, intercept
+        coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    return torch.as_tensor(coef, dtype=torch.float32), torch.as_tensor(intercept, dtype=torch.float32)
 
 
 def _listed(counts: Mapping[str, int]) -> str:
