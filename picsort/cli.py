@@ -1,4 +1,5 @@
-"""The command line: `picsort classify FOLDER... --out results.csv` sorts a folder of photos.
+"""The command line: `picsort classify FOLDER... --out results.csv` sorts a folder of photos; `picsort app` serves
+the web app and `picsort train` opens train.ipynb in JupyterLab.
 
 A thin shell over `picsort.bulk.sort_files`: this module parses the arguments, turns problems into usage
 messages and prints progress and the summary; the work (and torch) is loaded only once a command runs, so
@@ -93,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--lan", action="store_true",
                      help="serve everyone on this network (a workshop): listen on all interfaces and require a "
                           "random token, printed in the address to hand out")
+    commands.add_parser(
+        "train", help="open train.ipynb in JupyterLab, as root too",
+        description="Open train.ipynb in JupyterLab, from the repository whatever the current folder, as root too "
+                    "(plain `jupyter lab` refuses to start as root). Other options go to jupyter lab, e.g. "
+                    "--no-browser or --port=8889. Needs requirements.txt's libraries (fastai, JupyterLab).")
     return parser
 
 
@@ -276,20 +282,47 @@ def app_command(args, voila_options: list[str]) -> int:
     return serve_app(voila_options, lan=args.lan, port=args.port)
 
 
+def lab_command(lab_options: list[str]) -> list[str]:
+    """The `jupyter lab train.ipynb` command line `picsort train` runs, with the options the user gave for it."""
+    # --allow-root lifts only JupyterLab's refusal to start as root (a container's or a cloud machine's shell);
+    # for anyone else it changes nothing.
+    return [sys.executable, "-m", "jupyterlab", "--allow-root", "train.ipynb", *lab_options]
+
+
+def train_command(lab_options: list[str]) -> int:
+    """Become JupyterLab on train.ipynb (exec: Ctrl-C and its shutdown question stay JupyterLab's own)."""
+    import importlib.util
+
+    from picsort.folders import REPOSITORY
+
+    missing = [name for name in ("jupyterlab", "fastai") if importlib.util.find_spec(name) is None]
+    if missing:
+        print(f"{PROGRAM} train: error: train.ipynb needs {' and '.join(missing)}, which {sys.executable} cannot "
+              f"import: pip install -r requirements.txt (a Binder image has no fastai: train elsewhere)",
+              file=sys.stderr)
+        return 2
+    os.chdir(REPOSITORY)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, lab_command(lab_options))
+
+
 def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     """Run the command line with `argv` (default: sys.argv); returns the exit status.
 
     `own_process` applies settings meant for a process of its own (glibc memory reuse), as `run` does.
     """
     parser = build_parser()
-    args, voila_options = parser.parse_known_args(argv)
+    args, passed_on = parser.parse_known_args(argv)  # options for Voila (app) or JupyterLab (train)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2
     if args.command == "app":
-        return app_command(args, voila_options)
-    if voila_options:
-        parser.error(f"unrecognized arguments: {' '.join(voila_options)}")
+        return app_command(args, passed_on)
+    if args.command == "train":
+        return train_command(passed_on)
+    if passed_on:
+        parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
     try:
         return classify_command(args, own_process)
     except UsageError as exc:

@@ -559,3 +559,57 @@ def test_picsort_app_serves_the_page_with_the_offline_template_from_any_folder(t
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+
+
+def test_picsort_train_opens_train_ipynb_in_jupyterlab_as_root_too(tmp_path):
+    """README's train step. Plain `jupyter lab` refuses to start as root (containers, cloud shells, this machine)."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    home = tmp_path / "home"  # JupyterLab's settings, workspaces and runtime files: nowhere but here
+    home.mkdir()
+    token = "picsort-test"
+    env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "config"),
+           "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+           "JUPYTER_TOKEN": token, "PYTHONPATH": str(REPO)}
+    log = tmp_path / "lab.log"
+    with log.open("wb") as log_file:
+        process = subprocess.Popen([sys.executable, "-m", "picsort", "train", "--no-browser", f"--port={port}",
+                                    "--ServerApp.ip=127.0.0.1"], cwd=tmp_path, env=env, stdout=log_file,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline, notebook = time.monotonic() + 120, None
+        while time.monotonic() < deadline and notebook is None:
+            assert process.poll() is None, log.read_text()[-3000:]
+            try:
+                address = f"http://127.0.0.1:{port}/api/contents/train.ipynb?content=0&token={token}"
+                with urllib.request.urlopen(address, timeout=60) as response:
+                    notebook = json.load(response)
+            except OSError:
+                time.sleep(0.5)
+        assert notebook is not None, f"JupyterLab did not answer within 120 s:\n{log.read_text()[-3000:]}"
+        assert notebook["type"] == "notebook"  # served from the repository, though started in another folder
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lab/tree/train.ipynb?token={token}", timeout=60) as page:
+            assert page.status == 200 and "JupyterLab" in page.read().decode()
+        said = log.read_text()
+        assert f"http://127.0.0.1:{port}/lab" in said  # the address the person opens, printed as usual
+        assert "Running as root is not recommended" not in said
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def test_picsort_train_says_what_to_install_where_the_training_libraries_are_missing(tmp_path):
+    """As in a Binder image, which has only the app's libraries; here a Python that sees no installed package."""
+    result = subprocess.run([sys.executable, "-S", "-m", "picsort", "train", "--no-browser"], cwd=tmp_path,
+                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert "train.ipynb needs jupyterlab and fastai" in result.stderr
+    assert "pip install -r requirements.txt" in result.stderr and "Traceback" not in result.stderr
