@@ -37,11 +37,18 @@ def photos_per_category(data: Path | str, categories, source: str = "") -> dict[
     data = Path(data)
     counts = {name: sum(1 for f in (data / name).glob("*") if is_image_file(f) and f.is_file())
               if (data / name).is_dir() else 0 for name in categories}
+    return check_photo_counts(counts, source)
+
+
+def check_photo_counts(counts: Mapping[str, int], source: str = "", named_in: str = "CATEGORIES") -> dict[str, int]:
+    """`counts` (photos per category) when every category has enough; NotEnoughPhotosError names any short of
+    them and how many more it needs. `named_in`: where the user lists the categories, for the message."""
+    counts = dict(counts)
     where = f" from {source}" if source else ""
     empty = [name for name, count in counts.items() if count == 0]
     if empty:
         raise NotEnoughPhotosError(f"no photos of {', '.join(empty)}{where} (found {_listed(counts)}): "
-                                   "add photos of it, or remove it from CATEGORIES")
+                                   f"add photos of it, or remove it from {named_in}")
     short = {name: count for name, count in counts.items() if count < MIN_PHOTOS_PER_CATEGORY}
     if short:
         wanted = ", ".join(f"{name} has {count}, add {MIN_PHOTOS_PER_CATEGORY - count} more"
@@ -49,7 +56,7 @@ def photos_per_category(data: Path | str, categories, source: str = "") -> dict[
         raise NotEnoughPhotosError(f"each category needs at least {MIN_PHOTOS_PER_CATEGORY} photos (one to check "
                                    f"the model on, the rest to learn from): {wanted}")
     if len(counts) < 2:
-        raise NotEnoughPhotosError("a classifier needs at least two categories: add one to CATEGORIES")
+        raise NotEnoughPhotosError(f"a classifier needs at least two categories: add one to {named_in}")
     return counts
 
 
@@ -62,15 +69,48 @@ def fitting_batch_size(counts: Mapping[str, int], wanted: int, valid_pct: float 
 
 
 def body_features(learn, items) -> torch.Tensor:
-    """Average-pooled body features (N×C) of files, each prepared as the learner validates (no augmentation)."""
-    body = learn.model[0]
-    dl = learn.dls.test_dl(list(items), num_workers=0)
-    chunks = []
-    learn.model.eval()
-    with torch.inference_mode():
-        for (batch,) in dl:
-            chunks.append(body(batch).float().mean(dim=(2, 3)))
-    return torch.cat(chunks).cpu() if chunks else torch.empty(0)
+    """Average-pooled body features (N×C) of files, each prepared as the learner validates (no augmentation).
+
+    Kept on the learner by file (path and modification time) and by the body's weights: the frozen body gives a
+    photo the same features every time, and train.ipynb needs the training photos' twice (the head, then the
+    "none of these" reference). Anything that changes the weights (training the body) misses the cache.
+    """
+    items = list(items)
+    cache = learn.__dict__.setdefault("_picsort_features", {})
+    version = (_weights_fingerprint(learn.model[0]), id(learn.dls))
+    keys = [_cache_key(version, item) for item in items]
+    missing = [index for index, key in enumerate(keys) if key is None or key not in cache]
+    fresh = {}
+    if missing:
+        body = learn.model[0]
+        dl = learn.dls.test_dl([items[index] for index in missing], num_workers=0)
+        chunks = []
+        learn.model.eval()
+        with torch.inference_mode():
+            for (batch,) in dl:
+                chunks.append(body(batch).float().mean(dim=(2, 3)).cpu())
+        for index, vector in zip(missing, torch.cat(chunks)):
+            fresh[index] = vector
+            if keys[index] is not None:
+                cache[keys[index]] = vector
+    rows = [fresh[index] if index in fresh else cache[key] for index, key in enumerate(keys)]
+    return torch.stack(rows) if rows else torch.empty(0)
+
+
+def _weights_fingerprint(body: torch.nn.Module) -> float:
+    """A number that changes when the body's weights or batch-norm statistics do (a few ms for Lite2)."""
+    with torch.no_grad():
+        return float(sum(t.double().sum() for t in body.state_dict().values() if t.is_floating_point()))
+
+
+def _cache_key(version: tuple, item) -> tuple | None:
+    if not isinstance(item, (str, Path)):
+        return None  # a picture in memory: nothing to recognise it by
+    try:
+        stat = Path(item).stat()
+    except OSError:
+        return None
+    return version, str(Path(item).resolve()), stat.st_mtime_ns, stat.st_size
 
 
 def fit_linear_head(learn, C: float = HEAD_C) -> None:

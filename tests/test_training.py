@@ -58,3 +58,29 @@ def test_a_class_without_training_photos_is_named():
     features = torch.rand(6, 4)
     with pytest.raises(NotEnoughPhotosError, match="no training photos of teddy"):
         logistic_head(features, [0, 0, 0, 1, 1, 1], ["black", "grizzly", "teddy"])
+
+
+def test_features_are_computed_once_per_photo_until_the_body_changes(tmp_path):
+    """train.ipynb needs the training photos' features twice (the head, then the reference): the second time
+    they come from the learner's cache, unless the body's weights changed in between."""
+    from fastai.vision.all import (BnFreeze, CategoryBlock, DataBlock, ImageBlock, RandomResizedCrop,
+                                   RandomSplitter, get_image_files, parent_label, vision_learner)
+
+    from picsort.backbones import learner_architecture
+    from picsort.training import body_features
+
+    photos = make_synthetic_photos(tmp_path / "photos", per_class=4)
+    dls = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
+                    splitter=RandomSplitter(0.25, seed=42), get_y=parent_label,
+                    item_tfms=RandomResizedCrop(64, min_scale=0.5)).dataloaders(photos, bs=4, num_workers=0)
+    arch, options = learner_architecture("efficientnet_lite0")
+    learn = vision_learner(dls, arch, train_bn=False, cbs=BnFreeze(), lin_ftrs=[], concat_pool=False,
+                           first_bn=False, ps=0, **options)
+    items = list(dls.train_ds.items)
+    first = body_features(learn, items)
+    assert len(learn._picsort_features) == len(items)
+    assert torch.equal(body_features(learn, items), first)
+    with torch.no_grad():
+        next(learn.model[0].parameters()).mul_(0.5)  # the body trained: every photo is computed again
+    assert not torch.allclose(body_features(learn, items), first)
+    assert len(learn._picsort_features) == 2 * len(items)
