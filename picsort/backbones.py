@@ -17,6 +17,8 @@ LITE_BACKBONES = {"efficientnet_lite0": 224, "efficientnet_lite1": 240, "efficie
 LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
 
+IMAGENET_CLASSES = 1000
+
 TORCHVISION_BACKBONES = ("resnet18", "resnet34")
 BACKBONES = (*LITE_BACKBONES, *TORCHVISION_BACKBONES)
 
@@ -31,7 +33,8 @@ def lite_weights_file(backbone: str = DEFAULT_BACKBONE, folder: Path | str | Non
     import importlib
 
     import torch
-    import timm
+
+    from picsort.efficientnet_lite import EfficientNetLite, FEATURES
 
     if backbone not in LITE_BACKBONES:
         raise ValueError(f"{backbone!r} is not an EfficientNet-Lite backbone ({', '.join(LITE_BACKBONES)})")
@@ -42,20 +45,36 @@ def lite_weights_file(backbone: str = DEFAULT_BACKBONE, folder: Path | str | Non
     if target.exists():
         return target
     source = torch.load(model_file.get_model_file_path(), map_location="cpu", weights_only=True)
-    reference = timm.create_model(backbone, pretrained=False).state_dict()
+    # timm's state_dict is the plain-torch body's (the same names, in the same order: tests/test_backbones.py)
+    # followed by its ImageNet classifier; spelled out here so converting needs no timm.
+    reference = [(key, tensor.shape) for key, tensor in EfficientNetLite(backbone).state_dict().items()]
+    reference += [("classifier.weight", (IMAGENET_CLASSES, FEATURES)), ("classifier.bias", (IMAGENET_CLASSES,))]
     # Both implementations register their layers in the same order (stem, blocks, head, classifier), so
     # keys pair up one to one; the shape check catches any drift between versions.
     if len(source) != len(reference):
         raise RuntimeError(f"{backbone} weights have {len(source)} tensors, timm expects {len(reference)}")
     renamed = {}
-    for (source_key, tensor), (timm_key, expected) in zip(source.items(), reference.items()):
-        if tensor.shape != expected.shape:
-            raise RuntimeError(f"cannot map {source_key} {tuple(tensor.shape)} onto {timm_key} {tuple(expected.shape)}")
+    for (source_key, tensor), (timm_key, expected) in zip(source.items(), reference):
+        if tensor.shape != expected:
+            raise RuntimeError(f"cannot map {source_key} {tuple(tensor.shape)} onto {timm_key} {tuple(expected)}")
         renamed[timm_key] = tensor
     target.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     torch.save(renamed, buffer)
     return write_atomically(target, buffer.getvalue())
+
+
+def pretrained_lite_body(backbone: str = DEFAULT_BACKBONE):
+    """The plain-torch EfficientNet-Lite body (picsort.efficientnet_lite) with its ImageNet weights, in eval mode:
+    no timm and no fastai."""
+    import torch
+
+    from picsort.efficientnet_lite import EfficientNetLite
+
+    weights = torch.load(lite_weights_file(backbone), map_location="cpu", weights_only=True)
+    body = EfficientNetLite(backbone)
+    body.load_state_dict({key: value for key, value in weights.items() if not key.startswith("classifier.")})
+    return body.eval()
 
 
 def learner_architecture(backbone: str = DEFAULT_BACKBONE):

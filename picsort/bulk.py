@@ -43,7 +43,7 @@ from picsort.labels import NONE_LABEL, check_class_name
 from picsort.results import format_rows, open_results, path_key
 
 __all__ = ["DECODE_WORKERS", "UNSURE_FOLDER", "Result", "SortReport", "classify_batches", "classify_files",
-           "copy_into", "find_images", "reuse_freed_memory", "sort_files"]
+           "copy_into", "find_images", "prepare_file", "reuse_freed_memory", "sort_files"]
 
 UNSURE_FOLDER = "unsure"
 
@@ -136,7 +136,7 @@ def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
             yield item
 
 
-def _prepare(classifier: Classifier, path: str) -> tuple[torch.Tensor, bool]:
+def prepare_file(classifier: Classifier, path: str) -> tuple[torch.Tensor, bool]:
     """Decode one file into the model's input tensor, and whether it was decoded reduced (in a decoding thread)."""
     try:
         image = classifier.to_image(path)
@@ -187,7 +187,7 @@ def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier,
             if path is _END:
                 return
             path = os.fspath(path)
-            pending.append((path, pool.submit(_prepare, classifier, path)))
+            pending.append((path, pool.submit(prepare_file, classifier, path)))
 
     def run(batch: list[tuple[str, tuple[torch.Tensor, bool] | UnusableImageError]]) -> list[Result]:
         good = [(path, item) for path, item in batch if not isinstance(item, UnusableImageError)]

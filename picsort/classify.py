@@ -64,8 +64,21 @@ class Classifier:
 
     def __init__(self, folder: Path | str | None = None):
         self.folder = model_dir(folder)
-        self.network, self.card = load_network(self.folder)
-        self.familiarity = FamiliarityIndex.load(self.folder, self.card)
+        network, card = load_network(self.folder)
+        self._use(network, card, FamiliarityIndex.load(self.folder, card))
+
+    @classmethod
+    def from_network(cls, network: torch.nn.Module, card: dict,
+                     familiarity: FamiliarityIndex | None = None) -> "Classifier":
+        """A Classifier for a network and card not (yet) in a model folder: `picsort.teach` prepares its photos
+        with one, so it sees them exactly as the app will."""
+        classifier = cls.__new__(cls)
+        classifier.folder = None
+        classifier._use(network.eval(), card, familiarity or FamiliarityIndex(None))
+        return classifier
+
+    def _use(self, network: torch.nn.Module, card: dict, familiarity: FamiliarityIndex) -> None:
+        self.network, self.card, self.familiarity = network, card, familiarity
         # Channels-last runs this CNN 1.3-2x faster on CPU for batches of 4 or more, no slower for one (2 cores).
         self.network = self.network.to(memory_format=torch.channels_last)
         self.classes: list[str] = list(self.card["classes"])

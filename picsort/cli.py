@@ -1,9 +1,9 @@
-"""The command line: `picsort classify FOLDER... --out results.csv` sorts a folder of photos; `picsort app` serves
-the web app and `picsort train` opens train.ipynb in JupyterLab.
+"""The command line: `picsort classify FOLDER... --out results.csv` sorts a folder of photos; `picsort teach FOLDER
+--out DIR` teaches a new model; `picsort app` serves the web app and `picsort train` opens train.ipynb in JupyterLab.
 
-A thin shell over `picsort.bulk.sort_files`: this module parses the arguments, turns problems into usage
-messages and prints progress and the summary; the work (and torch) is loaded only once a command runs, so
-`picsort --help` is quick. Exit status: 0 when the run finished (bad files included, they get an error
+A thin shell over `picsort.bulk.sort_files` and `picsort.teaching.teach`: this module parses the arguments, turns
+problems into usage messages and prints progress and the summary; the work (and torch) is loaded only once a command
+runs, so `picsort --help` is quick. Exit status: 0 when the run finished (bad files included, they get an error
 row), 1 when the disk fails it (the CSV or a copy can't be written), 2 for a usage problem (missing folder,
 model or option, an --out file that is not ours), 130 when interrupted with Ctrl-C.
 """
@@ -47,6 +47,17 @@ resumed. Cells a spreadsheet would run as a formula start with ', and control ch
 bytes that are not UTF-8 in a file name are written as backslash escapes (\\n, \\xff)."""
 
 
+_TEACH_DESCRIPTION = """\
+Teach a new classifier the photos in FOLDER, in about a minute on a laptop, and write a model folder
+that picsort app (PICSORT_MODEL_DIR), picsort classify --model and picsort.classify.load_model use.
+
+The recipe is train.ipynb's: EfficientNet-Lite2 pretrained on ImageNet, kept as it is, and one
+linear layer on its features fitted as a logistic regression. Each class needs at least 3 photos;
+a few dozen make a good model. Photos that cannot be read are skipped and counted. Some photos are
+held out to measure the model's accuracy (printed, and in the card); the model then learns from
+all of them."""
+
+
 class UsageError(Exception):
     """A problem with the command line the user can fix (exit status 2)."""
 
@@ -85,6 +96,20 @@ def build_parser() -> argparse.ArgumentParser:
     classify.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
                           help="threads the model itself uses (default: one per CPU this process may use, "
                                "its CPU set or its cgroup's CPU quota, whichever is less)")
+    teach = commands.add_parser(
+        "teach", help="teach a new model the photos in a folder (one sub-folder per class) or a labels zip",
+        description=_TEACH_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  picsort teach photos/ --out my-model\n  picsort teach labels.zip --out my-model "
+               "--others other-things/\n  PICSORT_MODEL_DIR=my-model picsort app")
+    teach.add_argument("source", metavar="FOLDER",
+                       help="one sub-folder of photos per class (its name is the class), or the app's labels zip")
+    teach.add_argument("--out", required=True, metavar="DIR",
+                       help="model folder to write: new, empty, or one picsort teach wrote before")
+    teach.add_argument("--others", metavar="FOLDER", default=None,
+                       help="photos of other things (any sub-folders; those named like a class are left out): the "
+                            "'none of these' threshold is raised to flag 99 %% of them")
+    teach.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
+                       help="threads torch uses (default: one per CPU this process may use)")
     app = commands.add_parser(
         "app", help="serve the web app (app.ipynb) with Voila, at http://localhost:8866 unless told otherwise",
         description="Serve the web app with Voila and its offline page template, to this machine only (localhost, "
@@ -275,6 +300,25 @@ def classify_command(args, own_process: bool = False) -> int:
     return 0
 
 
+def teach_command(args) -> int:
+    """Run `teach` with parsed arguments; returns the exit status."""
+    from picsort.teaching import TeachError, teach  # torch loads here
+    from picsort.training import NotEnoughPhotosError
+
+    previous_threads = _set_threads(args.threads)
+    progress = _Progress() if sys.stderr.isatty() else None
+    try:
+        taught = teach(args.source, args.out, others=args.others, on_progress=progress.update if progress else None)
+    except (TeachError, NotEnoughPhotosError) as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        if progress:
+            progress.close()
+        _set_threads(previous_threads)
+    print(taught)
+    return 0
+
+
 def app_command(args, voila_options: list[str]) -> int:
     """`voila app.ipynb` from the repository (picsort.voila_server), until it stops."""
     from picsort.voila_server import serve_app
@@ -324,6 +368,8 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     if passed_on:
         parser.error(f"unrecognized arguments: {' '.join(passed_on)}")
     try:
+        if args.command == "teach":
+            return teach_command(args)
         return classify_command(args, own_process)
     except UsageError as exc:
         print(f"{PROGRAM} {args.command}: error: {exc}", file=sys.stderr)

