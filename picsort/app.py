@@ -51,6 +51,12 @@ CARDS_PER_PAGE = 60
 MAX_CARDS = 1000
 MAX_KEPT_BYTES = 200 * 1024 * 1024
 STYLE = (Path(__file__).with_name("app.css")).read_text()
+# Everyone using one server labels into one store (labels/, or $PICSORT_LABELS_DIR), so a page says so, reads
+# its counts from the store, and its cards say when someone else's label replaced theirs.
+ELSEWHERE = "someone else using this app"
+SHARED_TEXT = ("Labels are shared: everyone using this app on this server saves into the same labels, so the "
+               "counts include theirs, and when two people label one photo differently the latest label counts. "
+               "Your cards say so when you next label, undo or add photos.")
 
 
 def build_app(model_folder: Path | str | None = None, labels_folder: Path | str | None = None) -> widgets.Widget:
@@ -244,7 +250,8 @@ class ClassifierApp:
             f"is, and (<i>Why?</i>) what it looked at.</p>{about}"
             f"<p>It knows only these {len(classes)} classes; when a photo looks like none of them, its card says "
             f"so.</p><p>Label photos with the buttons on each card to collect training data (keys on the card "
-            f"in focus: {keys} the classes, 0 none of these, S skip, U undo).</p>",
+            f"in focus: {keys} the classes, 0 none of these, S skip, U undo).</p>"
+            f'<p class="picsort-shared">{SHARED_TEXT}</p>',
             "picsort-intro")
 
     # -- files in ----------------------------------------------------------------------------------------
@@ -322,6 +329,7 @@ class ClassifierApp:
             parts.append(f'<span class="picsort-error">{failed} file{"s" if failed != 1 else ""} could not be '
                          f"used</span>")
         self.progress.value = "; ".join(parts) + "." + (" Least sure first." if done > 1 else "")
+        self.refresh_counts()
         return_freed_memory()
         return batch
 
@@ -376,49 +384,85 @@ class ClassifierApp:
     def _save_label(self, card: ResultCard, label: str) -> str:
         """`on_label` for every result card: save to the store, refresh the counts, return the card's line."""
         prediction = card.prediction
+        before = self.store.label_of(card.sha256)  # someone else's label, unless a card of this page shows it
+        shown_here = {same.saved_as for same in self._cards_of(card.sha256)}
         try:
             self.store.save(card.data, label, predicted=prediction.label, probabilities=prediction.probabilities,
                             original_name=card.file_name)
         except LabelStoreError as problem:  # the store turns every refusal of the disk into one of these
             raise LabelNotSaved(f"Not saved: {problem}") from problem
+        for same in self._cards_of(card.sha256):  # one photo, one label: its other cards on this page agree
+            same.show_label(label, f"Saved as {shown_label(label)} (the same photo as another card here).")
         self.undo_note.value = ""
         counts = self.refresh_counts()
+        replaced = (f" It was labelled {shown_label(before)} by {ELSEWHERE}: yours replaces that."
+                    if before is not None and before != label and before not in shown_here else "")
         if label == NONE_LABEL:
-            return "Saved as none of these (kept out of training)."
+            return "Saved as none of these (kept out of training)." + replaced
         count = counts.get(label, 0)
         verb = "confirmed" if label == prediction.label else f"corrected from {shown_label(prediction.label)}"
-        return f"Saved as {label} ({verb}; {count} {label} picture{'s' if count != 1 else ''} labelled so far)."
+        return (f"Saved as {label} ({verb}; {count} {label} picture{'s' if count != 1 else ''} labelled so far by "
+                f"everyone here).{replaced}")
 
     def undo(self) -> dict | None:
         """Undo the latest label saved on this page; the card it belongs to shows its label again."""
+        labels = self._labels_now()
+        self._check_cards(labels)  # a card whose label someone else replaced says so first
         undone = self.store.undo()
         if undone is None:
             self.undo_note.value = "Nothing to undo."
+            self.refresh_counts()
             return None
-        now = self.store.label_of(undone["sha256"])
+        before, now = labels.get(undone["sha256"]), self.store.label_of(undone["sha256"])
         name = shown_name(undone.get("original_name") or "photo")
-        note = f"Undone: '{name}' is no longer saved as {shown_label(undone['label'])}"
-        note += f" (back to {shown_label(now)})." if now else "."
-        for card in self.cards:
-            if isinstance(card, ResultCard) and card.sha256 == undone["sha256"]:
-                card.show_label(now, note if not now else f"Saved as {shown_label(now)} (label restored by undo).")
+        yours = shown_label(undone["label"])
+        if before not in (None, undone["label"]) and now == before:
+            # Someone else labelled the photo after this page did: their label stands, only this page's goes.
+            note = f"Undone: your label {yours} for '{name}'; it stays {shown_label(now)}, as {ELSEWHERE} labelled it."
+            card_note = f"Labelled {shown_label(now)} by {ELSEWHERE}; your label {yours} was undone."
+        else:
+            note = f"Undone: '{name}' is no longer saved as {yours}"
+            note += f" (back to {shown_label(now)})." if now else "."
+            card_note = note if not now else f"Saved as {shown_label(now)} (label restored by undo)."
+        for card in self._cards_of(undone["sha256"]):
+            card.show_label(now, card_note)
         self.undo_note.value = escape(note)
         self.refresh_counts()
         return undone
 
     def refresh_counts(self) -> dict[str, int]:
-        """Show how many labelled pictures each class has; returns the counts."""
+        """Re-read the shared store: show how many labelled pictures each class has, everyone's, and let each card
+        whose label someone else replaced say so; returns the counts."""
+        self._check_cards(self._labels_now())
         counts = self.store.counts()
         items = "".join(
             f'<span class="picsort-count" data-class="{escape(name)}">'
             f'{escape(shown_label(name))}: <b>{count}</b></span>'
             for name, count in counts.items())
-        self.counts.value = f"<b>Labelled so far:</b> {items}"
+        self.counts.value = f"<b>Labelled so far, by everyone here:</b> {items}"
         return counts
+
+    def _labels_now(self) -> dict[str, str]:
+        """SHA-256 -> label of every photo in the store as it is now, whoever labelled it (one manifest read)."""
+        return {entry["sha256"]: entry["label"] for entry in self.store.entries()}
+
+    def _cards_of(self, sha256: str) -> list[ResultCard]:
+        """This page's cards of one photo (the same bytes uploaded twice make two cards)."""
+        return [card for card in self.cards if isinstance(card, ResultCard) and card.sha256 == sha256]
+
+    def _check_cards(self, labels: Mapping[str, str]) -> None:
+        """Each card labelled on this page whose photo the store now labels otherwise shows the store's label and
+        says who changed it. This page updates its own cards as it saves and undoes, so the change was made
+        elsewhere."""
+        for card in self.cards:
+            if isinstance(card, ResultCard) and card.saved_as and labels.get(card.sha256, "") != card.saved_as:
+                now = labels.get(card.sha256)
+                card.show_label(now, f"Relabelled {shown_label(now)} by {ELSEWHERE}." if now else
+                                "No longer labelled: it was taken out of the shared labels elsewhere.")
 
     def labels_zip(self) -> tuple[str, bytes, str]:
         """The label store as a zip (photos in their label folders + manifest), for the download button."""
-        if not any(self.store.counts().values()):
+        if not any(self.refresh_counts().values()):
             raise NothingToDownload("Nothing labelled yet.")
         buffer = io.BytesIO()
         count = self.store.write_zip(buffer)

@@ -528,6 +528,116 @@ def test_the_store_must_know_the_models_classes(classifier, labels):
         ClassifierApp(classifier, LabelStore(labels, ["cat", "dog"]))
 
 
+# ---- one label store, several visitors -------------------------------------------------------------------
+
+
+@pytest.fixture
+def other(classifier, labels) -> ClassifierApp:
+    """Another visitor's page on the same server: a kernel and store object of its own, the same labels folder."""
+    page = ClassifierApp(classifier, LabelStore(labels, classifier.classes))
+    yield page
+    for card in list(page.cards):
+        card.close()
+
+
+def upload(page: ClassifierApp, example: Path, name: str = "bear.jpg") -> ResultCard:
+    (card,) = page.handle_upload([{"name": name, "content": example.read_bytes()}])
+    return card
+
+
+def test_the_page_says_labels_are_shared_by_everyone_using_the_app(app):
+    assert "Labels are shared: everyone using this app on this server saves into the same labels" in page_text(
+        app.widget)
+    assert "Labelled so far, by everyone here:" in app.counts.value
+
+
+def test_counts_are_everyone_s_read_again_when_a_page_acts(app, other, classifier):
+    teddy = classifier.classes[2]
+    for example in EXAMPLES[:2]:
+        upload(other, example).choose(teddy)
+    mine = upload(app, EXAMPLES[2])
+    assert f"{teddy}: <b>2</b>" in app.counts.value  # the other visitor's two, read when this page's photo came
+    mine.choose(teddy)
+    assert f"3 {teddy} pictures labelled so far by everyone here" in mine.status
+    assert f"{teddy}: <b>2</b>" in other.counts.value  # nothing reaches a page that does nothing
+    other.labels_zip()  # the download button
+    assert f"{teddy}: <b>3</b>" in other.counts.value
+
+
+def test_a_card_another_visitor_relabelled_says_so_when_its_page_next_acts(app, other, classifier, labels):
+    black, grizzly, teddy = classifier.classes
+    mine = upload(app, EXAMPLES[0])
+    mine.choose(teddy)
+    theirs = upload(other, EXAMPLES[0], name="same photo.jpg")
+    theirs.choose(grizzly)
+    assert f"It was labelled {teddy} by someone else using this app: yours replaces that." in theirs.status
+
+    upload(app, EXAMPLES[1], name="next.jpg")  # this visitor's next action
+    assert mine.saved_as == grizzly and mine.status == f"Relabelled {grizzly} by someone else using this app."
+    assert f"{teddy}: <b>0</b>" in app.counts.value and f"{grizzly}: <b>1</b>" in app.counts.value
+
+    mine.choose(black)  # the other page hears of it on its next action
+    other.refresh_counts()
+    assert theirs.status == f"Relabelled {black} by someone else using this app." and theirs.saved_as == black
+    assert LabelStore(labels).label_of(mine.sha256) == black
+
+
+def test_relabelling_a_photo_another_visitor_labelled_says_whose_label_it_replaces(app, other, classifier):
+    black, grizzly, teddy = classifier.classes
+    mine = upload(app, EXAMPLES[0])
+    mine.choose(teddy)
+    upload(other, EXAMPLES[0]).choose(grizzly)
+    mine.choose(black)  # the card still showed teddy: nothing had told this page yet
+    assert mine.status.endswith(f"It was labelled {grizzly} by someone else using this app: yours replaces that.")
+    assert mine.saved_as == black
+
+
+def test_undo_after_another_visitor_relabelled_keeps_their_label_and_says_so(app, other, classifier, labels):
+    grizzly, teddy = classifier.classes[1:]
+    mine = upload(app, EXAMPLES[0])
+    mine.choose(teddy)
+    theirs = upload(other, EXAMPLES[0])
+    theirs.choose(grizzly)
+
+    app.undo_button.click()
+    assert html.unescape(app.undo_note.value) == (
+        f"Undone: your label {teddy} for 'bear.jpg'; it stays {grizzly}, as someone else using this app labelled it.")
+    assert mine.saved_as == grizzly
+    assert mine.status == f"Labelled {grizzly} by someone else using this app; your label {teddy} was undone."
+    assert LabelStore(labels).label_of(mine.sha256) == grizzly
+    status = theirs.status
+    other.refresh_counts()
+    assert theirs.saved_as == grizzly and theirs.status == status  # their label stood: nothing to tell them
+
+    other.undo_button.click()  # now nobody's label is left
+    assert "no longer saved as" in other.undo_note.value and LabelStore(labels).label_of(mine.sha256) is None
+    app.refresh_counts()
+    assert mine.saved_as == "" and mine.status.startswith("No longer labelled")
+
+
+def test_another_visitor_s_undo_gives_the_photo_back_the_label_this_page_shows(app, other, classifier):
+    grizzly, teddy = classifier.classes[1:]
+    mine = upload(app, EXAMPLES[0])
+    mine.choose(teddy)
+    status = mine.status
+    upload(other, EXAMPLES[0]).choose(grizzly)
+    other.undo_button.click()
+    assert f"(back to {teddy})" in other.undo_note.value
+    app.refresh_counts()
+    assert mine.saved_as == teddy and mine.status == status  # the label it shows is the store's again
+
+
+def test_one_photo_on_two_cards_of_a_page_has_one_label_and_no_one_else_is_blamed(app, classifier):
+    grizzly, teddy = classifier.classes[1:]
+    first, second = app.handle_upload([{"name": name, "content": EXAMPLES[0].read_bytes()} for name in "ab"])
+    first.choose(teddy)
+    assert second.saved_as == teddy and "the same photo as another card here" in second.status
+    second.choose(grizzly)
+    app.refresh_counts()
+    assert first.saved_as == second.saved_as == grizzly
+    assert "someone else" not in first.status + second.status
+
+
 # ---- download, explain -----------------------------------------------------------------------------------
 
 
