@@ -102,7 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="examples:\n  picsort teach photos/ --out my-model\n  picsort teach labels.zip --out my-model "
                "--others other-things/\n  PICSORT_MODEL_DIR=my-model picsort app")
     teach.add_argument("source", metavar="FOLDER",
-                       help="one sub-folder of photos per class (its name is the class), or the app's labels zip")
+                       help="one sub-folder of photos per class (its name is the class), or the app's labels zip; "
+                            "photos in its none/ sub-folder (labelled 'none of these' in the app) are used as "
+                            "photos of other things")
     teach.add_argument("--out", required=True, metavar="DIR",
                        help="model folder to write: new, empty, or one picsort teach wrote before")
     teach.add_argument("--others", metavar="FOLDER", default=None,

@@ -88,10 +88,11 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
           backbone: str = DEFAULT_BACKBONE, C: float = HEAD_C, on_progress: Progress | None = None) -> Taught:
     """Teach a classifier the photos in `source` and write its model folder to `out`.
 
-    `source`: a folder with one sub-folder of photos per class, or the app's labels (its zip or its folder;
-    "none of these" photos are never a class). `others`: a folder of photos of other things, for the "none of
-    these" threshold (sub-folders named like a class are left out). `out` must be new, empty, or a folder
-    `teach` wrote. Photos that cannot be read are skipped and counted. Raises TeachError or
+    `source`: a folder with one sub-folder of photos per class, or the app's labels (its zip or its folder).
+    Its `none/` sub-folder (photos labelled "none of these" in the app) is never a class: those are photos of
+    other things, for the "none of these" threshold, as are those in `others` (a folder; its sub-folders named
+    like a class are left out); at most OTHERS_LIMIT in all. `out` must be new, empty, or a folder `teach`
+    wrote. Photos that cannot be read are skipped and counted. Raises TeachError or
     NotEnoughPhotosError (a class with too few photos: it says how many more) for input it cannot use.
     """
     started = time.perf_counter()
@@ -99,9 +100,12 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
     if backbone not in LITE_BACKBONES:
         raise TeachError(f"picsort teach uses a pretrained EfficientNet-Lite: choose one of "
                          f"{', '.join(LITE_BACKBONES)}")
-    photos = _class_photos(source)
+    photos, labelled_none = _class_photos(source)
     check_photo_counts({name: len(files) for name, files in photos.items()}, named_in=_named_in(source))
-    other_files = _other_photos(others, list(photos)) if others is not None else []
+    # Photos someone labelled "none of these" come first: they show what this model will be shown instead.
+    other_files = _sample(labelled_none, OTHERS_LIMIT)
+    if others is not None:
+        other_files += _sample(_other_photos(others, list(photos)), OTHERS_LIMIT - len(other_files))
 
     classifier = _pretrained_classifier(backbone, list(photos))
     files = [file for class_files in photos.values() for file in class_files]
@@ -179,9 +183,10 @@ def _checked_out(out: Path) -> Path:
     return out
 
 
-def _class_photos(source: Path | str) -> dict[str, list[Path]]:
-    """The photo files of each class, from a class-folder set or the app's labels (folder or zip)."""
-    from picsort.labels import LabelStore
+def _class_photos(source: Path | str) -> tuple[dict[str, list[Path]], list[Path]]:
+    """The photo files of each class, from a class-folder set or the app's labels (folder or zip), and those in
+    its `none/` folder (labelled "none of these")."""
+    from picsort.labels import NONE_LABEL, LabelStore
     from picsort.sources import class_folders, is_label_store, label_store_folder
 
     source = Path(source)
@@ -189,13 +194,15 @@ def _class_photos(source: Path | str) -> dict[str, list[Path]]:
         raise TeachError(f"no such folder or file: {source} (give a folder with one sub-folder of photos per "
                          f"class, or a labels zip from the app)")
     try:
+        folder = source
         if is_label_store(source):
             folder = label_store_folder(source)
             LabelStore(folder)  # opening a store puts every photo in the folder of its latest label
-            return class_folders(folder)
-        return class_folders(source)
+        classes = class_folders(folder)
     except (FileNotFoundError, ValueError) as error:
         raise TeachError(str(error)) from None
+    none = folder / NONE_LABEL
+    return classes, sorted(file for file in none.iterdir() if is_image_file(file)) if none.is_dir() else []
 
 
 def _named_in(source: Path | str) -> str:
@@ -207,7 +214,7 @@ def _named_in(source: Path | str) -> str:
 
 
 def _other_photos(folder: Path | str, classes: list[str]) -> list[Path]:
-    """Up to OTHERS_LIMIT photo files under `folder` (a fixed sample), none from a sub-folder named like a class."""
+    """The photo files under `folder`, none from a sub-folder named like a class."""
     folder = Path(folder)
     if not folder.is_dir():
         raise TeachError(f"--others {folder} is not a folder: give a folder of photos of other things")
@@ -216,7 +223,12 @@ def _other_photos(folder: Path | str, classes: list[str]) -> list[Path]:
                    and not any(part.startswith(".") or part in classes for part in file.relative_to(folder).parts[:-1]))
     if not files:
         raise TeachError(f"--others {folder} has no photos (sub-folders named like a class are left out)")
-    return sorted(random.Random(SEED).sample(files, min(OTHERS_LIMIT, len(files))))
+    return files
+
+
+def _sample(files: list[Path], count: int) -> list[Path]:
+    """At most `count` of `files`, the same ones on every run."""
+    return sorted(random.Random(SEED).sample(files, max(0, min(count, len(files)))))
 
 
 # ---- features ---------------------------------------------------------------------------------------------

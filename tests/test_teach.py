@@ -92,7 +92,7 @@ def test_a_labels_zip_from_the_app_teaches_a_model_picsort_classify_uses(tmp_pat
     for name in CLASSES:
         for file in sorted((photos / name).iterdir())[:3]:
             store.save(file.read_bytes(), name)
-    store.save((photos / "teddy" / "003.jpg").read_bytes(), NONE_LABEL)  # never a class
+    store.save((photos / "teddy" / "003.jpg").read_bytes(), NONE_LABEL)  # never a class: a photo of other things
     zipped = tmp_path / "labels.zip"
     with open(zipped, "wb") as file:
         store.write_zip(file)
@@ -107,7 +107,8 @@ def test_a_labels_zip_from_the_app_teaches_a_model_picsort_classify_uses(tmp_pat
     with open(tmp_path / "results.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     assert {Path(row["path"]).parent.name: row["class"] for row in rows} == {name: name for name in CLASSES}
-    assert json.loads((tmp_path / "model" / "model.json").read_text())["classes"] == list(CLASSES)
+    card = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert card["classes"] == list(CLASSES) and card["none_of_these"]["calibration"]["other_images"] == 1
 
 
 def test_a_class_with_too_few_photos_is_refused_with_how_many_more(tmp_path, cache):
