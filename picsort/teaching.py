@@ -58,6 +58,7 @@ class Taught:
     folder: Path
     card: dict
     skipped: list[tuple[str, str]]  # (file, why it could not be used), of the class photos and of --others
+    mistakes: list[tuple[str, str, str]]  # (file, its class, the class answered) of held-out photos answered wrong
     seconds: float
 
     def __str__(self) -> str:
@@ -69,6 +70,11 @@ class Taught:
                  f"{self.seconds:.1f} s: {counts}",
                  f"held-out accuracy: {1 - validation['error_rate']:.1%} of {validation['images']} photos "
                  f"({validation['method']})"]
+        if self.mistakes:
+            # Often a photo filed under the wrong class, or showing two: worth a look, as train.ipynb's top losses.
+            shown = ", ".join(f"{Path(file).name} ({label}) as {answer}" for file, label, answer in self.mistakes[:5])
+            more = f" and {len(self.mistakes) - 5} more" if len(self.mistakes) > 5 else ""
+            lines.append(f"held out and answered wrong: {shown}{more}")
         calibrated = settings["calibration"]
         own = (f"flags {calibrated['validation_flagged']:.0%} of the {calibrated['validation_images']} held-out "
                f"photos" if calibrated["validation_images"] else "set on each photo left out of the others in turn")
@@ -124,7 +130,8 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
                                    f"{', '.join(Path(file).name for file, _ in skipped[:5])})") from None
 
     classes = list(photos)
-    validation, reference_features, held_out = _validate(features, labels, classes, C)
+    validation, reference_features, held_out, wrong = _validate(features, labels, classes, C)
+    mistakes = [(str(usable[index]), classes[labels[index]], classes[answer]) for index, answer in wrong]
     unit = torch.nn.functional.normalize(features, dim=1)
     none_of_these = calibration(torch.nn.functional.normalize(reference_features, dim=1),
                                 torch.nn.functional.normalize(held_out, dim=1) if len(held_out) else held_out,
@@ -151,7 +158,7 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
     out.mkdir(parents=True, exist_ok=True)
     save_weights(out, classifier.network, unit)
     save_card(out, card)
-    return Taught(out, card, skipped + other_skipped, time.perf_counter() - started)
+    return Taught(out, card, skipped + other_skipped, mistakes, time.perf_counter() - started)
 
 
 def _notes(photos: int, validation: dict, none_of_these: dict, skipped: int, other_skipped: int) -> str:
@@ -299,9 +306,10 @@ def _decoded(classifier: Classifier, files: Iterable[Path]) -> Iterator[tuple[Pa
 
 
 def _validate(features: torch.Tensor, labels: list[int], classes: list[str], C: float
-              ) -> tuple[dict, torch.Tensor, torch.Tensor]:
+              ) -> tuple[dict, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
     """(the card's validation, features of the photos the held-out ones were measured against, features of the
-    held-out photos for calibrating "none of these": empty when every photo was held out once in turn)."""
+    held-out photos for calibrating "none of these": empty when every photo was held out once in turn, and
+    (photo, class answered) of each held-out photo answered wrong)."""
     folds = _folds(labels)
     every = len(labels) < CROSS_VALIDATE_BELOW
     probabilities = torch.zeros(len(labels), len(classes))
@@ -315,7 +323,10 @@ def _validate(features: torch.Tensor, labels: list[int], classes: list[str], C: 
         held |= test
     truth = torch.tensor(labels)[held]
     chosen = probabilities[held]
-    error_rate = float((chosen.argmax(dim=1) != truth).float().mean())
+    answers = probabilities.argmax(dim=1)
+    mistakes = [(index, int(answers[index])) for index in held.nonzero().flatten().tolist()
+                if int(answers[index]) != labels[index]]
+    error_rate = len(mistakes) / int(held.sum())
     loss = float(-torch.log(chosen[torch.arange(len(truth)), truth].clamp_min(1e-12)).mean())
     if every:
         count = len(set(folds))
@@ -328,7 +339,7 @@ def _validate(features: torch.Tensor, labels: list[int], classes: list[str], C: 
         measured_against, held_out = features[~held], features[held]
     validation = {"error_rate": round(error_rate, 4), "loss": round(loss, 4), "images": int(held.sum()),
                   "method": method}
-    return validation, measured_against, held_out
+    return validation, measured_against, held_out, mistakes
 
 
 def _folds(labels: list[int]) -> list[int]:

@@ -169,3 +169,16 @@ def test_real_photos_teach_a_model_right_on_other_photos_and_unlike_other_things
     assert right >= 0.8, answers  # measured: see benchmarks/results/teach.md for the full-size figures
     noise = make_synthetic_photos(tmp_path / "noise", classes=("noise",), per_class=1) / "noise" / "000.jpg"
     assert model.predict(noise).none_of_these
+
+
+def test_a_photo_filed_under_the_wrong_class_is_named_when_held_out(tmp_path, cache, monkeypatch):
+    from picsort import teach
+
+    monkeypatch.setenv("PICSORT_CACHE", str(cache))
+    photos = make_synthetic_photos(tmp_path / "photos")
+    (photos / "black" / "000.jpg").rename(photos / "teddy" / "misfiled.jpg")
+    taught = teach(photos, tmp_path / "model")
+    assert [(Path(file).name, label, answer) for file, label, answer in taught.mistakes] == [
+        ("misfiled.jpg", "teddy", "black")]
+    assert "held out and answered wrong: misfiled.jpg (teddy) as black" in str(taught)
+    assert taught.card["validation"]["error_rate"] == round(1 / 36, 4)
