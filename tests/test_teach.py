@@ -182,3 +182,13 @@ def test_a_photo_filed_under_the_wrong_class_is_named_when_held_out(tmp_path, ca
         ("misfiled.jpg", "teddy", "black")]
     assert "held out and answered wrong: misfiled.jpg (teddy) as black" in str(taught)
     assert taught.card["validation"]["error_rate"] == round(1 / 36, 4)
+
+
+def test_teach_help_is_quick_and_says_what_a_folder_holds(cache):
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "picsort", "teach", "--help"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    for text in ("--out", "--others", "one sub-folder of photos per class", "labels zip", "at least 3 photos"):
+        assert text in result.stdout.replace("\n", " ").replace("  ", " ")
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "picsort.cli" in imported and not any(name.split(".")[0] == "torch" for name in imported)
