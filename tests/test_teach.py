@@ -192,3 +192,16 @@ def test_teach_help_is_quick_and_says_what_a_folder_holds(cache):
         assert text in result.stdout.replace("\n", " ").replace("  ", " ")
     imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
     assert "picsort.cli" in imported and not any(name.split(".")[0] == "torch" for name in imported)
+
+
+def test_without_scikit_learn_it_says_what_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    from picsort import teach
+    from picsort.teaching import TeachError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    with pytest.raises(TeachError, match="needs scikit-learn: pip install scikit-learn"):
+        teach(make_synthetic_photos(tmp_path / "photos", per_class=3), tmp_path / "model")
+    assert not (tmp_path / "model").exists()
