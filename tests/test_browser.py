@@ -3,7 +3,9 @@
 Runs on a fresh clone (the example photos in examples/, phone-size photos made from them): tries the examples,
 labels with a click and a key, undoes, downloads the labels zip, uploads 20 phone photos in one selection,
 checks the page at phone width, that no request leaves the machine, and that a dead kernel is announced.
-Saves docs/app-screenshot.png. Uses Debian's Chromium (never `playwright install`).
+Keeps a screenshot of the page in the test's temporary folder; README's is refreshed with
+`PICSORT_SCREENSHOT=docs/app-screenshot.png` (tests write only under temporary folders unless told).
+Uses Debian's Chromium (never `playwright install`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from picsort.images import MAX_UPLOAD_BYTES
 from picsort.model import read_card
 
 REPO = Path(__file__).resolve().parent.parent
-SCREENSHOT = REPO / "docs" / "app-screenshot.png"
+SCREENSHOT_VARIABLE = "PICSORT_SCREENSHOT"
 ARTIFACTS = REPO / "test-artifacts"  # gitignored: a screenshot and the server log when this test fails
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -280,9 +282,10 @@ def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
         card(page, EXAMPLES[1].name).locator(".picsort-heatmap").wait_for(timeout=60_000)
         page.wait_for_function(
             "() => [...document.querySelectorAll('.picsort-card img')].every(i => i.complete && i.naturalWidth)")
-        SCREENSHOT.parent.mkdir(exist_ok=True)
+        screenshot = Path(os.environ.get(SCREENSHOT_VARIABLE) or tmp_path / "app-screenshot.png")
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
         whole_page(page)
-        page.screenshot(path=str(SCREENSHOT), full_page=True)
+        page.screenshot(path=str(screenshot), full_page=True)
         page.set_viewport_size({"width": 1000, "height": 900})
 
         # Twenty phone photos in one selection (~80 MB: more than one websocket message may carry), with a
