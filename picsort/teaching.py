@@ -30,7 +30,7 @@ from picsort.model import (CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME, build_net
                            describe_head, model_card, network_architecture, save_card, save_weights)
 from picsort.training import HEAD_C, NotEnoughPhotosError, check_photo_counts, logistic_head
 
-__all__ = ["TeachError", "Taught", "teach"]
+__all__ = ["Fitted", "TeachError", "Taught", "fit_model", "teach"]
 
 # Held-out photos: fold 0 of FOLDS (20 %) when there are enough photos; under CROSS_VALIDATE_BELOW a 20 % split
 # holds out fewer than 20, too few for an accuracy to mean much, so every photo is held out once instead, by a
@@ -114,7 +114,7 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
     if others is not None:
         other_files += _sample(_other_photos(others, list(photos)), OTHERS_LIMIT - len(other_files))
 
-    classifier = _pretrained_classifier(backbone, list(photos))
+    classifier = pretrained_classifier(backbone, list(photos))
     files = [file for class_files in photos.values() for file in class_files]
     total = len(files) + len(other_files)
     progress = (lambda done: on_progress(done, total)) if on_progress else None  # noqa: E731
@@ -130,14 +130,54 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
         raise NotEnoughPhotosError(f"{error} ({len(skipped)} of the photos could not be read: "
                                    f"{', '.join(Path(file).name for file, _ in skipped[:5])})") from None
 
-    classes = list(photos)
+    fitted = fit_model(features, labels, list(photos), other_features=other_features, backbone=backbone,
+                       body=classifier.network[0].model, C=C, data_source=describe_source(source),
+                       unread=(len(skipped), len(other_skipped)))
+    classes = fitted.classifier.classes
+    mistakes = [(str(usable[index]), classes[labels[index]], classes[answer]) for index, answer in fitted.wrong]
+    fitted.save(out)
+    return Taught(out, fitted.card, skipped + other_skipped, mistakes, time.perf_counter() - started)
+
+
+@dataclasses.dataclass
+class Fitted:
+    """A model `fit_model` made: ready to classify (its "none of these" check included) and to save."""
+
+    classifier: Classifier
+    reference: torch.Tensor  # unit-length pooled features of every photo: the folder's reference.safetensors
+    wrong: list[tuple[int, int]]  # (photo index, class answered) of each held-out photo answered wrong
+
+    @property
+    def card(self) -> dict:
+        return self.classifier.card
+
+    def save(self, out: Path | str) -> Path:
+        """Write the model folder (weights, reference, card last) to `out`."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        save_weights(out, self.classifier.network, self.reference)
+        save_card(out, self.card)
+        return out
+
+
+def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
+              other_features: torch.Tensor | None = None, backbone: str = DEFAULT_BACKBONE,
+              body: torch.nn.Module | None = None, C: float = HEAD_C, data_source: str = "",
+              unread: tuple[int, int] = (0, 0)) -> Fitted:
+    """The one fitting `teach` and the app's Teach mode use, on features already computed: held-out accuracy
+    (`_validate`), "none of these" calibrated on the photos given (and `other_features`, photos of other things),
+    and the head (`logistic_head`) on every photo. `features`: raw average-pooled features (N×C) of `backbone`'s
+    pretrained body (`body`, loaded when not given); `labels`: N indexes into `classes`. `unread`: photos of the
+    classes and of other things that could not be read, for the card's notes."""
+    from picsort.familiarity import FamiliarityIndex
+
+    classifier = pretrained_classifier(backbone, classes, body)
+    others = other_features if other_features is not None else torch.empty(0, features.shape[1])
     validation, reference_features, held_out, wrong = _validate(features, labels, classes, C)
-    mistakes = [(str(usable[index]), classes[labels[index]], classes[answer]) for index, answer in wrong]
     unit = torch.nn.functional.normalize(features, dim=1)
     none_of_these = calibration(torch.nn.functional.normalize(reference_features, dim=1),
                                 torch.nn.functional.normalize(held_out, dim=1) if len(held_out) else held_out,
-                                torch.nn.functional.normalize(other_features, dim=1) if len(other_features)
-                                else torch.empty(0, unit.shape[1]))
+                                torch.nn.functional.normalize(others, dim=1) if len(others) else others)
     # The folder's reference holds every photo, as the head learns from every photo (see the card's notes).
     none_of_these["calibration"]["reference_images"] = none_of_these["reference_images"]
     none_of_these["reference_images"] = int(unit.shape[0])
@@ -147,6 +187,7 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
     with torch.no_grad():
         linear.weight.copy_(weight)
         linear.bias.copy_(bias)
+    counts = {name: labels.count(index) for index, name in enumerate(classes)}
     card = model_card(
         classes=classes, backbone=backbone, head=describe_head(classifier.network[1]),
         preprocessing=classifier.card["preprocessing"], threshold=DEFAULT_THRESHOLD, none_of_these=none_of_these,
@@ -154,12 +195,12 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
                 f"average pool fitted as an L2-regularised logistic regression (C={C:g}) on the pooled features of "
                 f"every photo, each prepared as the app prepares it at {classifier.size} px (picsort teach: "
                 f"picsort.training.logistic_head, no fastai)"),
-        data_source=describe_source(source), images_per_class=counts, validation=validation,
-        notes=_notes(len(labels), validation, none_of_these, len(skipped), len(other_skipped)))
-    out.mkdir(parents=True, exist_ok=True)
-    save_weights(out, classifier.network, unit)
-    save_card(out, card)
-    return Taught(out, card, skipped + other_skipped, mistakes, time.perf_counter() - started)
+        data_source=data_source, images_per_class=counts, validation=validation,
+        notes=_notes(len(labels), validation, none_of_these, *unread))
+    # The reference as the folder stores it (half precision), so answers here are the saved folder's answers.
+    reference = unit.half().float()
+    familiarity = FamiliarityIndex(reference, none_of_these["k"], none_of_these["threshold"])
+    return Fitted(Classifier.from_network(classifier.network, card, familiarity), unit, wrong)
 
 
 def _notes(photos: int, validation: dict, none_of_these: dict, skipped: int, other_skipped: int) -> str:
@@ -254,8 +295,9 @@ def _sample(files: list[Path], count: int) -> list[Path]:
 # ---- features ---------------------------------------------------------------------------------------------
 
 
-def _pretrained_classifier(backbone: str, classes: list[str]) -> Classifier:
-    """A Classifier (untrained head) on the ImageNet body, preparing photos as the app will for this card."""
+def pretrained_classifier(backbone: str, classes: list[str], body: torch.nn.Module | None = None) -> Classifier:
+    """A Classifier (untrained head) on the ImageNet body (`body`, else loaded), preparing photos as the app will
+    for this card."""
     size = native_size(backbone)
     card = {"classes": classes, "architecture": network_architecture(backbone),
             "head": {"hidden": None, "pool": "avg", "batchnorm": False},
@@ -264,7 +306,7 @@ def _pretrained_classifier(backbone: str, classes: list[str]) -> Classifier:
             "preprocessing": {"size": size, "extra": centre_crop_extra(size), "resample": "bilinear",
                               "mean": list(LITE_MEAN), "std": list(LITE_STD)}}
     network = build_network(card)
-    network[0].model = pretrained_lite_body(backbone)
+    network[0].model = body if body is not None else pretrained_lite_body(backbone)
     torch.nn.init.zeros_(network[1][-1].weight)
     torch.nn.init.zeros_(network[1][-1].bias)
     return Classifier.from_network(network, card)

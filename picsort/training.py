@@ -40,20 +40,20 @@ def photos_per_category(data: Path | str, categories, source: str = "") -> dict[
     return check_photo_counts(counts, source)
 
 
-def check_photo_counts(counts: Mapping[str, int], source: str = "", named_in: str = "CATEGORIES") -> dict[str, int]:
-    """`counts` (photos per category) when every category has enough; NotEnoughPhotosError names any short of
-    them and how many more it needs. `named_in`: where the user lists the categories, for the message."""
+def check_photo_counts(counts: Mapping[str, int], source: str = "", named_in: str = "CATEGORIES",
+                       least: int = MIN_PHOTOS_PER_CATEGORY) -> dict[str, int]:
+    """`counts` (photos per category) when every category has enough (`least`); NotEnoughPhotosError names any
+    short of them and how many more it needs. `named_in`: where the user lists the categories, for the message."""
     counts = dict(counts)
     where = f" from {source}" if source else ""
     empty = [name for name, count in counts.items() if count == 0]
     if empty:
         raise NotEnoughPhotosError(f"no photos of {', '.join(empty)}{where} (found {_listed(counts)}): "
                                    f"add photos of it, or remove it from {named_in}")
-    short = {name: count for name, count in counts.items() if count < MIN_PHOTOS_PER_CATEGORY}
+    short = {name: count for name, count in counts.items() if count < least}
     if short:
-        wanted = ", ".join(f"{name} has {count}, add {MIN_PHOTOS_PER_CATEGORY - count} more"
-                           for name, count in short.items())
-        raise NotEnoughPhotosError(f"each category needs at least {MIN_PHOTOS_PER_CATEGORY} photos (one to check "
+        wanted = ", ".join(f"{name} has {count}, add {least - count} more" for name, count in short.items())
+        raise NotEnoughPhotosError(f"each category needs at least {least} photos (one to check "
                                    f"the model on, the rest to learn from): {wanted}")
     if len(counts) < 2:
         raise NotEnoughPhotosError(f"a classifier needs at least two categories: add one to {named_in}")
