@@ -54,6 +54,8 @@ STYLE = (Path(__file__).with_name("app.css")).read_text()
 # Everyone using one server labels into one store (labels/, or $PICSORT_LABELS_DIR), so a page says so, reads
 # its counts from the store, and its cards say when someone else's label replaced theirs.
 ELSEWHERE = "someone else using this app"
+TEACH_OPEN = "Teach it your own classes…"
+TEACH_CLOSE = "Hide Teach"
 SHARED_TEXT = ("Labels are shared: everyone using this app on this server saves into the same labels, so the "
                "counts include theirs, and when two people label one photo differently the latest label counts. "
                "Your cards say so when you next label, undo or add photos.")
@@ -183,6 +185,13 @@ class ClassifierApp:
 
         self.upload = UploadZone(on_file=self._upload_file, on_refused=self._upload_refused,
                                  on_done=lambda _total: self.finish_batch(), limits_text=self.limits_text())
+        self.upload.add_class("picsort-try-upload")
+        # Teach mode: built on first open, so a page nobody teaches on loads no second network.
+        self.teach_button = widgets.Button(description=TEACH_OPEN, layout=widgets.Layout(width="auto"))
+        self.teach_button.add_class("picsort-teach-open")
+        self.teach_button.on_click(lambda _: self._guarded(self.toggle_teach))
+        self.teach_box = widgets.VBox([])
+        self.teach_panel = None
         self.examples_button = widgets.Button(
             description="Try these examples", tooltip=f"Classify {len(self.examples)} example photos",
             layout=widgets.Layout(width="auto", align_self="flex-start", display="" if self.examples else "none"))
@@ -211,9 +220,10 @@ class ClassifierApp:
         toolbar.add_class("picsort-toolbar")
         self.refresh_counts()
         self._show()
-        self.widget = widgets.VBox([html_widget(f"<style>{STYLE}</style>", "picsort-style"), self._intro(),
-                                    self.upload, self.examples_button, self.progress, toolbar, self.pager,
-                                    self.cards_box, self.session])
+        self.intro = html_widget(self._intro_text(), "picsort-intro")
+        self.widget = widgets.VBox([html_widget(f"<style>{STYLE}</style>", "picsort-style"), self.intro,
+                                    self.teach_button, self.teach_box, self.upload, self.examples_button,
+                                    self.progress, toolbar, self.pager, self.cards_box, self.session])
         self.widget.add_class("picsort-app")
 
     # -- what the page says ------------------------------------------------------------------------------
@@ -224,7 +234,7 @@ class ClassifierApp:
         return (f"{ACCEPTED_FORMATS_TEXT}; up to {human_bytes(MAX_UPLOAD_BYTES)} each; as many photos as you "
                 f"like at once.")
 
-    def _intro(self) -> widgets.HTML:
+    def _intro_text(self) -> str:
         """Title and intro from the model card: what it tells apart, how it was made, and its limit."""
         classes = self.classifier.classes
         card = self.classifier.card
@@ -244,15 +254,55 @@ class ClassifierApp:
             facts.append(f"wrong on {validation['error_rate'] * 100:.1f}%{checked} validation photos")
         about = f"<p>The model: {', '.join(facts)}.</p>" if facts else ""
         keys = f"1–{min(len(classes), 9)}" if len(classes) > 1 else "1"
-        return html_widget(
+        return (
             f'<h1 class="picsort-title">Is it {listed(classes)}?</h1>'
             f"<p>Drop photos and the model says which of {listed(classes, 'and')} each one shows, how sure it "
             f"is, and (<i>Why?</i>) what it looked at.</p>{about}"
             f"<p>It knows only these {len(classes)} classes; when a photo looks like none of them, its card says "
             f"so.</p><p>Label photos with the buttons on each card to collect training data (keys on the card "
             f"in focus: {keys} the classes, 0 none of these, S skip, U undo).</p>"
-            f'<p class="picsort-shared">{SHARED_TEXT}</p>',
-            "picsort-intro")
+            f'<p class="picsort-shared">{SHARED_TEXT}</p>')
+
+    # -- teach mode -------------------------------------------------------------------------------------
+
+    def toggle_teach(self) -> None:
+        """Open the Teach section (made on first open), or close it; while open, pasted pictures go to it."""
+        from picsort.teach_panel import TeachPanel
+        from picsort.teach_session import TeachSession
+        from picsort.teaching import TeachError
+
+        if self.teach_panel is None:
+            try:
+                session = TeachSession()
+            except TeachError as problem:  # a server without scikit-learn or the Lite weights package
+                self.teach_box.children = (html_widget(f'<p class="picsort-error">Teaching cannot start here: '
+                                                       f"{escape(problem)}</p>", "picsort-teach-message"),)
+                return
+            self.teach_panel = TeachPanel(session, model_classes=self.classifier.classes,
+                                          on_trained=lambda trained: self.use_model(trained.classifier))
+            self.teach_box.children = (self.teach_panel.widget,)
+            opened = True
+        else:
+            opened = self.teach_box.layout.display == "none"
+        self.teach_box.layout.display = "" if opened else "none"
+        self.upload.paste = not opened
+        self.teach_panel.upload.paste = opened
+        self.teach_button.description = TEACH_CLOSE if opened else TEACH_OPEN
+
+    def use_model(self, classifier: Classifier) -> None:
+        """Answer with `classifier` from now on (Teach's Train). Labels of its classes go to the same shared
+        store; the cards of the model before are closed, as their label buttons are its classes."""
+        self.store = LabelStore(self.store.root, classifier.classes)
+        self.classifier = classifier
+        for card in self.cards:
+            card.close()
+        self.cards, self._batch, self._batch_started, self.page = [], [], None, 0
+        self._show()
+        self.intro.value = self._intro_text()
+        self.examples_button.layout.display = "none"  # the examples are photos of the shipped model's classes
+        self.progress.value = (f"Now answering with the model you trained ({escape(', '.join(classifier.classes))})"
+                               f": drop photos below to try it.")
+        self.refresh_counts()
 
     # -- files in ----------------------------------------------------------------------------------------
 

@@ -21,9 +21,10 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from picsort.backbones import DEFAULT_BACKBONE
+from picsort.backbones import DEFAULT_BACKBONE, native_size
 from picsort.classify import Classifier
 from picsort.labels import check_class_name
+from picsort.model import centre_crop_extra
 from picsort.teaching import MODEL_FILES, Fitted, TeachError, _check_packages, fit_model, pretrained_classifier
 from picsort.training import NotEnoughPhotosError, check_photo_counts
 
@@ -103,6 +104,13 @@ class TeachSession:
     @property
     def classes(self) -> list[str]:
         return list(self.photos)
+
+    @property
+    def capture_side(self) -> int:
+        """The shortest side a photo needs: the model squishes it to size + extra and crops the centre, so a
+        camera photo taken larger would only be reduced again."""
+        size = native_size(self.backbone)
+        return size + centre_crop_extra(size)
 
     def counts(self) -> dict[str, int]:
         return {name: len(photos) for name, photos in self.photos.items()}

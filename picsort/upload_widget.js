@@ -127,6 +127,7 @@ function render({ model, el }) {
   });
   let pasted = 0;
   const onPaste = (event) => {
+    if (!model.get("paste")) return;
     const target = event.target;
     if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA" || target.isContentEditable)) return;
     const files = [...(event.clipboardData?.files || [])].map((file) => {

@@ -105,6 +105,8 @@ class UploadZone(anywidget.AnyWidget):
     # Browsers do not all count HEIC or AVIF as image/*: the suffixes name every format the decoder takes.
     accept = traitlets.Unicode(",".join(["image/*", *sorted(IMAGE_SUFFIXES)])).tag(sync=True)
     limits_text = traitlets.Unicode("").tag(sync=True)
+    # Whether a picture pasted anywhere on the page comes here: with Teach open, its zone takes pastes instead.
+    paste = traitlets.Bool(True).tag(sync=True)
 
     def __init__(self, *, on_file: Callable[[str, bytes, int, int], None],
                  on_refused: Callable[[str, str, int, int, int], None],

@@ -1,0 +1,248 @@
+"""The page's Teach section: name classes, add photos to each (choose, drop, paste or the camera), Train.
+
+A thin view over `picsort.teach_session.TeachSession`: each photo is turned into features as it arrives, so
+Train takes about a second. A trained model is handed to the page through `on_trained`; the section never
+reaches into the page. The photos live in this kernel's memory only (features and thumbnails), never in the
+shared labels.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+from typing import Callable, Sequence
+
+import ipywidgets as widgets
+
+from picsort.camera_widget import Camera
+from picsort.download_widget import DownloadButton, NothingToDownload
+from picsort.images import UnusableImageError, human_bytes
+from picsort.teach_session import MIN_PHOTOS, TaughtPhoto, TeachSession, Trained
+from picsort.training import NotEnoughPhotosError
+from picsort.upload_widget import UploadZone
+
+__all__ = ["TeachPanel"]
+
+log = logging.getLogger(__name__)
+THUMBNAIL_WIDTH = "72px"
+
+
+def _html(text: str, css_class: str) -> widgets.HTML:
+    widget = widgets.HTML(text)
+    widget.add_class(css_class)
+    return widget
+
+
+def _button(description: str, css_class: str, tooltip: str = "") -> widgets.Button:
+    button = widgets.Button(description=description, tooltip=tooltip or description,
+                            layout=widgets.Layout(width="auto"))
+    button.add_class(css_class)
+    return button
+
+
+class TeachPanel:
+    """The Teach section's widgets (`widget`) over one TeachSession; `on_trained(trained)` gets each new model."""
+
+    def __init__(self, session: TeachSession, *, model_classes: Sequence[str],
+                 on_trained: Callable[[Trained], None]):
+        self.session = session
+        self.model_classes = list(model_classes)
+        self._on_trained = on_trained
+        self.trained: Trained | None = None
+        self._added: list[str] = []  # names of the photos of the selection arriving, for its summary line
+        self._rows: dict[str, tuple[widgets.HTML, widgets.Box]] = {}  # class -> (its heading, its thumbnails)
+        self._row_widgets: dict[str, widgets.VBox] = {}
+
+        self.name_input = widgets.Text(placeholder="a class name, e.g. mug", layout=widgets.Layout(width="14em"))
+        self.name_input.add_class("picsort-teach-name")
+        self.add_button = _button("Add class", "picsort-teach-add")
+        self.add_button.on_click(lambda _: self._guarded(self.add_class_typed))
+        self.from_model_button = _button(f"Start from this model's classes ({', '.join(self.model_classes)})",
+                                         "picsort-teach-from-model")
+        self.from_model_button.on_click(lambda _: self._guarded(self.start_from_model))
+        self.target = widgets.ToggleButtons(options=[], description="Add photos to:",
+                                            style={"description_width": "auto"})
+        self.target.add_class("picsort-teach-target")
+        self.upload = UploadZone(on_file=self._upload_file, on_refused=self._upload_refused,
+                                 on_done=lambda _total: self._finish_selection(),
+                                 limits_text="Each photo is kept only as what the model needs, here, until you "
+                                             "leave the page.")
+        self.upload.add_class("picsort-teach-upload")
+        self.camera = Camera(on_photo=self._camera_photo, side=session.capture_side)
+        self.message = _html("", "picsort-teach-message")
+        self.classes_box = widgets.VBox([])
+        self.classes_box.add_class("picsort-teach-classes")
+        self.train_button = _button("Train", "picsort-teach-train", "Train a model on the photos above")
+        self.train_button.on_click(lambda _: self._guarded(self.train))
+        self.status = _html("", "picsort-teach-status")
+        self.download = DownloadButton(self.model_zip, mime="application/zip", description="Download model (zip)")
+        self.download.add_class("picsort-teach-download")
+        self.widget = widgets.VBox([
+            _html(f"<h2>Teach it your own classes</h2><p>Name two or more classes, add at least {MIN_PHOTOS} "
+                  f"photos of each (choose, drop or paste them, or take them with the camera), press <b>Train</b>, and the page answers with "
+                  f"your model at once. More photos, from different angles and backgrounds, make a better "
+                  f"model.</p>", "picsort-teach-intro"),
+            widgets.HBox([self.name_input, self.add_button, self.from_model_button]),
+            self.target, self.upload, self.camera, self.message, self.classes_box,
+            widgets.HBox([self.train_button, self.download]), self.status])
+        self.widget.add_class("picsort-teach")
+        for name in session.classes:
+            self._add_row(name)
+        self._refresh()
+
+    # -- classes -----------------------------------------------------------------------------------------
+
+    def add_class_typed(self) -> None:
+        self.add_class(self.name_input.value)
+        self.name_input.value = ""
+
+    def add_class(self, name: str) -> bool:
+        """Add a class (the message line says why not); the new class is where photos go next."""
+        try:
+            name = self.session.add_class(name)
+        except ValueError as problem:
+            self._say(f"{problem}.", error=True)
+            return False
+        self._add_row(name)
+        self._refresh()
+        self.target.value = name
+        self._say("")
+        return True
+
+    def start_from_model(self) -> None:
+        for name in self.model_classes:
+            if name not in self.session.photos:
+                self.add_class(name)
+        if self.model_classes:
+            self.target.value = self.model_classes[0]
+
+    def remove_class(self, name: str) -> None:
+        self.session.remove_class(name)
+        _, thumbnails = self._rows.pop(name)
+        for child in thumbnails.children:
+            child.close()
+        self._row_widgets.pop(name).close()
+        self._refresh()
+        self._say(f"Removed the class {html.escape(name)} and its photos.")
+
+    def _add_row(self, name: str) -> None:
+        heading = _html("", "picsort-teach-class-heading")
+        remove = _button("Remove class", "picsort-teach-remove-class", f"Remove {name} and its photos")
+        remove.on_click(lambda _: self._guarded(lambda: self.remove_class(name)))
+        thumbnails = widgets.HBox([], layout=widgets.Layout(flex_flow="row wrap"))
+        thumbnails.add_class("picsort-teach-thumbnails")
+        row = widgets.VBox([widgets.HBox([heading, remove]), thumbnails])
+        row.add_class("picsort-teach-class")
+        self._rows[name] = (heading, thumbnails)
+        self._row_widgets[name] = row
+
+    # -- photos ------------------------------------------------------------------------------------------
+
+    def add_photo(self, name: str, data: bytes) -> TaughtPhoto | None:
+        """One photo for the class chosen under "Add photos to"; a photo that cannot be used is named on the page."""
+        class_name = self.target.value
+        if class_name is None:
+            self._say("Add a class first: type its name and press Add class.", error=True)
+            return None
+        try:
+            photo = self.session.add_photo(class_name, data, name)
+        except UnusableImageError as problem:
+            self._say(html.escape(str(problem)), error=True)
+            return None
+        self._show_photo(class_name, photo)
+        self._added.append(class_name)
+        self._refresh()
+        return photo
+
+    def remove_photo(self, class_name: str, photo_id: int) -> None:
+        photo = self.session.remove_photo(class_name, photo_id)
+        _, thumbnails = self._rows[class_name]
+        kept = []
+        for child in thumbnails.children:
+            if getattr(child, "_picsort_photo", None) == photo_id:
+                child.close()
+            else:
+                kept.append(child)
+        thumbnails.children = tuple(kept)
+        self._refresh()
+        self._say(f"Removed {html.escape(photo.name)} from {html.escape(class_name)}.")
+
+    def _show_photo(self, class_name: str, photo: TaughtPhoto) -> None:
+        image = widgets.Image(value=photo.thumbnail, format="jpeg", layout=widgets.Layout(width=THUMBNAIL_WIDTH))
+        remove = widgets.Button(description="✕", tooltip=f"Remove {photo.name}",
+                                layout=widgets.Layout(width=THUMBNAIL_WIDTH))
+        remove.add_class("picsort-teach-remove")
+        remove.on_click(lambda _: self._guarded(lambda: self.remove_photo(class_name, photo.id)))
+        tile = widgets.VBox([image, remove])
+        tile.add_class("picsort-teach-photo")
+        tile._picsort_photo = photo.id
+        _, thumbnails = self._rows[class_name]
+        thumbnails.children = (*thumbnails.children, tile)
+
+    def _upload_file(self, name: str, data: bytes, index: int, total: int) -> None:
+        self._say(f"Adding {index} of {total}…")
+        self.add_photo(name, data)
+
+    def _camera_photo(self, name: str, data: bytes) -> None:
+        if self.add_photo(name, data) is not None:
+            self._say(f"Took {html.escape(name)} for {html.escape(self.target.value)}.")
+
+    def _upload_refused(self, name: str, reason: str, size: int, index: int, total: int) -> None:
+        why = f"it is larger than the limit ({human_bytes(size)})" if reason == "too_large" else \
+            "the browser could not read it"
+        self._say(f"{html.escape(name)} was not added: {why}.", error=True)
+
+    def _finish_selection(self) -> None:
+        added, self._added = self._added, []
+        if added and "picsort-error" not in self.message.value:
+            self._say(f"Added {len(added)} photo{'s' * (len(added) != 1)} to {html.escape(added[-1])}.")
+
+    # -- training ----------------------------------------------------------------------------------------
+
+    def train(self) -> Trained | None:
+        """Train on every photo added; the page switches to the new model (`on_trained`)."""
+        try:
+            trained = self.session.train()
+        except NotEnoughPhotosError as problem:
+            self.status.value = f'<span class="picsort-error">Not yet: {html.escape(str(problem))}.</span>'
+            return None
+        self.trained = trained
+        self._on_trained(trained)
+        self.status.value = (f"{html.escape(trained.summary())} The page now answers with this model: try it "
+                             f"with photos above. <i>Download model</i> keeps it (this page forgets it when you "
+                             f"leave).")
+        return trained
+
+    def model_zip(self) -> tuple[str, bytes, str]:
+        """The trained model folder as a zip, for the download button."""
+        if self.trained is None:
+            raise NothingToDownload("Train a model first.")
+        name, data = self.trained.model_zip()
+        return name, data, (f"Unzip it and serve it: PICSORT_MODEL_DIR={name.removesuffix('.zip')} picsort app")
+
+    # -- what the section says ---------------------------------------------------------------------------
+
+    def _refresh(self) -> None:
+        counts = self.session.counts()
+        for name, (heading, _) in self._rows.items():
+            count = counts[name]
+            more = f" (add {MIN_PHOTOS - count} more)" if count < MIN_PHOTOS else ""
+            heading.value = (f'<span class="picsort-teach-count" data-class="{html.escape(name)}"><b>'
+                             f'{html.escape(name)}</b>: {count} photo{"s" * (count != 1)}{more}</span>')
+        self.classes_box.children = tuple(self._row_widgets[name] for name in self._rows)
+        current = self.target.value
+        self.target.options = list(counts)
+        if current in counts:
+            self.target.value = current
+        self.target.layout.display = "" if counts else "none"
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.message.value = f'<span class="picsort-error">{text}</span>' if error else text
+
+    def _guarded(self, action) -> None:
+        """Run a button's action; a failure becomes a line in the section (details in the server log)."""
+        try:
+            action()
+        except Exception:  # noqa: BLE001 - the page must keep working whatever happens
+            log.exception("picsort app: a Teach action failed")
+            self._say("Something went wrong. Please try again.", error=True)

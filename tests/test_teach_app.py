@@ -1,0 +1,165 @@
+"""The page's Teach section, driven the way its widgets drive it (no browser): classes named, photos added
+through its upload zone, one removed, Train, and the page answering with the new model."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import ipywidgets as widgets
+import pytest
+
+import picsort.teach_session as teach_session
+from picsort.app import ClassifierApp
+from picsort.cards import ResultCard
+from picsort.classify import load_model
+from picsort.labels import LabelStore
+from picsort.teaching import TeachError
+from tests.conftest import make_synthetic_photos
+
+CLASSES = ("dark", "light")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def cache(tmp_path_factory):
+    """The converted Lite weights under a temp folder, never ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PICSORT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = make_synthetic_photos(tmp_path_factory.mktemp("photos"), classes=("dark", "mid", "light"), per_class=7)
+    return {name: [file.read_bytes() for file in sorted((root / name).iterdir())] for name in CLASSES}
+
+
+@pytest.fixture
+def app(tmp_path):
+    classifier = load_model()
+    page = ClassifierApp(classifier, LabelStore(tmp_path / "labels", classifier.classes))
+    yield page
+    for card in list(page.cards):
+        card.close()
+
+
+def text(widget: widgets.Widget) -> str:
+    """Everything the widget shows as text (HTML values and button labels), its hidden children included."""
+    parts = []
+
+    def walk(item):
+        if isinstance(item, widgets.HTML) and "picsort-style" not in item._dom_classes:
+            parts.append(item.value)
+        if isinstance(item, widgets.Button):
+            parts.append(item.description)
+        for child in getattr(item, "children", ()):
+            walk(child)
+
+    walk(widget)
+    return "\n".join(parts)
+
+
+def send(zone, name: str, data: bytes, index: int = 1, total: int = 1) -> None:
+    """One file through an upload zone as its page sends it, then the end of the selection."""
+    zone._message(zone, {"type": "file", "name": name, "index": index, "total": total, "id": 1}, [memoryview(data)])
+    if index == total:
+        zone._message(zone, {"type": "done", "total": total, "id": 2}, [])
+
+
+def test_teach_two_classes_train_and_the_page_answers_with_the_new_model(app, photos, monkeypatch, tmp_path):
+    assert app.teach_box.children == ()  # nothing loaded until someone opens it
+    app.teach_button.click()
+    panel = app.teach_panel
+    assert "Teach it your own classes" in text(app.widget) and app.teach_button.description == "Hide Teach"
+    assert panel.upload.paste and not app.upload.paste  # a pasted picture goes to the open Teach section
+    for name in CLASSES:
+        panel.name_input.value = name
+        panel.add_button.click()
+        for number, data in enumerate(photos[name][:5], 1):
+            send(panel.upload, f"{name}-{number}.jpg", data, number, 5)
+        assert f"Added 5 photos to {name}" in panel.message.value
+    shown = text(panel.widget)
+    assert "<b>dark</b>: 5 photos" in shown and "<b>light</b>: 5 photos" in shown
+    thumbnails = panel.classes_box.children[0].children[1].children
+    assert len(thumbnails) == 5 and isinstance(thumbnails[0].children[0], widgets.Image)
+
+    thumbnails[2].children[1].click()  # a wrong one removed
+    assert "Removed dark-3.jpg from dark" in panel.message.value
+    assert "<b>dark</b>: 4 photos (add 1 more)" in text(panel.widget)
+    panel.train_button.click()
+    assert "Not yet: each category needs at least 5 photos" in panel.status.value
+    assert "dark has 4, add 1 more" in panel.status.value
+    assert app.classifier.classes == ["black", "grizzly", "teddy"]  # still the shipped model
+
+    panel.target.value = "dark"
+    send(panel.upload, "dark-6.jpg", photos["dark"][5])
+    panel.train_button.click()
+    status = panel.status.value
+    assert "Trained on 10 photos (dark 5, light 5)" in status and "Held-out accuracy: 100% of 10 photos" in status
+    assert "The page now answers with this model" in status
+
+    # The page switched at once: its title, a try-it photo's card and its label buttons are the new classes.
+    assert "Is it <b>dark</b> or <b>light</b>?" in app.intro.value
+    assert app.examples_button.layout.display == "none"
+    for name in CLASSES:
+        send(app.upload, f"try-{name}.jpg", photos[name][6])
+        (card,) = [card for card in app.cards if card.file_name == f"try-{name}.jpg"]
+        assert isinstance(card, ResultCard) and card.guess == name and card.classes == list(CLASSES)
+    assert "Saved as light" in app._save_label(app.cards[0], "light")
+    assert "light: <b>1</b>" in app.counts.value
+
+    # Download model: a zipped model folder.
+    name, data, note = panel.model_zip()
+    assert name.endswith(".zip") and "PICSORT_MODEL_DIR=" in note
+    assert sorted(n.split("/")[1] for n in zipfile.ZipFile(io.BytesIO(data)).namelist()) == [
+        "model.json", "model.safetensors", "reference.safetensors"]
+
+    app.teach_button.click()  # closed again: pastes go back to the try-it zone
+    assert app.teach_box.layout.display == "none" and app.upload.paste and not panel.upload.paste
+
+
+def test_the_teach_section_says_what_is_wrong_in_plain_words(app, photos):
+    app.toggle_teach()
+    panel = app.teach_panel
+    send(panel.upload, "first.jpg", photos["dark"][0])
+    assert "Add a class first" in panel.message.value
+    panel.add_class("none")
+    assert "kept for photos that are none of the classes" in panel.message.value
+    panel.start_from_model()
+    assert panel.session.classes == ["black", "grizzly", "teddy"] and panel.target.value == "black"
+    send(panel.upload, "notes.txt", b"just some words")
+    assert "notes.txt" in panel.message.value and "picsort-error" in panel.message.value
+    panel.upload._message(panel.upload, {"type": "too_large", "name": "huge.jpg", "size": 10**9, "index": 1,
+                                         "total": 1, "id": 3}, [])
+    assert "huge.jpg was not added: it is larger than the limit" in panel.message.value
+    panel.remove_class("teddy")
+    assert panel.session.classes == ["black", "grizzly"] and "teddy" not in text(panel.classes_box)
+    panel.train_button.click()
+    assert "Not yet: no photos of black, grizzly" in panel.status.value
+    assert "Train a model first" in str(pytest.raises(Exception, panel.model_zip).value)
+    assert "Traceback" not in text(app.widget)
+
+
+def test_without_the_packages_teaching_needs_the_section_says_what_to_install(app, monkeypatch):
+    def missing(_backbone):
+        raise TeachError("picsort teach needs scikit-learn: pip install scikit-learn (requirements.txt pins them)")
+
+    monkeypatch.setattr(teach_session, "_check_packages", missing)
+    app.teach_button.click()
+    assert "Teaching cannot start here" in text(app.teach_box) and "pip install scikit-learn" in text(app.teach_box)
+
+
+def test_a_camera_photo_goes_to_the_chosen_class_and_a_forged_one_is_refused(app, photos, monkeypatch):
+    app.toggle_teach()
+    panel = app.teach_panel
+    acks = []
+    monkeypatch.setattr(panel.camera, "send", lambda content, buffers=None: acks.append(content))
+    assert panel.camera.side == 300  # Lite2 squishes to 300 px and crops 260: no larger photo is kept
+    panel.add_class("dark")
+    panel.camera._message(panel.camera, {"type": "photo", "name": "camera-1.jpg", "id": 4},
+                          [memoryview(photos["dark"][0])])
+    assert acks == [{"type": "ack", "id": 4}] and panel.session.counts() == {"dark": 1}
+    assert "Took camera-1.jpg for dark" in panel.message.value
+    panel.camera._message(panel.camera, {"type": "photo", "name": "camera-2.jpg", "id": 5}, [])
+    assert acks[-1]["id"] == 5 and "error" in acks[-1] and panel.session.counts() == {"dark": 1}
