@@ -79,9 +79,9 @@ class TeachPanel:
         self.download.add_class("picsort-teach-download")
         self.widget = widgets.VBox([
             _html(f"<h2>Teach it your own classes</h2><p>Name two or more classes, add at least {MIN_PHOTOS} "
-                  f"photos of each (choose, drop or paste them, or take them with the camera), press <b>Train</b>, and the page answers with "
-                  f"your model at once. More photos, from different angles and backgrounds, make a better "
-                  f"model.</p>", "picsort-teach-intro"),
+                  f"photos of each (choose, drop or paste them, or take them with the camera), press <b>Train</b>, "
+                  f"and the page answers with your model at once. More photos, from different angles and "
+                  f"backgrounds, make a better model.</p>", "picsort-teach-intro"),
             widgets.HBox([self.name_input, self.add_button, self.from_model_button]),
             self.target, self.upload, self.camera, self.message, self.classes_box,
             widgets.HBox([self.train_button, self.download]), self.status])
@@ -169,7 +169,8 @@ class TeachPanel:
 
     def _show_photo(self, class_name: str, photo: TaughtPhoto) -> None:
         image = widgets.Image(value=photo.thumbnail, format="jpeg", layout=widgets.Layout(width=THUMBNAIL_WIDTH))
-        remove = widgets.Button(description="✕", tooltip=f"Remove {photo.name}",
+        width, height = photo.size
+        remove = widgets.Button(description="✕", tooltip=f"Remove {photo.name} ({width}×{height} px)",
                                 layout=widgets.Layout(width=THUMBNAIL_WIDTH))
         remove.add_class("picsort-teach-remove")
         remove.on_click(lambda _: self._guarded(lambda: self.remove_photo(class_name, photo.id)))

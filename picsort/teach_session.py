@@ -25,7 +25,7 @@ from picsort.backbones import DEFAULT_BACKBONE, native_size
 from picsort.classify import Classifier
 from picsort.labels import check_class_name
 from picsort.model import centre_crop_extra
-from picsort.teaching import MODEL_FILES, Fitted, TeachError, _check_packages, fit_model, pretrained_classifier
+from picsort.teaching import MODEL_FILES, Fitted, _check_packages, fit_model, pretrained_classifier
 from picsort.training import NotEnoughPhotosError, check_photo_counts
 
 __all__ = ["MIN_PHOTOS", "TeachSession", "TaughtPhoto", "Trained"]
@@ -44,6 +44,7 @@ class TaughtPhoto:
     id: int
     name: str
     thumbnail: bytes  # JPEG, at most THUMBNAIL_SIZE px
+    size: tuple[int, int]  # the picture's width and height as decoded
     features: torch.Tensor  # raw average-pooled body features (C)
 
 
@@ -138,7 +139,7 @@ class TeachSession:
         thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.BILINEAR)
         buffer = io.BytesIO()
         thumbnail.save(buffer, format="JPEG", quality=80)
-        photo = TaughtPhoto(next(self._ids), name, buffer.getvalue(), features)
+        photo = TaughtPhoto(next(self._ids), name, buffer.getvalue(), image.size, features)
         photos.append(photo)
         return photo
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import zipfile
 
-import pytest
 
 import tests.test_browser as browser_helpers
 from picsort.classify import load_model
@@ -44,6 +43,8 @@ def test_photos_from_the_camera_teach_a_model_the_page_answers_with(serve, brows
             take.click()
             count_of(page, "mug").filter(has_text=f"mug: {number} photo").wait_for(timeout=60_000)
         assert page.locator(".picsort-teach-class", has_text="mug").locator("img").count() == 5
+        # Kept at the size the model needs (shortest side 300 px), not the fake camera's 640x480.
+        assert page.locator(".picsort-teach-remove").first.get_attribute("title") == "Remove camera-1.jpg (400×300 px)"
 
         # Train before cup has enough: it says how many more.
         page.locator(".picsort-teach-train").click()
