@@ -81,3 +81,17 @@ def test_photos_from_the_camera_teach_a_model_the_page_answers_with(serve, brows
         assert window.outside == [], window.outside
         assert window.errors == [], window.errors
     assert "Traceback" not in log.read_text()
+
+
+def test_a_page_the_browser_gives_no_camera_says_so(serve, browser):
+    """As on `picsort app --lan`'s http address: browsers give no camera to an insecure page (no mediaDevices)."""
+    url, _, log, _ = serve()
+    window = browser()
+    window.page.add_init_script("Object.defineProperty(navigator, 'mediaDevices', {value: undefined});")
+    with window.opened(url, log, "browser-teach-no-camera") as page:
+        page.locator(".picsort-teach-open").click()
+        page.locator(".picsort-camera-start").click()
+        note = page.locator(".picsort-camera-note", has_text="This browser gives no camera to this page")
+        note.wait_for(timeout=30_000)
+        assert "https" in note.inner_text()
+        assert window.errors == [], window.errors
