@@ -69,6 +69,8 @@ function render({ model, el }) {
     note.textContent = "";
   });
   stopButton.addEventListener("click", stopCamera);
+  // A hidden section (Teach closed) keeps no camera on: the light next to the lens would say it still films.
+  const hiddenCheck = setInterval(() => { if (stream && el.offsetParent === null) stopCamera(); }, 1000);
 
   async function capture() {
     if (sending || !stream || !video.videoWidth) return;
@@ -107,7 +109,7 @@ function render({ model, el }) {
   take.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); if (!event.repeat) capture(); }
   });
-  return stopCamera;
+  return () => { clearInterval(hiddenCheck); stopCamera(); };
 }
 
 export default { render };

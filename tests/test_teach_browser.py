@@ -78,6 +78,10 @@ def test_photos_from_the_camera_teach_a_model_the_page_answers_with(serve, brows
         (folder,) = (tmp_path / "unzipped").iterdir()
         assert load_model(folder).classes == ["mug", "cup"]
 
+        page.locator(".picsort-teach-open", has_text="Hide Teach").click()  # closing Teach turns the camera off
+        page.wait_for_function("() => document.querySelector('.picsort-camera-video').srcObject === null",
+                               timeout=10_000)
+
         assert window.outside == [], window.outside
         assert window.errors == [], window.errors
     assert "Traceback" not in log.read_text()
