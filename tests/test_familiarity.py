@@ -109,3 +109,17 @@ def test_the_card_records_how_none_of_these_was_calibrated():
     settings = read_card(MODEL_DIR)["none_of_these"]
     assert settings["method"] and settings["k"] >= 1 and 0 < settings["threshold"] < 1
     assert settings["calibration"]["keep"] >= 0.95
+
+
+def test_the_threshold_leans_below_the_validation_photos_and_rises_to_photos_of_other_things():
+    from picsort.familiarity import choose_threshold
+
+    own = torch.linspace(0.6, 0.9, 101)  # 1st percentile 0.603, median 0.75: spread 0.147
+    low, spread = float(torch.quantile(own, 0.01)), 0.75 - float(torch.quantile(own, 0.01))
+    # No photos of other things: a whole spread below the 1st percentile, room for photos from other sources.
+    assert choose_threshold(own) == pytest.approx(low - spread, abs=1e-4)
+    # Other things far below: the lean stands; close below: it rises to flag 99 % of them ...
+    assert choose_threshold(own, torch.linspace(0.1, 0.3, 100)) == pytest.approx(low - spread, abs=1e-4)
+    assert choose_threshold(own, torch.linspace(0.3, 0.5, 100)) == pytest.approx(0.498, abs=1e-3)
+    # ... but never above the 1st percentile less a quarter of the spread: the classes' own photos come first.
+    assert choose_threshold(own, torch.linspace(0.5, 0.7, 100)) == pytest.approx(low - spread / 4, abs=1e-4)
