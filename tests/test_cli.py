@@ -553,12 +553,17 @@ def test_picsort_app_serves_the_page_with_the_offline_template_from_any_folder(t
         assert "voila" in page.lower()
         assert "cdn.jsdelivr.net" not in page and "fontawesome" not in page
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """End a server started in a session of its own, and everything it started (Voila's kernels, say)."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def test_picsort_train_opens_train_ipynb_in_jupyterlab_as_root_too(tmp_path):
@@ -598,12 +603,7 @@ def test_picsort_train_opens_train_ipynb_in_jupyterlab_as_root_too(tmp_path):
         assert f"http://127.0.0.1:{port}/lab" in said  # the address the person opens, printed as usual
         assert "Running as root is not recommended" not in said
     finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process_group(process)
 
 
 def test_picsort_train_says_what_to_install_where_the_training_libraries_are_missing(tmp_path):
