@@ -187,7 +187,8 @@ class ClassifierApp:
                                  on_done=lambda _total: self.finish_batch(), limits_text=self.limits_text())
         self.upload.add_class("picsort-try-upload")
         # Teach mode: built on first open, so a page nobody teaches on loads no second network.
-        self.teach_button = widgets.Button(description=TEACH_OPEN, layout=widgets.Layout(width="auto"))
+        self.teach_button = widgets.Button(description=TEACH_OPEN,
+                                           layout=widgets.Layout(width="auto", align_self="flex-start"))
         self.teach_button.add_class("picsort-teach-open")
         self.teach_button.on_click(lambda _: self._guarded(self.toggle_teach))
         self.teach_box = widgets.VBox([])

@@ -34,8 +34,9 @@ def _html(text: str, css_class: str) -> widgets.HTML:
 
 
 def _button(description: str, css_class: str, tooltip: str = "") -> widgets.Button:
+    # flex 0 0 auto: beside a long note (the download's) a button keeps its whole label
     button = widgets.Button(description=description, tooltip=tooltip or description,
-                            layout=widgets.Layout(width="auto"))
+                            layout=widgets.Layout(width="auto", flex="0 0 auto"))
     button.add_class(css_class)
     return button
 
@@ -210,8 +211,8 @@ class TeachPanel:
         self.trained = trained
         self._on_trained(trained)
         self.status.value = (f"{html.escape(trained.summary())} The page now answers with this model: try it "
-                             f"with photos above. <i>Download model</i> keeps it (this page forgets it when you "
-                             f"leave).")
+                             f"with photos in the zone below this section. <i>Download model</i> keeps it (this "
+                             f"page forgets it when you leave).")
         return trained
 
     def model_zip(self) -> tuple[str, bytes, str]:
