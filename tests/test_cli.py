@@ -463,8 +463,9 @@ def test_ctrl_c_stops_at_once_and_keeps_the_finished_rows(mixed, tmp_path):
         (folder / f"{number:04d}.jpg").symlink_to(mixed / "a.jpg")
     out = tmp_path / "results.csv"
     command = [sys.executable, "-m", "picsort", "classify", str(folder), "--batch-size", "2", "--out", str(out)]
+    # As in a terminal: a shell that ran this suite in the background ignores SIGINT, and the child would inherit that.
     process = subprocess.Popen(command, env=subprocess_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
+                               text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
