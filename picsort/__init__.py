@@ -2,12 +2,6 @@
 
 import os
 
-# Before torch loads OpenMP (the app, the CLI and the API import torch only through picsort): let idle
-# OpenMP threads sleep instead of spin. On a small machine shared with anything else (decoding threads,
-# other Voila kernels) spinning threads fight over the cores (measured by benchmarks/app_speed.py and benchmarks/cli_throughput.py).
-# Where torch was imported first (train.ipynb imports fastai first), this changes nothing.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 # The one place that keeps picsort off the Hugging Face hub: timm asks it for weights unless told not to, and
 # without internet it retries for about a minute before failing. picsort's weights are local files, so the
 # hub is never needed. Set here, before anything in picsort can import huggingface_hub (which reads it once).

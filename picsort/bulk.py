@@ -35,7 +35,10 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-import torch
+from picsort.cpu_quota import let_idle_threads_sleep
+
+let_idle_threads_sleep()  # before torch loads OpenMP
+import torch  # noqa: E402
 
 from picsort.classify import Classifier, Prediction
 from picsort.images import UnusableImageError, decoded_reduced, is_image_file

@@ -7,7 +7,11 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
-import torch
+
+from picsort.cpu_quota import let_idle_threads_sleep
+
+let_idle_threads_sleep()  # before torch loads OpenMP: this module serves the app, the CLI and the API
+import torch  # noqa: E402
 from PIL import Image
 
 from picsort.familiarity import FamiliarityIndex

@@ -359,7 +359,11 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     `own_process` applies settings meant for a process of its own (glibc memory reuse), as `run` does.
     """
     parser = build_parser()
-    args, passed_on = parser.parse_known_args(argv)  # options for Voila (app) or JupyterLab (train)
+    args, passed_on = parser.parse_known_args(argv)
+    if args.command in ("classify", "teach"):
+        from picsort.cpu_quota import let_idle_threads_sleep
+
+        let_idle_threads_sleep()  # before torch loads  # options for Voila (app) or JupyterLab (train)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["available_cpus", "cgroup_cpu_limit", "fit_torch_threads"]
+__all__ = ["available_cpus", "cgroup_cpu_limit", "fit_torch_threads", "let_idle_threads_sleep"]
 
 PROC_SELF = Path("/proc/self")
 
@@ -29,6 +29,14 @@ def available_cpus(proc_self: Path = PROC_SELF) -> int:
     if limit is not None:
         cpus = min(cpus, max(1, math.ceil(limit)))
     return cpus
+
+
+def let_idle_threads_sleep() -> None:
+    """Serving only (the app's kernel, the CLI, the API), called before torch loads OpenMP: idle OpenMP threads
+    sleep instead of spinning, so decoding threads and other kernels on a small machine get the cores
+    (benchmarks/app_speed.py, cli_throughput.py). Not for training, which it slows by about 30 %
+    (benchmarks/train_run.py): a process that imported torch first keeps its policy."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def fit_torch_threads() -> int:

@@ -132,3 +132,37 @@ def test_the_app_and_the_cli_in_a_one_cpu_cgroup_give_torch_one_thread(tmp_path)
     assert cpus == CPUS_HERE  # every CPU visible, as on the node
     assert app_threads == cli_threads == 1
     assert not group.dirs  # the group is gone
+
+
+# ---- OpenMP's wait policy: idle threads sleep where picsort serves, spin where it trains -----------------------
+POLICY_AT_TORCH_IMPORT = """
+import os, sys
+class SeeTorchLoad:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            print("policy when torch loaded:", os.environ.get("OMP_WAIT_POLICY"))
+            sys.meta_path.remove(self)
+        return None
+sys.meta_path.insert(0, SeeTorchLoad())
+"""
+
+
+def policy_when_torch_loads(code: str) -> str:
+    env = {key: value for key, value in os.environ.items() if key != "OMP_WAIT_POLICY"}
+    done = subprocess.run([sys.executable, "-c", POLICY_AT_TORCH_IMPORT + code], capture_output=True, text=True,
+                          env=env, cwd=REPO, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split("policy when torch loaded:", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("code", ["import picsort.app", "import picsort.classify", "import picsort.bulk",
+                                  "from picsort.cli import main; main(['teach', 'no-such-folder', '--out', 'unused'])\nimport torch"])
+def test_serving_lets_idle_openmp_threads_sleep(code):
+    assert policy_when_torch_loads(code) == "PASSIVE"
+
+
+def test_training_keeps_openmp_threads_spinning_between_batches():
+    # train.ipynb's imports, in its order: a sleeping policy made one epoch ~30 % slower (benchmarks/train_run.py)
+    code = ("import picsort\nfrom picsort.backbones import learner_architecture\nfrom picsort.model import export_model\n"
+            "from picsort.training import fit_linear_head")
+    assert policy_when_torch_loads(code) == "None"
