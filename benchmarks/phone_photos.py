@@ -17,7 +17,8 @@ bytes -> probabilities through the shipped model (`load_model()`, whatever `mode
 each against the bare forward `Classifier.probabilities` on a 1x3xHxW tensor prepared beforehand. The variants
 alternate call by call, so a busy machine slows them alike; each figure is the median of all its calls.
 Also decode + prepare alone (bytes -> the normalised tensor, no forward), and Pillow's JPEG decoding alone at
-1/8 scale, the floor of any reduced decode. Goal: app path <= 1.5x bare. All of it twice: with this machine's
+1/8 scale, the floor of any reduced decode. The floor of the whole path is that decoding plus the bare forward;
+goal: app path <= 1.15x that floor (issue 17; the earlier 1.5x-of-bare goal was below it). All of it twice: with this machine's
 torch threads and with one, as on Binder's one CPU. Then, with ../shared beside the repository, every
 development photo upscaled to 12 MP: how many answers are near an edge (decoded whole again), and the mean cost.
 """
@@ -53,6 +54,7 @@ from binder_route import PHONE_SIZE, phone_sized  # noqa: E402
 
 PHOTO = REPO / "examples" / "grizzly-1.jpg"
 RESULTS = REPO / "benchmarks" / "results" / "phone-photos.md"
+FLOOR_GOAL = 1.15  # app path against decoding at 1/8 + the bare forward
 
 
 def phone_jpeg() -> bytes:
@@ -175,21 +177,18 @@ def main() -> None:
 
     def table(threads, results):
         bare = results["bare"]
+        floor = results["decode eighth"] + bare
 
-        def row(label, name, goal="–"):
-            ratio = f"{results[name] / bare:.2f}×"
-            verdict = ""
-            if goal != "–":
-                verdict = "met" if results[name] / bare <= float(goal.strip("≤ ×")) else "**missed**"
-            return f"| {label} | {results[name]:.1f} ms | {bare:.1f} ms | {ratio} | {goal} | {verdict} |"
+        def row(label, name):
+            return f"| {label} | {results[name]:.1f} ms | {bare:.1f} ms | {results[name] / bare:.2f}× |"
 
         where = "as on Binder's one CPU" if threads == 1 else "this machine's cores"
         return [
             f"### {threads} torch thread{'s' if threads > 1 else ''} ({where})",
             "",
-            "| path, bytes in | median | bare forward on a prepared tensor | ratio | goal | |",
-            "|---|---|---|---|---|---|",
-            row("app: `Classifier.predict(jpeg_bytes)` → probabilities (a sure answer)", "app", goal="≤ 1.5×"),
+            "| path, bytes in | median | bare forward on a prepared tensor | ratio |",
+            "|---|---|---|---|",
+            row("app: `Classifier.predict(jpeg_bytes)` → probabilities (a sure answer)", "app"),
             row("same photo, answer near an edge: decoded again whole and answered again", "edge"),
             row("same steps, photo decoded at full size (no draft; before)", "full"),
             row(f"same steps, drafted to the smallest size ≥ {view_size} px", "smallest"),
@@ -198,6 +197,10 @@ def main() -> None:
             row(f"decode + prepare only, smallest draft ≥ {view_size} px", "prepare smallest"),
             row("JPEG decoding alone at 1/8 scale: the entropy decoding every libjpeg-turbo decoder does",
                 "decode eighth"),
+            "",
+            f"Floor (JPEG decoding at 1/8 + the bare forward, this run): {floor:.1f} ms. The app path is "
+            f"**{results['app'] / floor:.2f}× the floor** (goal ≤ {FLOOR_GOAL}×: "
+            f"{'met' if results['app'] / floor <= FLOOR_GOAL else 'missed'}).",
             "",
         ]
 
