@@ -367,7 +367,7 @@ def main() -> None:
     model = load_model()
     size = model.size
 
-    from picsort.model import load_learner_checked
+    from picsort.export import load_learner_checked
 
     learn = load_learner_checked(MODEL_DIR)
 

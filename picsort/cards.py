@@ -14,14 +14,16 @@ import html
 import logging
 import unicodedata
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import anywidget
 import ipywidgets as widgets
 import traitlets
 
-from picsort.classify import Prediction
 from picsort.labels import NONE_LABEL, NONE_TEXT, shown_label
+
+if TYPE_CHECKING:  # only for the hints: picsort.classify imports torch, which a card never needs (~6 s cold)
+    from picsort.classify import Prediction
 
 __all__ = ["LabelNotSaved", "ProblemCard", "ResultCard", "percent", "shown_name"]
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from picsort.model import ModelFolderError
+
 REFERENCE_NAME = "reference.safetensors"
 METHOD = "cosine similarity of average-pooled body features, mean over the k most similar training photos"
 RULE = ("1st percentile of the validation photos' scores (with each training photo left out, under 20 validation "
@@ -43,8 +45,6 @@ class FamiliarityIndex:
     def load(cls, folder: Path | str, card: dict) -> "FamiliarityIndex":
         """The index a model folder's card describes; models exported without one never say "none of these"."""
         from safetensors.torch import load_file
-
-        from picsort.model import ModelFolderError
 
         settings = card.get("none_of_these")
         if not settings:

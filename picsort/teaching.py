@@ -23,11 +23,11 @@ import torch
 from picsort.backbones import DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_STD, native_size, pretrained_lite_body
 from picsort.bulk import DECODE_WORKERS, prepare_file
 from picsort.classify import FORWARD_CHUNK, Classifier
+from picsort.export import describe_head, model_card, network_architecture, save_card, save_weights
 from picsort.familiarity import REFERENCE_NAME, calibration
 from picsort.folders import describe_source
 from picsort.images import UnusableImageError, is_image_file
-from picsort.model import (CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME, build_network, centre_crop_extra,
-                           describe_head, model_card, network_architecture, save_card, save_weights)
+from picsort.model import CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME, build_network, centre_crop_extra
 from picsort.training import HEAD_C, NotEnoughPhotosError, check_photo_counts, logistic_head
 
 __all__ = ["Fitted", "TeachError", "Taught", "fit_model", "teach"]

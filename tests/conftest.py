@@ -74,7 +74,7 @@ def train_small_model(folder: Path, output: Path, *, size: int = 64, epochs: int
                                    error_rate, get_image_files, parent_label, set_seed, vision_learner)
 
     from picsort.backbones import learner_architecture
-    from picsort.model import export_model
+    from picsort.export import export_model
     from picsort.sources import gather_from_folder
 
     set_seed(42)  # the same photos, splits and initial head on every run

@@ -163,6 +163,6 @@ def test_serving_lets_idle_openmp_threads_sleep(code):
 
 def test_training_keeps_openmp_threads_spinning_between_batches():
     # train.ipynb's imports, in its order: a sleeping policy made one epoch ~30 % slower (benchmarks/train_run.py)
-    code = ("import picsort\nfrom picsort.backbones import learner_architecture\nfrom picsort.model import export_model\n"
+    code = ("import picsort\nfrom picsort.backbones import learner_architecture\nfrom picsort.export import export_model\n"
             "from picsort.training import fit_linear_head")
     assert policy_when_torch_loads(code) == "None"

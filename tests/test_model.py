@@ -12,9 +12,10 @@ import torch
 from PIL import Image
 
 from picsort.classify import FORWARD_CHUNK, Classifier, load_model
+from picsort.export import load_learner_checked
 from picsort.folders import EXAMPLES_DIR, MODEL_DIR
 from picsort.labels import NONE_LABEL
-from picsort.model import ModelFolderError, load_learner_checked, read_card
+from picsort.model import ModelFolderError, read_card
 from picsort.sources import class_folders
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
