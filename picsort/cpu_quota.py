@@ -1,4 +1,5 @@
-"""How many CPUs this process may really use: its CPU set, and its cgroup's CPU quota.
+"""How many CPUs this process may really use: its CPU set, and its cgroup's CPU quota (and `cgroup_limits`,
+which `picsort.kernel_limit` reads the memory limit with).
 
 Binder (Kubernetes) limits a pod's CPU by quota: "one CPU" is 100 ms of CPU time per 100 ms, while every core
 of the node stays visible. torch starts one thread per visible core; on a 64-core node under a one-CPU
@@ -17,7 +18,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["available_cpus", "cgroup_cpu_limit", "fit_torch_threads", "let_idle_threads_sleep"]
+__all__ = ["available_cpus", "cgroup_cpu_limit", "cgroup_limits", "fit_torch_threads", "let_idle_threads_sleep"]
 
 PROC_SELF = Path("/proc/self")
 
@@ -51,11 +52,17 @@ def fit_torch_threads() -> int:
 
 def cgroup_cpu_limit(proc_self: Path = PROC_SELF) -> float | None:
     """CPUs' worth of time the process's cgroups allow (quota / period, lowest on the way up), None for no limit."""
+    return min(cgroup_limits(_read_limit, "cpu", proc_self), default=None)
+
+
+def cgroup_limits(read_limit, controller: str, proc_self: Path = PROC_SELF) -> list[float]:
+    """Every limit `read_limit(folder, version)` finds in the folders of the process's cgroups for `controller`
+    (v1 hierarchies holding it, and v2), its own group's and each one's above it; none if unreadable."""
     try:
         memberships = (proc_self / "cgroup").read_text().splitlines()
-        mounts = _cgroup_mounts((proc_self / "mountinfo").read_text())
+        mounts = _cgroup_mounts((proc_self / "mountinfo").read_text(), controller)
     except OSError:
-        return None
+        return []
     limits = []
     for line in memberships:
         parts = line.split(":", 2)
@@ -63,19 +70,19 @@ def cgroup_cpu_limit(proc_self: Path = PROC_SELF) -> float | None:
             continue
         _, controllers, path = parts
         version = 2 if controllers == "" else 1
-        if version == 1 and "cpu" not in controllers.split(","):
+        if version == 1 and controller not in controllers.split(","):
             continue
         for mount_root, mount_point in mounts.get(version, []):
             for folder in _folders_up(path, mount_root, mount_point):
-                limit = _read_limit(folder, version)
+                limit = read_limit(folder, version)
                 if limit is not None:
                     limits.append(limit)
-    return min(limits, default=None)
+    return limits
 
 
-def _cgroup_mounts(mountinfo: str) -> dict[int, list[tuple[str, Path]]]:
-    """{1: the v1 hierarchies holding the cpu controller, 2: the v2 ones}, each as (root in the hierarchy,
-    where it is mounted), from /proc/self/mountinfo."""
+def _cgroup_mounts(mountinfo: str, controller: str) -> dict[int, list[tuple[str, Path]]]:
+    """{1: the v1 hierarchies holding `controller`, 2: the v2 ones}, each as (root in the hierarchy, where it
+    is mounted), from /proc/self/mountinfo."""
     mounts: dict[int, list[tuple[str, Path]]] = {1: [], 2: []}
     for line in mountinfo.splitlines():
         fields = line.split()
@@ -88,7 +95,7 @@ def _cgroup_mounts(mountinfo: str) -> dict[int, list[tuple[str, Path]]]:
         kind, options = fields[separator + 1], fields[separator + 3].split(",")
         if kind == "cgroup2":
             mounts[2].append((root, mount_point))
-        elif kind == "cgroup" and "cpu" in options:
+        elif kind == "cgroup" and controller in options:
             mounts[1].append((root, mount_point))
     return mounts
 
