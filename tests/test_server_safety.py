@@ -27,9 +27,10 @@ from datetime import datetime, timezone
 import psutil
 import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import websocket_connect
+from tornado.websocket import WebSocketClosedError, websocket_connect
 
-from binder_route import Server, binder_route, picsort_app_route
+from binder_route import REPO, Server, binder_route, picsort_app_route
+from picsort.images import MAX_UPLOAD_BYTES
 from picsort.kernel_websocket import INVALID_PAYLOAD, V1_PROTOCOL, check_v1_frame
 
 ANSWER_SECONDS = 3
@@ -231,6 +232,28 @@ def offsets_frame(offsets: list[int], size: int) -> bytes:
     return table + bytes(size - len(table))
 
 
+def huge_buffer_frame(size: int) -> bytes:
+    """A well-formed v1 comm message carrying one buffer of `size` bytes (a photo is at most MAX_UPLOAD_BYTES)."""
+    parts = [b"shell", b"{}", b"{}", b"{}", b"{}", bytes(size)]
+    offsets = [8 * (len(parts) + 2)]
+    for part in parts:
+        offsets.append(offsets[-1] + len(part))
+    return struct.pack(f"<{len(offsets) + 1}Q", len(offsets), *offsets) + b"".join(parts)
+
+
+async def too_big_frame(server: Running) -> str:
+    """A v1 client sending a well-formed 100 MB frame: over the server's message cap (a photo is at most
+    MAX_UPLOAD_BYTES), so the server drops the connection rather than holding the frame."""
+    socket_ = await websocket_connect(channels_request(server), subprotocols=[V1_PROTOCOL])
+    try:
+        await socket_.write_message(huge_buffer_frame(100 * 2**20), binary=True)
+    except WebSocketClosedError:
+        return "closed while the frame was being sent"
+    message = await asyncio.wait_for(socket_.read_message(), 30)
+    assert message is None, "the server kept the websocket open after a 100 MB frame"
+    return f"closed: {socket_.close_code} {socket_.close_reason}"
+
+
 def empty_parts_frame(count: int) -> bytes:
     """A frame for the shell channel with `count` empty parts after it, every offset within the frame."""
     table_end = 8 * (count + 3)
@@ -248,6 +271,7 @@ ATTACKS = {
     "v1 offsets going backwards": v1_attack(lambda: offsets_frame([56, 61, 63, 60, 67, 69], 69)),
     "v1 frame of 4 million empty parts": v1_attack(lambda: empty_parts_frame(MANY_PARTS)),
     "v1 text frame": v1_attack(lambda: json.dumps({"header": {"msg_type": "kernel_info_request"}})),
+    "a 100 MB frame": too_big_frame,
 }
 
 
@@ -358,3 +382,10 @@ def test_sigterm_to_picsort_stops_voila_and_its_kernels(tmp_path):
         gone, alive = psutil.wait_procs(family, timeout=30)
         assert not alive, f"still running after picsort stopped: {[member.cmdline() for member in alive]}"
         assert not listening(port_of(app))
+
+
+@pytest.mark.parametrize("config", ["voila.json", "binder/jupyter_server_config.json"])
+def test_the_message_cap_lets_the_largest_photo_through_and_nothing_near_the_memory_bound(config):
+    settings = json.loads((REPO / config).read_text())
+    cap = settings["Voila" if config == "voila.json" else "ServerApp"]["tornado_settings"]["websocket_max_message_size"]
+    assert MAX_UPLOAD_BYTES + 2**20 <= cap < GROWTH_LIMIT  # one photo and its message around it; no more
