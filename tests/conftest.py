@@ -100,6 +100,23 @@ def small_model(photos, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def make_prediction():
+    """`make(classes, **changes)`: a `Prediction` a test chooses, its first class on top (every other at 0.1) and
+    familiar, with `changes` to its fields; for what a card or the page does with an answer, without a model."""
+    from picsort.classify import Prediction
+
+    def make(classes, **changes):
+        probabilities = {name: 0.1 for name in classes}
+        probabilities[classes[0]] = 1 - 0.1 * (len(classes) - 1)
+        fields = dict(closest=classes[0], probability=probabilities[classes[0]], probabilities=probabilities,
+                      unsure=False, none_of_these=False, similarity=0.9)
+        fields.update(changes)
+        return Prediction(**fields)
+
+    return make
+
+
+@pytest.fixture
 def chromium() -> str:
     """Debian's Chromium for the browser tests; without it they skip (and fail in CI, where they must run)."""
     import shutil

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -16,7 +15,7 @@ from picsort.classify import load_model
 from picsort.cli import summary
 from picsort.images import UnusableImageError
 from picsort.labels import NONE_LABEL
-from picsort.results import ResultsFileError, escape_cell, path_from_cell, results_header
+from picsort.results import ResultsFileError, results_header
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -150,15 +149,6 @@ def test_folder_scans_count_what_they_leave_out(tmp_path):
     left_out = Counter()
     assert [Path(p).name for p in find_images([tmp_path], recursive=True, not_images=left_out)] == ["a.jpg"]
     assert left_out == {".pdf": 2, "no extension": 1, ".txt": 1}  # hidden files are not counted
-
-
-@pytest.mark.parametrize("name", ["plain.jpg", "=SUM(A1).jpg", "'x.jpg", "a\\nb\\\\c\\t.jpg",
-                                  os.fsdecode(b"caf\xe9 \xff.jpg"), "\u2028sep.jpg", "ok\\x41.jpg"])
-def test_path_cells_are_one_safe_line_and_give_the_path_back(name):
-    cell = escape_cell(name, path=True)
-    assert "\n" not in cell and "\r" not in cell and cell[0] not in "=+-@"
-    cell.encode("utf-8")  # no lone surrogates left
-    assert path_from_cell(cell) == name
 
 
 def test_a_phone_photo_near_an_edge_gets_the_whole_photo_s_answer(tmp_path, monkeypatch):

@@ -6,15 +6,12 @@ import importlib.util
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
-from picsort.classify import FORWARD_CHUNK, Classifier, load_model
+from picsort.classify import Classifier, load_model
 from picsort.export import load_learner_checked
-from picsort.folders import EXAMPLES_DIR, MODEL_DIR
-from picsort.labels import NONE_LABEL
+from picsort.folders import MODEL_DIR
 from picsort.model import ModelFolderError, read_card
 from picsort.sources import class_folders
 
@@ -44,20 +41,6 @@ def test_classifier_matches_learn_predict(small_model, photos):
         (ours,) = classifier.predictions(classifier.to_batch([tensor]))
         for name, expected in zip(learn.dls.vocab, fastai_probabilities.tolist()):
             assert ours.probabilities[name] == pytest.approx(expected, abs=1e-4)
-
-
-def test_an_image_gets_the_same_answer_alone_or_in_a_large_drop(small_model, photos):
-    """Batches run FORWARD_CHUNK images per pass; where an image lands in the drop must not change its answer."""
-    classifier = Classifier(small_model)
-    files = [f for fs in class_folders(photos[0]).values() for f in fs]
-    files = (files * (2 * FORWARD_CHUNK + 3))[:2 * FORWARD_CHUNK + 3]  # a last pass that is not full
-    together = classifier.predict_batch(files)
-    assert len(together) == len(files)
-    for file, prediction in zip(files, together):
-        alone = classifier.predict(file)
-        assert prediction.label == alone.label
-        for name in classifier.classes:
-            assert prediction.probabilities[name] == pytest.approx(alone.probabilities[name], abs=1e-5)
 
 
 def phone_size(photo: Path, folder: Path) -> Path:
@@ -156,20 +139,6 @@ def test_shipped_model_gives_fastai_s_answers_on_the_development_photos_and_on_t
         assert classifier.predict(file).closest == learn.predict(file)[0]  # fastai knows no "none of these"
 
 
-def test_the_api_answers_none_for_a_picture_of_no_bear_and_names_the_closest_class_beside_it():
-    classifier = load_model(MODEL_DIR)
-    noise = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8))
-    nothing = classifier.predict(noise)
-    assert nothing.none_of_these and nothing.label == NONE_LABEL
-    assert nothing.closest == max(nothing.probabilities, key=nothing.probabilities.get)
-    assert nothing.probability == nothing.probabilities[nothing.closest]
-    with pytest.raises(KeyError):  # never quietly the probability of a class that is not the answer
-        nothing.probabilities[nothing.label]
-    assert repr(nothing).startswith(f"Prediction(label='{NONE_LABEL}', closest='{nothing.closest}'")
-    bear = classifier.predict(EXAMPLES_DIR / "grizzly-1.jpg")
-    assert bear.label == bear.closest == "grizzly" and bear.probabilities[bear.label] == bear.probability
-
-
 def test_shipped_card_describes_the_shipped_weights():
     card = read_card(MODEL_DIR)
     assert card["classes"] == ["black", "grizzly", "teddy"]
@@ -188,16 +157,6 @@ def test_loading_the_pickle_without_timm_says_what_to_install(small_model, monke
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real_find_spec(name, *a))
     with pytest.raises(ImportError, match=r"pip install timm==\d"):
         load_learner_checked(small_model)
-
-
-def test_explain_gives_a_heatmap_the_size_of_the_picture(small_model, photos):
-    classifier = Classifier(small_model)
-    image = classifier.to_image(next(iter(class_folders(photos[0]).values()))[0])
-    heatmap = classifier.heatmap(image)
-    assert heatmap.shape == (image.height, image.width)
-    assert 0 <= heatmap.min() and heatmap.max() <= 1 and heatmap.max() > 0
-    overlay = classifier.explain(image)
-    assert overlay.size == image.size and overlay.tobytes() != image.tobytes()
 
 
 def test_plain_torch_lite0_equals_timm_on_the_shipped_weights():
