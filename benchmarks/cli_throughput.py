@@ -66,7 +66,7 @@ def cli_path(folder: Path, count: int, threads: int, workers: int) -> tuple[floa
         began, cpu = time.perf_counter(), time.process_time()
         with contextlib.redirect_stdout(io.StringIO()):
             status = cli_main(["classify", str(folder), "--recursive", "--out", str(out), "--batch-size",
-                               str(BATCH), "--threads", str(threads), "--workers", str(workers)])
+                               str(BATCH), "--threads", str(threads), "--decode-threads", str(workers)])
         seconds, cpu = time.perf_counter() - began, time.process_time() - cpu
         assert status == 0
         rows = out.read_text().count("\n") - 1

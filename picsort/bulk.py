@@ -43,10 +43,11 @@ import torch  # noqa: E402
 from picsort.classify import Classifier, Prediction
 from picsort.images import UnusableImageError, decoded_reduced, is_image_file
 from picsort.labels import NONE_LABEL, check_class_name
+from picsort.remote import is_url
 from picsort.results import format_rows, open_results, path_key
 
-__all__ = ["DECODE_WORKERS", "UNSURE_FOLDER", "Result", "SortReport", "classify_batches", "classify_files",
-           "copy_into", "find_images", "prepare_file", "reuse_freed_memory", "sort_files"]
+__all__ = ["DECODE_WORKERS", "UNSURE_FOLDER", "Result", "SortReport", "answer_folder", "classify_batches",
+           "classify_files", "copy_into", "find_images", "prepare_file", "reuse_freed_memory", "sort_files"]
 
 UNSURE_FOLDER = "unsure"
 
@@ -86,7 +87,8 @@ def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
                 skip: Iterable[str | os.PathLike] = (), not_images: Counter | None = None) -> Iterator[str]:
     """Image files in the given files and folders, one at a time, in a stable (sorted) order.
 
-    Folders contribute files with an image suffix (`picsort.images.is_image_file`; hidden files and folders
+    An fsspec URL (`s3://bucket/prefix`) is listed as a folder is (`picsort.remote.find_url_images`) and its
+    photos come as URLs. Folders contribute files with an image suffix (`picsort.images.is_image_file`; hidden files and folders
     are left out), their sub-folders only when `recursive`. A file named directly is always yielded. Each
     file comes once, even when named twice. Folders in `skip` (say, where results are copied to) are not
     entered. Files a folder scan leaves out as not images are counted in `not_images` by extension
@@ -133,7 +135,11 @@ def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
 
     for item in inputs:
         item = os.fspath(item)
-        if os.path.isdir(item):
+        if is_url(item):  # s3://bucket/prefix and other fsspec URLs: listed through fsspec (picsort.remote)
+            from picsort.remote import find_url_images
+
+            yield from filter(once, find_url_images(item, recursive, not_images))
+        elif os.path.isdir(item):
             yield from walk(item)
         elif once(item):
             yield item
@@ -253,6 +259,8 @@ class SortReport:
     upgraded: bool = False  # the CSV was an older picsort's, rewritten in today's columns before resuming
     not_images: Counter = dataclasses.field(default_factory=Counter)  # extension -> files a folder scan left out
     copied: int = 0
+    listed: int = 0  # files found to classify so far (all of them once `listing_done`)
+    listing_done: bool = False
     seconds: float = 0.0
     interrupted: bool = False  # stopped by Ctrl-C: the finished rows are in the CSV, a re-run continues
 
@@ -264,24 +272,38 @@ class SortReport:
 def sort_files(inputs: Iterable[str | os.PathLike], classifier: Classifier, out: str | os.PathLike, *,
                recursive: bool = False, copy_to: str | os.PathLike | None = None, threshold: float | None = None,
                batch_size: int = 32, workers: int = DECODE_WORKERS,
-               on_progress: Callable[[int, int], None] | None = None) -> SortReport:
-    """Classify the image files in `inputs` (files and folders) into the CSV `out`; returns the counts.
+               on_progress: Callable[[int, int], None] | None = None,
+               on_rows: Callable[[SortReport], None] | None = None,
+               client=None, shard_size: int | None = None) -> SortReport:
+    """Classify the image files in `inputs` (files, folders, fsspec URLs) into the CSV `out`; returns the counts.
 
     Files already in `out` (an earlier, interrupted run) are skipped; `out` must be missing, empty, or a
     results file of this model (`picsort.results.ResultsFileError` otherwise, the file untouched; one an older
     picsort wrote is rewritten in today's columns first, and the report says `upgraded`). Rows are
     written and flushed batch by batch. With `copy_to`, each classified file is copied (never moved) into
     `copy_to/<class>/`, `copy_to/unsure/` or `copy_to/none/`. `on_progress(done, total)` is called after
-    every batch (`total` is counted first, only when `on_progress` is given). Ctrl-C stops at once: the
-    report says `interrupted` and the finished rows are kept.
+    every batch (`total` is counted first, only when `on_progress` is given); `on_rows(report)` too, with the
+    report so far (`listed`, `errors`...). Ctrl-C stops at once: the report says `interrupted` and the finished
+    rows are kept.
+
+    With a Dask `client` (`distributed.Client`), shards of `shard_size` paths are classified on its workers
+    (`picsort.cluster`: same code, same rows) while this process lists the files, writes the CSV and counts;
+    the listing is not counted first there, so `total` is the files listed so far until `listing_done`.
+    `copy_to` must then be a folder the workers can write: they copy.
     """
     classes = [check_class_name(name) for name in classifier.classes]  # they become folder names
     out, copy_to = Path(out), Path(copy_to) if copy_to is not None else None
     report = SortReport(out=out, classes=classes, copy_to=copy_to,
                         threshold=classifier.threshold if threshold is None else threshold)
     inputs = [os.fspath(item) for item in inputs]
+    if copy_to is not None and any(is_url(item) for item in inputs):
+        raise ValueError("copy_to works for files on disk only, not for URL inputs (" +
+                         next(item for item in inputs if is_url(item)) + "): copy them from the CSV's rows")
     skip = [copy_to] if copy_to is not None else []
     unsure_folder = UNSURE_FOLDER if UNSURE_FOLDER not in classes else f"_{UNSURE_FOLDER}"
+    # One pass to count first gives a total to show (not on a cluster: its first shards start while a huge
+    # listing goes on).
+    counted = client is None and (on_progress is not None or on_rows is not None)
     file, done, report.upgraded = open_results(out, classes)
 
     def todo(count: bool) -> Iterator[str]:
@@ -289,41 +311,66 @@ def sort_files(inputs: Iterable[str | os.PathLike], classifier: Classifier, out:
             if path_key(path) in done:
                 report.already_done += count
                 continue
+            if count and not counted:
+                report.listed += 1
             yield path
+        report.listing_done = True
 
-    total = sum(1 for _ in todo(False)) if on_progress else 0  # the count pass holds no pixels
+    if counted:
+        report.listed = sum(1 for _ in todo(False))  # the count pass holds no pixels
     started = time.perf_counter()
     try:
         with file:
-            for batch in classify_batches(todo(True), classifier, batch_size, workers=workers,
-                                          threshold=threshold):
+            if client is None:
+                batches = classify_batches(todo(True), classifier, batch_size, workers=workers, threshold=threshold)
+            else:
+                from picsort.cluster import SHARD_FILES, classify_on_cluster  # Dask loads only here
+
+                batches = classify_on_cluster(client, todo(True), classifier, batch_size=batch_size,
+                                              threshold=threshold, copy_to=copy_to, unsure_folder=unsure_folder,
+                                              shard_size=shard_size or SHARD_FILES)
+            for batch in batches:
                 for path, result in batch:
-                    if isinstance(result, UnusableImageError):
-                        report.errors += 1
+                    folder = _tally(report, result, unsure_folder)
+                    if folder is None or copy_to is None:
                         continue
-                    if result.none_of_these:
-                        report.none_of_these += 1
-                        folder = NONE_LABEL
-                    elif result.unsure:
-                        report.unsure += 1
-                        folder = unsure_folder
-                    else:
-                        report.counts[result.label] += 1
-                        folder = result.label
-                    if copy_to is not None:
+                    if client is None:
                         # Copy before the row is written: a run killed in between copies it again on resume,
                         # finds the identical file already there and leaves it, rather than never copying it.
                         copy_into(path, copy_to / folder)
-                        report.copied += 1
+                    report.copied += 1  # on a cluster the worker copied it before sending the row back
                 # One write and a flush per batch: a killed run keeps every finished batch.
                 file.write(format_rows(batch, classes))
                 file.flush()
                 if on_progress:
-                    on_progress(report.processed, total)
+                    on_progress(report.processed, report.listed)
+                if on_rows:
+                    on_rows(report)
     except KeyboardInterrupt:
         report.interrupted = True
     report.seconds = time.perf_counter() - started
     return report
+
+
+def answer_folder(result: Prediction, unsure_folder: str = UNSURE_FOLDER) -> str:
+    """The folder of `copy_to` a classified file is copied into: its class, `unsure_folder` or `none`."""
+    if result.none_of_these:
+        return NONE_LABEL
+    return unsure_folder if result.unsure else result.label
+
+
+def _tally(report: SortReport, result: Prediction | UnusableImageError, unsure_folder: str) -> str | None:
+    """Count one file's result in `report`; returns the folder it is copied into (None: an error row)."""
+    if isinstance(result, UnusableImageError):
+        report.errors += 1
+        return None
+    if result.none_of_these:
+        report.none_of_these += 1
+    elif result.unsure:
+        report.unsure += 1
+    else:
+        report.counts[result.label] += 1
+    return answer_folder(result, unsure_folder)
 
 
 def copy_into(source: str, folder: Path) -> Path:

@@ -36,6 +36,8 @@ examples:
   picsort classify photos/ --out results.csv
   picsort classify photos/ --recursive --out results.csv --copy-to sorted/
   picsort classify a.jpg b.png --model model/ --threshold 0.9 --out results.csv
+  picsort classify archive/ -r --out results.csv --workers 2        # a local Dask cluster
+  picsort classify s3://bucket/photos -r --out results.csv --scheduler tcp://host:8786
 
 CSV columns: path; class, the answer: a class, or none when the photo looks like none of the
 classes; closest, the class with the top probability (also for none), and probability, its
@@ -90,9 +92,19 @@ def build_parser() -> argparse.ArgumentParser:
                           help="copy each classified file into DIR/<class>/ (unsure ones into DIR/unsure/, those like "
                                "none of the classes into DIR/none/); originals are never moved, and a different "
                                "file already there keeps its name (the copy gets a -1, -2... suffix)")
-    classify.add_argument("--workers", type=_whole_number(0), default=None, metavar="N",
+    classify.add_argument("--decode-threads", type=_whole_number(0), default=None, metavar="N",
                           help="threads decoding images while the model runs; 0 decodes between batches "
                                "instead (default: picsort.bulk.DECODE_WORKERS, 2)")
+    classify.add_argument("--workers", type=_whole_number(1), default=None, metavar="N",
+                          help="classify on a Dask cluster of N worker processes started on this machine "
+                               "(127.0.0.1, one thread each; the dashboard's address is printed)")
+    classify.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                          help="classify on the workers of a running Dask cluster, e.g. tcp://host:8786 (started "
+                               "by dask scheduler / dask worker, dask-jobqueue...); they must be able to read the "
+                               "photos, and write --copy-to")
+    classify.add_argument("--shard-size", type=_whole_number(1), default=None, metavar="N",
+                          help="with --workers or --scheduler: files per task (default: picsort.cluster.SHARD_FILES, "
+                               "256)")
     classify.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
                           help="threads the model itself uses (default: one per CPU this process may use, "
                                "its CPU set or its cgroup's CPU quota, whichever is less)")
@@ -169,6 +181,26 @@ class _Progress:
         self.started = self.drawn = time.perf_counter()
         self.drew = False
 
+    def update_from(self, report) -> None:
+        """Draw a `picsort.bulk.SortReport` so far: files done of those listed, errors, and (once the listing has
+        ended) the time left."""
+        now = time.perf_counter()
+        if now - self.drawn < 0.2 and not (report.listing_done and report.processed >= report.listed):
+            return
+        self.drawn, self.drew = now, True
+        done, total = report.processed, report.listed
+        rate = done / max(now - self.started, 1e-9)
+        if report.listing_done and total:
+            left = max(total - done, 0) / rate if rate else 0
+            width = 30
+            filled = min(width, width * done // total)
+            line = (f"|{'█' * filled}{'-' * (width - filled)}| {done}/{total} files {rate:.1f}/s, "
+                    f"{int(left) // 60}:{int(left) % 60:02d} left")
+        else:
+            line = f"{done}/{total}+ files (still listing) {rate:.1f}/s"
+        self.stream.write(f"\r{line}, {report.errors} error{'s' * (report.errors != 1)} ")
+        self.stream.flush()
+
     def update(self, done: int, total: int) -> None:
         now = time.perf_counter()
         if total and (now - self.drawn > 0.2 or done >= total):
@@ -218,9 +250,23 @@ def summary(report) -> str:
 
 
 def _check_inputs(args) -> tuple[Path, Path | None]:
-    missing = [item for item in args.inputs if not os.path.lexists(item)]
+    from picsort.remote import is_url, url_exists
+
+    urls = [item for item in args.inputs if is_url(item)]
+    missing = [item for item in args.inputs if not is_url(item) and not os.path.lexists(item)]
     if missing:
         raise UsageError("no such file or folder: " + ", ".join(missing))
+    for url in urls:
+        try:
+            found = url_exists(url)
+        except Exception as exc:  # noqa: BLE001 - no s3fs, no credentials, no network: the user's to fix
+            raise UsageError(f"cannot list {url}: {type(exc).__name__}: {exc}") from None
+        if not found:
+            raise UsageError(f"nothing at {url}")
+    if urls and args.copy_to:
+        raise UsageError(f"--copy-to works for files on disk only, not for {urls[0]}: copy them from the CSV's rows")
+    if args.workers is not None and args.scheduler:
+        raise UsageError("give --workers (a new cluster on this machine) or --scheduler (a running one), not both")
     out = Path(args.out)
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a CSV file name")
@@ -278,17 +324,25 @@ def classify_command(args, own_process: bool = False) -> int:
         bulk.reuse_freed_memory()
     classifier = _load_classifier(args.model)
     previous_threads = _set_threads(args.threads)
-    progress = _Progress() if sys.stderr.isatty() else None
+    client = close_client = None
     try:
-        report = bulk.sort_files(args.inputs, classifier, out, recursive=args.recursive, copy_to=copy_to,
-                                 threshold=args.threshold, batch_size=args.batch_size,
-                                 workers=bulk.DECODE_WORKERS if args.workers is None else args.workers,
-                                 on_progress=progress.update if progress else None)
+        if args.workers or args.scheduler:
+            client, close_client = _cluster_client(args)
+        progress = _Progress() if sys.stderr.isatty() else None
+        try:
+            report = bulk.sort_files(args.inputs, classifier, out, recursive=args.recursive, copy_to=copy_to,
+                                     threshold=args.threshold, batch_size=args.batch_size,
+                                     workers=bulk.DECODE_WORKERS if args.decode_threads is None else args.decode_threads,
+                                     on_rows=progress.update_from if progress else None, client=client,
+                                     shard_size=args.shard_size)
+        finally:
+            if progress:
+                progress.close()
     except ResultsFileError as exc:
         raise UsageError(str(exc)) from None
     finally:
-        if progress:
-            progress.close()
+        if close_client:
+            close_client()
         # main() may run inside a notebook or a test session: leave torch as it was found.
         _set_threads(previous_threads)
     if report.interrupted:
@@ -300,6 +354,21 @@ def classify_command(args, own_process: bool = False) -> int:
         hint = "" if args.recursive else " (sub-folders are only scanned with --recursive)"
         print(f"no image files found in {', '.join(args.inputs)}{hint}", file=sys.stderr)
     return 0
+
+
+def _cluster_client(args):
+    """`(client, close)` for --workers (a local cluster) or --scheduler (a running one); prints the dashboard."""
+    from picsort.cluster import connect  # Dask loads only for these options
+
+    try:
+        client, close = connect(workers=args.workers, scheduler=args.scheduler)
+    except (OSError, TimeoutError) as exc:
+        where = f"the Dask scheduler at {args.scheduler}" if args.scheduler else "a local Dask cluster"
+        raise UsageError(f"could not start or reach {where}: {type(exc).__name__}: {exc}") from None
+    workers = len(client.scheduler_info().get("workers", {}))
+    print(f"Dask cluster: {workers} worker{'s' * (workers != 1)}, dashboard at {client.dashboard_link}",
+          file=sys.stderr)
+    return client, close
 
 
 def teach_command(args) -> int:

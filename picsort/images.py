@@ -26,6 +26,8 @@ import numpy as np
 import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from picsort.remote import is_url
+
 __all__ = [
     "ACCEPTED_FORMATS_TEXT",
     "IMAGE_FORMATS",
@@ -147,6 +149,11 @@ def image_from_any(item: ImageInput, min_side: int | None = None, *, name: str |
         return _image_from_array(item, min_side, name or "image")
     if isinstance(item, (bytes, bytearray, memoryview)):
         return image_from_bytes(item, name or "image", min_side=min_side)
+    if isinstance(item, str) and is_url(item):  # s3://bucket/photo.jpg and other fsspec URLs (picsort.remote)
+        from picsort.remote import read_url
+
+        return image_from_bytes(read_url(item, MAX_UPLOAD_BYTES + 1), name or item.rstrip("/").rsplit("/", 1)[-1],
+                                min_side=min_side)
     if isinstance(item, (str, os.PathLike)):
         return image_from_path(item, min_side=min_side)
     if is_file_object(item):

@@ -32,6 +32,7 @@ from pathlib import Path
 from picsort.files import write_atomically
 from picsort.images import UnusableImageError
 from picsort.labels import NONE_LABEL
+from picsort.remote import is_url
 
 __all__ = ["ResultsFileError", "escape_cell", "format_rows", "open_results", "path_from_cell", "path_key",
            "results_header", "upgrade_results"]
@@ -99,8 +100,8 @@ def path_from_cell(cell: str) -> str:
 
 
 def path_key(path: str) -> str:
-    """How a path is recognised as done: absolute and normalised, so `./a.jpg` and `a.jpg` match."""
-    return os.path.normcase(os.path.abspath(path))
+    """How a path is recognised as done: absolute and normalised, so `./a.jpg` and `a.jpg` match (a URL as it is)."""
+    return path if is_url(path) else os.path.normcase(os.path.abspath(path))
 
 
 def open_results(out: Path, classes: list[str]):
