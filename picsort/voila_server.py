@@ -27,11 +27,14 @@ from picsort.folders import JUPYTER_SHARE_DIR, REPOSITORY
 __all__ = ["lan_address", "serve_app", "voila_command"]
 
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The largest request body Voila reads. The page sends none larger than a few bytes (photos travel over the
+# kernel's websocket, capped in voila.json); tornado's default, 100 MB, let three requests at once hold 358 MB.
+MAX_BODY_BYTES = 2**20
 
 
 def voila_command(voila_options: list[str], *, lan: bool, port: int) -> list[str]:
-    """The `python -m voila` command line, with the options the user gave for Voila."""
-    command = [sys.executable, "-m", "voila", "app.ipynb", "--template=picsort", f"--port={port}"]
+    """The command line of Voila (as `launch_voila` runs it), with the options the user gave for Voila."""
+    command = [sys.executable, "-m", "picsort.voila_server", "app.ipynb", "--template=picsort", f"--port={port}"]
     if lan:
         tornado_settings = json.loads((REPOSITORY / "voila.json").read_text())["Voila"]["tornado_settings"]
         # The whole dict, because a command-line dict replaces voila.json's rather than adding to it.
@@ -99,3 +102,21 @@ def serve_app(voila_options: list[str], *, lan: bool, port: int) -> int:
     if received:
         return 130 if received[0] == signal.SIGINT else 128 + received[0]
     return status
+
+
+def launch_voila() -> None:
+    """Voila's own command, reading request bodies no larger than MAX_BODY_BYTES (Voila offers no setting)."""
+    import functools
+
+    from voila.app import Voila
+
+    class BoundedBodyVoila(Voila):
+        def listen(self):
+            self.app.listen = functools.partial(self.app.listen, max_body_size=MAX_BODY_BYTES)
+            super().listen()
+
+    BoundedBodyVoila.launch_instance()
+
+
+if __name__ == "__main__":
+    launch_voila()

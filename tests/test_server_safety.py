@@ -254,6 +254,29 @@ async def too_big_frame(server: Running) -> str:
     return f"closed: {socket_.close_code} {socket_.close_reason}"
 
 
+async def big_request_bodies(server: Running, count: int = 3, size: int = 90 * 2**20) -> str:
+    """`count` clients at once, each POSTing a `size`-byte body (to a URL that takes none): tornado reads a body
+    whole before any handler sees the request, so a server must refuse one larger than it needs."""
+
+    async def post() -> str:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(f"POST /{server.path('api/kernels').lstrip('/')} HTTP/1.1\r\nHost: localhost\r\n"
+                     f"Content-Length: {size}\r\n\r\n".encode())
+        chunk = bytes(2**20)
+        try:
+            for _ in range(size // len(chunk)):
+                writer.write(chunk)
+                await writer.drain()
+            answer = await reader.readline()
+        except (ConnectionError, OSError):
+            answer = b"connection closed while sending"
+        writer.close()
+        return answer.decode(errors="replace").strip() or "connection closed"
+
+    answers = await asyncio.gather(*(post() for _ in range(count)))
+    return "; ".join(sorted(set(answers)))
+
+
 def empty_parts_frame(count: int) -> bytes:
     """A frame for the shell channel with `count` empty parts after it, every offset within the frame."""
     table_end = 8 * (count + 3)
@@ -272,6 +295,7 @@ ATTACKS = {
     "v1 frame of 4 million empty parts": v1_attack(lambda: empty_parts_frame(MANY_PARTS)),
     "v1 text frame": v1_attack(lambda: json.dumps({"header": {"msg_type": "kernel_info_request"}})),
     "a 100 MB frame": too_big_frame,
+    "three 90 MB request bodies at once": big_request_bodies,
 }
 
 
