@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 from PIL import Image, ImageEnhance, ImageOps  # noqa: E402
+from results_table import publish  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "benchmarks" / "results" / "model-variants.md"
@@ -169,7 +170,8 @@ def none_of_these(learn, others_for_calibration: list[Path], others: list[Path],
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="run only the variants whose name contains this text")
+    parser.add_argument("--only", help="run only the variants whose name contains this text (its table is printed, "
+                                       "not written over the whole one)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rows = []
@@ -189,10 +191,10 @@ def main() -> None:
             print(f"{name}: error {error:.2%} loss {loss:.3f} shifted accuracy {shifted_acc:.2%} "
                   f"imagenette flagged {others_flagged:.1%} validation flagged {valid_flagged:.1%} "
                   f"shifted flagged {shifted_flagged:.1%} {seconds:.0f} s", flush=True)
-    write(rows)
+    write(rows, partial=bool(args.only))
 
 
-def write(rows) -> None:
+def write(rows, partial: bool) -> None:
     lines = [
         "# Training recipes compared (benchmarks/model_variants.py)",
         "",
@@ -214,8 +216,7 @@ def write(rows) -> None:
     ]
     lines += [f"| {name} | {error:.1%} | {loss:.3f} | {shifted:.1%} | {others:.1%} | {valid:.1%} | {moved:.1%} "
               f"| {seconds:.0f} |" for name, error, loss, shifted, others, valid, moved, seconds in rows]
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print(f"wrote {RESULTS}")
+    publish(lines, RESULTS, partial)
 
 
 if __name__ == "__main__":

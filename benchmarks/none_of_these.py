@@ -28,6 +28,7 @@ import torch  # noqa: E402
 from picsort.classify import Classifier  # noqa: E402
 from picsort.familiarity import FamiliarityIndex  # noqa: E402
 from picsort.folders import MODEL_DIR  # noqa: E402
+from results_table import publish  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "benchmarks" / "results" / "none-of-these.md"
@@ -113,8 +114,7 @@ def main() -> None:
         f"| examples/grizzly-1.jpg | {with_check * 1000:.1f} ms | {without_check * 1000:.1f} ms | "
         f"{with_check / without_check:.3f}x | <= 1.05x |",
     ]
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(lines, RESULTS, quick=False)
 
 
 if __name__ == "__main__":

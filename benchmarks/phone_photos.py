@@ -42,15 +42,13 @@ sys.path.insert(0, str(REPO))
 from picsort import classify  # noqa: E402  (first: picsort sets torch's thread waiting policy)
 from picsort.classify import load_model  # noqa: E402
 from picsort.images import image_from_bytes  # noqa: E402
+from picsort.testing import PHONE_SIZE, phone_sized  # noqa: E402
 
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, features  # noqa: E402
 from results_table import publish  # noqa: E402
-
-sys.path.insert(0, str(REPO / "tests"))
-from binder_route import PHONE_SIZE, phone_sized  # noqa: E402
 
 PHOTO = REPO / "examples" / "grizzly-1.jpg"
 RESULTS = REPO / "benchmarks" / "results" / "phone-photos.md"

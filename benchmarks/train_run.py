@@ -19,6 +19,7 @@ from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
+from results_table import publish
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results" / "train-run.md"
@@ -57,8 +58,7 @@ def main() -> None:
         "|---|---|",
         *[f"| `{source}` | {seconds:.1f} |" for seconds, source in slowest],
     ]
-    RESULTS.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    publish(lines, RESULTS, quick=False)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 
+from picsort.testing import PHONE_SIZE
+
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 BINDER = REPO / "binder"
@@ -282,17 +284,6 @@ def binder_venv() -> tuple[Path, float | None]:
 
 
 # ---- photos --------------------------------------------------------------------------------------------
-PHONE_SIZE = (4032, 3024)  # a 12-megapixel phone photo
-
-
-def phone_sized(picture):
-    """`picture` (PIL) upscaled to a phone photo's 12 megapixels, its aspect kept (4032x3024 for 4:3)."""
-    from PIL import Image
-
-    scale = (PHONE_SIZE[0] * PHONE_SIZE[1] / (picture.width * picture.height)) ** 0.5
-    return picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BICUBIC)
-
-
 # Two bears half and half: photos the shipped model is unsure of, so the app decodes them whole a second time
 # (`Classifier.settled`), the heaviest path a photo can take.
 HALF_AND_HALF = [("grizzly-1", "teddy-1"), ("grizzly-1", "teddy-2"), ("grizzly-2", "teddy-1")]

@@ -28,6 +28,7 @@ from picsort.classify import load_model
 from picsort.download_widget import NothingToDownload
 from picsort.images import MAX_UPLOAD_BYTES
 from picsort.labels import NONE_LABEL, DiskFullError, LabelStore
+from picsort.testing import phone_sized
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((REPO / "examples").glob("*.jpg"))
@@ -61,9 +62,9 @@ def shown(app: ClassifierApp) -> list[str]:
     return [card.file_name for card in app.cards_box.children]
 
 
-def phone_photo(source: Path, size=(4032, 3024)) -> bytes:
+def phone_photo(source: Path) -> bytes:
     """A phone-size JPEG made by upscaling a small photo."""
-    return encode(Image.open(source).convert("RGB").resize(size, Image.BICUBIC), "JPEG", quality=90)
+    return encode(phone_sized(Image.open(source).convert("RGB")), "JPEG", quality=90)
 
 
 # ---- fixtures --------------------------------------------------------------------------------------------

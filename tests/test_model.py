@@ -47,7 +47,7 @@ def phone_size(photo: Path, folder: Path) -> Path:
     """The photo upscaled to 12 megapixels, aspect kept, as a quality-90 JPEG (as a phone saves it)."""
     from PIL import Image
 
-    from tests.binder_route import phone_sized
+    from picsort.testing import phone_sized
 
     path = folder / f"{photo.parent.name}-{photo.name}"
     phone_sized(Image.open(photo).convert("RGB")).save(path, quality=90)
