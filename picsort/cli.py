@@ -11,6 +11,7 @@ model or option, an --out file that is not ours), 130 when interrupted with Ctrl
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 import time
@@ -64,6 +65,16 @@ class UsageError(Exception):
     """A problem with the command line the user can fix (exit status 2)."""
 
 
+def installed_version() -> str:
+    """picsort's version as pip installed it; the source's own where it runs uninstalled (PYTHONPATH)."""
+    try:
+        return importlib.metadata.version(PROGRAM)
+    except importlib.metadata.PackageNotFoundError:
+        from picsort import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The `picsort` argument parser with its `classify` command."""
     parser = argparse.ArgumentParser(
@@ -71,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="picsort: sort photos into classes with the image classifier you trained.",
         epilog=f"Run '{PROGRAM} classify --help' for the options of classify (also: python -m picsort).",
     )
+    parser.add_argument("--version", action="version", version=f"{PROGRAM} {installed_version()}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     classify = commands.add_parser(
         "classify", help="classify image files or folders into a CSV (and optionally copy them into class folders)",

@@ -614,3 +614,12 @@ def test_picsort_train_says_what_to_install_where_the_training_libraries_are_mis
     assert result.returncode == 2
     assert "train.ipynb needs jupyterlab and fastai" in result.stderr
     assert "pip install -r requirements.txt" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_version_is_the_installed_package_s(tmp_path):
+    import importlib.metadata
+
+    result = subprocess.run([sys.executable, "-m", "picsort", "--version"], capture_output=True, text=True,
+                            env=subprocess_env(), cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"picsort {importlib.metadata.version('picsort')}\n"
