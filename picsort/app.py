@@ -31,7 +31,7 @@ from picsort.cards import GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCar
 from picsort.classify import Classifier, load_model
 from picsort.cpu_quota import fit_torch_threads
 from picsort.download_widget import DownloadButton, NothingToDownload
-from picsort.folders import EXAMPLES_DIR, labels_dir
+from picsort.folders import EXAMPLES_DIR, labels_dir, teach_dir
 from picsort.images import (ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_from_bytes,
                             is_image_file)
 from picsort.labels import NONE_LABEL, LabelStore, LabelStoreError, shown_label
@@ -176,6 +176,7 @@ class ClassifierApp:
         send_log_to_server()
         self.classifier = classifier
         self.store = store
+        self.counts_heading = "Labelled so far, by everyone here:"
         self.cards: list[ResultCard | ProblemCard] = []  # newest first; includes the batch in progress
         self.page = 0
         self._batch: list[ResultCard | ProblemCard] = []
@@ -274,14 +275,19 @@ class ClassifierApp:
 
         if self.teach_panel is None:
             try:
-                session = TeachSession()
-            except TeachError as problem:  # a server without scikit-learn or the Lite weights package
+                # The photos taught are kept beside the shared labels, never in them (picsort.folders.teach_dir):
+                # a reload or a new kernel brings them back, and they download as a labels zip of their own.
+                session = TeachSession(store=LabelStore(teach_dir(labels=self.store.root)))
+            # a server without scikit-learn or the Lite weights package; a Teach folder the disk refuses
+            except (TeachError, LabelStoreError) as problem:
                 self.teach_box.children = (html_widget(f'<p class="picsort-error">Teaching cannot start here: '
                                                        f"{escape(problem)}</p>", "picsort-teach-message"),)
                 return
-            self.teach_panel = TeachPanel(session, model_classes=self.classifier.classes,
-                                          on_trained=lambda trained: self.use_model(trained.classifier))
+            self.teach_panel = TeachPanel(
+                session, model_classes=self.classifier.classes,
+                on_trained=lambda trained: self.use_model(trained.classifier, session.store.root))
             self.teach_box.children = (self.teach_panel.widget,)
+            self.teach_panel.restore()
             opened = True
         else:
             opened = self.teach_box.layout.display == "none"
@@ -290,10 +296,12 @@ class ClassifierApp:
         self.teach_panel.upload.paste = opened
         self.teach_button.description = TEACH_CLOSE if opened else TEACH_OPEN
 
-    def use_model(self, classifier: Classifier) -> None:
-        """Answer with `classifier` from now on (Teach's Train). Labels of its classes go to the same shared
-        store; the cards of the model before are closed, as their label buttons are its classes."""
-        self.store = LabelStore(self.store.root, classifier.classes)
+    def use_model(self, classifier: Classifier, labels_folder: Path | None = None) -> None:
+        """Answer with `classifier` from now on (Teach's Train); the cards of the model before are closed, as their
+        label buttons are its classes. Labels go to `labels_folder` (Teach gives its own folder: a photo labelled
+        with a taught class is one more photo of it, not one for the shared labels' classes), else to the same
+        store as before."""
+        self.store = LabelStore(labels_folder or self.store.root, classifier.classes)
         self.classifier = classifier
         for card in self.cards:
             card.close()
@@ -301,6 +309,9 @@ class ClassifierApp:
         self._show()
         self.intro.value = self._intro_text()
         self.examples_button.layout.display = "none"  # the examples are photos of the shipped model's classes
+        if labels_folder:
+            self.counts_heading = (f"Photos of these classes so far, taught and labelled (kept in "
+                                   f"{escape(self.store.root)}; a label counts at the next Train):")
         self.progress.value = (f"Now answering with the model you trained ({escape(', '.join(classifier.classes))})"
                                f": drop photos below to try it.")
         self.refresh_counts()
@@ -490,7 +501,7 @@ class ClassifierApp:
             f'<span class="picsort-count" data-class="{escape(name)}">'
             f'{escape(shown_label(name))}: <b>{count}</b></span>'
             for name, count in counts.items())
-        self.counts.value = f"<b>Labelled so far, by everyone here:</b> {items}"
+        self.counts.value = f"<b>{self.counts_heading}</b> {items}"
         return counts
 
     def _labels_now(self) -> dict[str, str]:

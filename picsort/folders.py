@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Mapping
 
 __all__ = ["CACHE_VARIABLE", "DATA_VARIABLE", "EXAMPLES_DIR", "JUPYTER_SHARE_DIR", "LABELS_VARIABLE", "MODEL_DIR", "MODEL_VARIABLE",
-           "REPOSITORY", "cache_dir", "describe_source", "labels_dir", "model_dir", "training_data_dir"]
+           "REPOSITORY", "TEACH_VARIABLE", "cache_dir", "describe_source", "labels_dir", "model_dir", "teach_dir", "training_data_dir"]
 
 # The checkout this package sits in: the shipped model and the default label store live beside it.
 REPOSITORY = Path(__file__).resolve().parent.parent
@@ -22,6 +22,7 @@ EXAMPLES_DIR = REPOSITORY / "examples"
 JUPYTER_SHARE_DIR = REPOSITORY / "share" / "jupyter"
 MODEL_VARIABLE = "PICSORT_MODEL_DIR"
 LABELS_VARIABLE = "PICSORT_LABELS_DIR"
+TEACH_VARIABLE = "PICSORT_TEACH_DIR"
 CACHE_VARIABLE = "PICSORT_CACHE"
 DATA_VARIABLE = "PICSORT_DATA"
 
@@ -34,6 +35,13 @@ def model_dir(folder: Path | str | None = None) -> Path:
 def labels_dir(folder: Path | str | None = None) -> Path:
     """Where labelled images go: the folder given, else `$PICSORT_LABELS_DIR`, else `labels/` in the repository."""
     return Path(folder or os.environ.get(LABELS_VARIABLE) or REPOSITORY / "labels")
+
+
+def teach_dir(folder: Path | str | None = None, *, labels: Path | str | None = None) -> Path:
+    """Where the app's Teach mode keeps the photos it is taught (a label store of their own: a new kernel finds
+    them again, and they download as a labels zip): the folder given, else `$PICSORT_TEACH_DIR`, else `taught/`
+    beside the labels folder (`labels_dir(labels)`), so moving a server's labels moves both."""
+    return Path(folder or os.environ.get(TEACH_VARIABLE) or labels_dir(labels).parent / "taught")
 
 
 def cache_dir(folder: Path | str | None = None) -> Path:

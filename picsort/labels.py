@@ -242,6 +242,27 @@ class LabelStore:
                 self._apply(undone["sha256"], line, self._stored_copies().get(undone["sha256"], []))
         return undone
 
+    def remove(self, sha256: str) -> dict | None:
+        """Take the image with this SHA-256 (hex) out of the store, whoever saved it (Teach mode's remove button);
+        returns its last manifest entry, None when it is not in the store.
+
+        As undo's: the line first (label None), then the file goes, so a crash in between is finished by check().
+        """
+        digest = sha256.lower()
+        with self._disk_errors(action="removed"):
+            if not self.root.is_dir():
+                return None
+            with self._locked(exclusive=True):
+                entry = _latest(self._manifest_lines()).get(digest)
+                if entry is None or entry["label"] is None:
+                    return None
+                line = {"id": uuid.uuid4().hex, "sha256": digest, "label": None, "predicted": None,
+                        "probabilities": None, "original_name": entry.get("original_name"), "time": _now(),
+                        "path": None, "removed": True}
+                self._append_manifest(json.dumps(line, allow_nan=False) + "\n")
+                self._apply(digest, line, self._stored_copies().get(digest, []))
+        return entry
+
     def write_zip(self, fileobj: BinaryIO) -> int:
         """Write a zip of the store (its images in their class folders, and manifest.jsonl) to a binary file
         object; returns the number of images. `picsort.sources.gather_labels` takes such a zip as a source."""

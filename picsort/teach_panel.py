@@ -2,8 +2,9 @@
 
 A thin view over `picsort.teach_session.TeachSession`: each photo is turned into features as it arrives, so
 Train takes about a second. A trained model is handed to the page through `on_trained`; the section never
-reaches into the page. The photos live in this kernel's memory only (features and thumbnails), never in the
-shared labels.
+reaches into the page. With a session that has a store (the app gives it the Teach folder), every photo is kept
+there as it is added, and the section opens with the photos kept before (a reload, a new kernel); the page says
+where they are and offers them as a labels zip. They are never mixed into the shared labels.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import ipywidgets as widgets
 
 from picsort.camera_widget import Camera
 from picsort.download_widget import DownloadButton, NothingToDownload
-from picsort.images import UnusableImageError, human_bytes
+from picsort.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes
+from picsort.labels import LabelStoreError
 from picsort.teach_session import MIN_PHOTOS, TaughtPhoto, TeachSession, Trained
 from picsort.training import NotEnoughPhotosError
 from picsort.upload_widget import UploadZone
@@ -66,8 +68,7 @@ class TeachPanel:
         self.target.add_class("picsort-teach-target")
         self.upload = UploadZone(on_file=self._upload_file, on_refused=self._upload_refused,
                                  on_done=lambda _total: self._finish_selection(),
-                                 limits_text="Each photo is kept only as what the model needs, here, until you "
-                                             "leave the page.")
+                                 limits_text=f"{ACCEPTED_FORMATS_TEXT}; up to {human_bytes(MAX_UPLOAD_BYTES)} each.")
         self.upload.add_class("picsort-teach-upload")
         self.camera = Camera(on_photo=self._camera_photo, side=session.capture_side)
         self.message = _html("", "picsort-teach-message")
@@ -78,17 +79,24 @@ class TeachPanel:
         self.status = _html("", "picsort-teach-status")
         self.download = DownloadButton(self.model_zip, mime="application/zip", description="Download model (zip)")
         self.download.add_class("picsort-teach-download")
+        self.photos_download = DownloadButton(self.photos_zip, mime="application/zip",
+                                              description="Download photos (labels zip)")
+        self.photos_download.add_class("picsort-teach-photos-download")
+        self.photos_download.layout.display = "" if session.store is not None else "none"
         self.widget = widgets.VBox([
             _html(f"<h2>Teach it your own classes</h2><p>Name two or more classes, add at least {MIN_PHOTOS} "
                   f"photos of each (choose, drop or paste them, or take them with the camera), press <b>Train</b>, "
                   f"and the page answers with your model at once. More photos, from different angles and "
-                  f"backgrounds, make a better model.</p>", "picsort-teach-intro"),
+                  f"backgrounds, make a better model.</p><p class=\"picsort-teach-kept\">{html.escape(self.kept_text())}"
+                  f"</p>", "picsort-teach-intro"),
             widgets.HBox([self.name_input, self.add_button, self.from_model_button]),
             self.target, self.upload, self.camera, self.message, self.classes_box,
-            widgets.HBox([self.train_button, self.download]), self.status])
+            widgets.HBox([self.train_button, self.download]), self.photos_download, self.status])
         self.widget.add_class("picsort-teach")
         for name in session.classes:
             self._add_row(name)
+            for photo in session.photos[name]:
+                self._show_photo(name, photo)
         self._refresh()
 
     # -- classes -----------------------------------------------------------------------------------------
@@ -109,6 +117,33 @@ class TeachPanel:
         self.target.value = name
         self._say("")
         return True
+
+    def kept_text(self) -> str:
+        """Where the photos are kept (the upload zone's note)."""
+        if self.session.store is None:
+            return "Each photo is kept only as what the model needs, here, until you leave the page."
+        return (f"Each photo is kept on the server in {self.session.store.root}, one folder per class, until you "
+                f"remove it: leaving the page loses none of them.")
+
+    def restore(self) -> int:
+        """Bring back the photos kept in the Teach folder that this section does not show yet; says so."""
+        added, problems = self.session.restore()
+        for class_name, photo in added:
+            if class_name not in self._rows:
+                self._add_row(class_name)
+            self._show_photo(class_name, photo)
+        self._refresh()
+        if added:
+            counts = ", ".join(f"{name} {count}" for name, count in self.session.counts().items())
+            self._say(f"Added {len(added)} photo{'s' * (len(added) != 1)} kept in "
+                      f"{html.escape(str(self.session.store.root))} (taught before, or labelled on the page since): "
+                      f"now {html.escape(counts)}.")
+        if problems:
+            self._say(f"{self.message.value} {len(problems)} kept photo{'s' * (len(problems) != 1)} could not be "
+                      f"used: {html.escape('; '.join(problems[:3]))}", error=True)
+        if added and self.target.value is None and self.session.classes:
+            self.target.value = self.session.classes[0]
+        return len(added)
 
     def start_from_model(self) -> None:
         for name in self.model_classes:
@@ -147,7 +182,7 @@ class TeachPanel:
             return None
         try:
             photo = self.session.add_photo(class_name, data, name)
-        except UnusableImageError as problem:
+        except (UnusableImageError, LabelStoreError, ValueError) as problem:  # unreadable, disk full, added before
             self._say(html.escape(str(problem)), error=True)
             return None
         self._show_photo(class_name, photo)
@@ -202,7 +237,9 @@ class TeachPanel:
     # -- training ----------------------------------------------------------------------------------------
 
     def train(self) -> Trained | None:
-        """Train on every photo added; the page switches to the new model (`on_trained`)."""
+        """Train on every photo added, and on those labelled with a taught class on the page since (they are kept
+        in the same Teach folder); the page switches to the new model (`on_trained`)."""
+        self.restore()
         try:
             trained = self.session.train()
         except NotEnoughPhotosError as problem:
@@ -212,8 +249,21 @@ class TeachPanel:
         self._on_trained(trained)
         self.status.value = (f"{html.escape(trained.summary())} The page now answers with this model: try it "
                              f"with photos in the zone below this section. <i>Download model</i> keeps it (this "
-                             f"page forgets it when you leave).")
+                             f"page forgets the model when you leave{self._photos_note()}).")
         return trained
+
+    def _photos_note(self) -> str:
+        if self.session.store is None:
+            return ""
+        return f"; the photos stay in {html.escape(str(self.session.store.root))} and come back when Teach opens"
+
+    def photos_zip(self) -> tuple[str, bytes, str]:
+        """The photos taught, as a labels zip, for the download button."""
+        if self.session.store is None or not sum(self.session.counts().values()):
+            raise NothingToDownload("Add photos first.")
+        name, data, count = self.session.photos_zip()
+        return name, data, (f"{count} photo{'s' * (count != 1)} in one folder per class: train.ipynb and "
+                            f"picsort teach take this zip as it is")
 
     def model_zip(self) -> tuple[str, bytes, str]:
         """The trained model folder as a zip, for the download button."""

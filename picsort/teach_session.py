@@ -2,13 +2,18 @@
 
 The app's Teach section (and anyone in Python) adds photos one at a time as bytes; each is decoded by the one
 decoder (`Classifier.to_image`, picsort.images), prepared as the app prepares it and run once through the frozen
-pretrained body, so only its pooled features and a small thumbnail are kept. Train then fits the head with
-`picsort.teaching.fit_model`, the same fitting `picsort teach` uses, in about a second.
+pretrained body, so only its pooled features and a small thumbnail are kept in memory. Train then fits the head
+with `picsort.teaching.fit_model`, the same fitting `picsort teach` uses, in about a second.
+
+Given a label store (`store`; the app gives the Teach folder, picsort.folders.teach_dir), each photo is also kept
+there under its class as it arrives and leaves it when removed, so a reload of the page or a new kernel loses
+nothing (`restore`), and the photos download as a labels zip that train.ipynb and `picsort teach` take.
 """
 
 from __future__ import annotations
 
 import datetime
+import hashlib
 import io
 import itertools
 import tempfile
@@ -23,18 +28,22 @@ from PIL import Image
 
 from picsort.backbones import DEFAULT_BACKBONE, native_size
 from picsort.classify import Classifier
-from picsort.labels import check_class_name
+from picsort.labels import NONE_LABEL, LabelStore, check_class_name
 from picsort.model import centre_crop_extra
 from picsort.teaching import MODEL_FILES, Fitted, _check_packages, fit_model, pretrained_classifier
 from picsort.training import NotEnoughPhotosError, check_photo_counts
 
-__all__ = ["MIN_PHOTOS", "TeachSession", "TaughtPhoto", "Trained"]
+__all__ = ["MIN_PHOTOS", "DuplicatePhotoError", "TeachSession", "TaughtPhoto", "Trained"]
 
 # More than picsort teach's 3: with a handful of photos each one held out in turn is what the accuracy and the
 # "none of these" threshold are measured on, and under 5 a class's figures swing on a single photo.
 MIN_PHOTOS = 5
 THUMBNAIL_SIZE = 96  # pixels, longest side of a photo's thumbnail in the Teach section
 NAMED_IN = "the Teach section"
+
+
+class DuplicatePhotoError(ValueError):
+    """The same photo (the same bytes) was added before: one photo counts once, in one class."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,7 @@ class TaughtPhoto:
     thumbnail: bytes  # JPEG, at most THUMBNAIL_SIZE px
     size: tuple[int, int]  # the picture's width and height as decoded
     features: torch.Tensor  # raw average-pooled body features (C)
+    sha256: str = ""  # hex SHA-256 of the bytes added: the photo's name in the label store
 
 
 @dataclass
@@ -93,9 +103,10 @@ class TeachSession:
     read (`UnusableImageError`), too few photos (`NotEnoughPhotosError`, naming the class and how many more).
     """
 
-    def __init__(self, classes: Sequence[str] = (), backbone: str = DEFAULT_BACKBONE):
+    def __init__(self, classes: Sequence[str] = (), backbone: str = DEFAULT_BACKBONE, store: LabelStore | None = None):
         _check_packages(backbone)  # says which package to install, before the body is loaded
         self.backbone = backbone
+        self.store = store  # where each photo is kept on disk as it is added (None: in memory only)
         self.photos: dict[str, list[TaughtPhoto]] = {}
         self._ids = itertools.count(1)
         self._preparer: Classifier | None = None
@@ -124,12 +135,20 @@ class TeachSession:
         return name
 
     def remove_class(self, name: str) -> None:
-        self._photos_of(name)
+        """Forget the class and its photos (taken out of the store too)."""
+        for photo in list(self._photos_of(name)):
+            self.remove_photo(name, photo.id)
         del self.photos[name]
 
-    def add_photo(self, class_name: str, data: bytes, name: str = "photo") -> TaughtPhoto:
-        """Decode one photo, keep its features and a thumbnail under `class_name`; raises UnusableImageError."""
+    def add_photo(self, class_name: str, data: bytes, name: str = "photo", *, keep: bool = True) -> TaughtPhoto:
+        """Decode one photo, keep its features and a thumbnail under `class_name`, and the photo in the store
+        (unless `keep` is false: it is there already). Raises UnusableImageError, DuplicatePhotoError, and
+        LabelStoreError when the disk refuses it (then the photo is not added)."""
         photos = self._photos_of(class_name)
+        digest = hashlib.sha256(data).hexdigest()
+        for other, members in self.photos.items():
+            if any(photo.sha256 == digest for photo in members):
+                raise DuplicatePhotoError(f"{name} is already in {other}: each photo counts once")
         preparer = self.preparer
         image = preparer.to_image(data, name=name)
         with torch.inference_mode():
@@ -139,7 +158,9 @@ class TeachSession:
         thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.BILINEAR)
         buffer = io.BytesIO()
         thumbnail.save(buffer, format="JPEG", quality=80)
-        photo = TaughtPhoto(next(self._ids), name, buffer.getvalue(), image.size, features)
+        photo = TaughtPhoto(next(self._ids), name, buffer.getvalue(), image.size, features, digest)
+        if keep and self.store is not None:
+            self.store.save(data, class_name, original_name=name)
         photos.append(photo)
         return photo
 
@@ -147,8 +168,41 @@ class TeachSession:
         photos = self._photos_of(class_name)
         for index, photo in enumerate(photos):
             if photo.id == photo_id:
+                if self.store is not None:
+                    self.store.remove(photo.sha256)
                 return photos.pop(index)
         raise ValueError(f"{class_name} has no photo number {photo_id}")
+
+    def restore(self) -> tuple[list[tuple[str, TaughtPhoto]], list[str]]:
+        """Add the photos kept in the store that this session does not hold yet (taught before a reload or in
+        another kernel): ((class, photo) of each added, a line for each photo that could not be used). Photos
+        labelled "none of these" are not a class and stay out."""
+        added, problems = [], []
+        if self.store is None:
+            return added, problems
+        held = {photo.sha256 for members in self.photos.values() for photo in members}
+        for entry in self.store.entries():
+            label = entry["label"]
+            if label == NONE_LABEL or entry["sha256"] in held:
+                continue
+            name = entry.get("original_name") or Path(entry["path"]).name
+            try:
+                data = (self.store.root / entry["path"]).read_bytes()
+                if label not in self.photos:
+                    self.add_class(label)
+                added.append((label, self.add_photo(label, data, name, keep=False)))
+            except (OSError, ValueError) as problem:  # a file gone or spoilt since: the rest still count
+                problems.append(f"{name}: {problem}")
+        return added, problems
+
+    def photos_zip(self) -> tuple[str, bytes, int]:
+        """(file name, bytes, number of photos) of the store as a labels zip (train.ipynb's and picsort teach's
+        source); ValueError without a store."""
+        if self.store is None:
+            raise ValueError("this session keeps its photos in memory only: nothing to download")
+        buffer = io.BytesIO()
+        count = self.store.write_zip(buffer)
+        return f"picsort-taught-{datetime.datetime.now():%Y-%m-%d-%H%M}.zip", buffer.getvalue(), count
 
     def shortfall(self) -> str | None:
         """Why Train cannot run yet (which class needs how many more photos), or None when it can."""

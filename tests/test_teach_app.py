@@ -106,8 +106,12 @@ def test_teach_two_classes_train_and_the_page_answers_with_the_new_model(app, ph
         send(app.upload, f"try-{name}.jpg", photos[name][6])
         (card,) = [card for card in app.cards if card.file_name == f"try-{name}.jpg"]
         assert isinstance(card, ResultCard) and card.guess == name and card.classes == list(CLASSES)
+    # A try-it photo labelled with a taught class joins the taught photos (the Teach folder), not the shared labels.
     assert "Saved as light" in app._save_label(app.cards[0], "light")
-    assert "light: <b>1</b>" in app.counts.value
+    assert "light: <b>6</b>" in app.counts.value and str(tmp_path / "taught") in app.counts.value
+    assert not (tmp_path / "labels" / "light").exists()
+    panel.train_button.click()
+    assert "Trained on 11 photos (dark 5, light 6)" in panel.status.value
 
     # Download model: a zipped model folder.
     name, data, note = panel.model_zip()
@@ -163,3 +167,38 @@ def test_a_camera_photo_goes_to_the_chosen_class_and_a_forged_one_is_refused(app
     assert "Took camera-1.jpg for dark" in panel.message.value
     panel.camera._message(panel.camera, {"type": "photo", "name": "camera-2.jpg", "id": 5}, [])
     assert acks[-1]["id"] == 5 and "error" in acks[-1] and panel.session.counts() == {"dark": 1}
+
+
+def test_photos_taught_are_kept_on_disk_and_come_back_in_a_new_kernel(photos, tmp_path):
+    """A reload (a new page, a new kernel) loses none of the photos taught; they download as a labels zip, and a
+    photo removed is gone from the disk too."""
+    classifier = load_model()
+    first = ClassifierApp(classifier, LabelStore(tmp_path / "labels", classifier.classes))
+    first.toggle_teach()
+    panel = first.teach_panel
+    kept = tmp_path / "taught"
+    assert str(kept) in text(panel.widget)  # the page says where the photos are kept
+    for name in CLASSES:
+        panel.add_class(name)
+        for number, data in enumerate(photos[name][:5], 1):
+            send(panel.upload, f"{name}-{number}.jpg", data, number, 5)
+    panel.add_photo("again.jpg", photos["light"][0])  # the same photo twice counts once
+    assert "already in light" in panel.message.value and panel.session.counts() == {"dark": 5, "light": 5}
+    removed = panel.session.photos["dark"][0]
+    panel.remove_photo("dark", removed.id)
+    assert sorted(len(list((kept / name).iterdir())) for name in CLASSES) == [4, 5]
+    assert not any(removed.sha256 in file.name for file in kept.rglob("*"))
+    assert not any((tmp_path / "labels" / name).exists() for name in CLASSES)  # never in the shared labels
+
+    second = ClassifierApp(load_model(), LabelStore(tmp_path / "labels", classifier.classes))  # a new kernel
+    second.toggle_teach()
+    again = second.teach_panel
+    assert again.session.counts() == {"dark": 4, "light": 5}
+    assert "Added 9 photos kept in" in again.message.value
+    assert len(again.classes_box.children[0].children[1].children) == 4  # their thumbnails are shown
+    name, data, note = again.photos_zip()
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    assert name.endswith(".zip") and "9 photos" in note
+    assert sorted(n.split("/")[0] for n in archive.namelist() if "/" in n) == ["dark"] * 4 + ["light"] * 5
+    again.add_photo("dark-6.jpg", photos["dark"][5])
+    assert "Trained on 10 photos (dark 5, light 5)" in (again.train() and again.status.value)
