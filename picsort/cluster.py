@@ -7,9 +7,9 @@
   pile up in memory.
 - A worker classifies a shard with `picsort.bulk.classify_batches` (decode-ahead, batches, `settled`): the same
   code and so the same probabilities as one process. Each worker process loads the model once and keeps it for
-  every later shard (`worker_classifier`). The model folder's files travel to the workers once (scattered to
-  them with the first shards), and a worker writes them under its own temp folder: workers need not see the
-  client's model folder, nor the repository.
+  every later shard (`worker_classifier`). The model folder's files travel to each worker once, in a worker
+  plugin the scheduler keeps for workers that join or restart later (`ModelFolderPlugin`), and a worker writes
+  them under its own temp folder: workers need not see the client's model folder, nor the repository.
 - With `copy_to` the worker copies each file before returning its row (so the destination must be a folder
   the workers share with one another); the client writes the rows, flushed shard by shard, in the same CSV
   as a single process (same header, error rows, escaping, resume).
@@ -30,13 +30,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from distributed.diagnostics.plugin import WorkerPlugin
+
 from picsort.bulk import Result, answer_folder, classify_batches, copy_into
 from picsort.classify import Classifier
 from picsort.familiarity import REFERENCE_NAME
 from picsort.images import UnusableImageError
 from picsort.model import CARD_NAME, WEIGHTS_NAME
 
-__all__ = ["SHARD_FILES", "ModelFiles", "classify_on_cluster", "classify_shard", "connect", "local_cluster",
+__all__ = ["SHARD_FILES", "ModelFiles", "ModelFolderPlugin", "classify_on_cluster", "classify_shard", "connect", "local_cluster",
            "worker_classifier"]
 
 # Paths per task. Per shard the scheduler spends about a millisecond and a worker some 256 / 40 = 6 s on 2 cores
@@ -67,36 +69,59 @@ class ModelFiles:
         return cls(digest.hexdigest(), files)
 
 
+def model_folder(digest: str) -> Path:
+    """Where a worker keeps the model files of this digest: its machine's temp folder."""
+    return Path(tempfile.gettempdir()) / f"picsort-model-{digest[:16]}"
+
+
+class ModelFolderPlugin(WorkerPlugin):
+    """Writes a model folder on every worker, those that join or restart later included (the scheduler keeps
+    the plugin, 20 MB for the shipped model, and gives it to each new worker before its first task)."""
+
+    idempotent = True  # a second run with the same model on the same cluster sends nothing again
+
+    def __init__(self, model: ModelFiles):
+        self.model = model
+        self.name = f"picsort-model-{model.digest[:16]}"
+
+    def setup(self, worker=None) -> None:
+        folder = model_folder(self.model.digest)
+        if folder.is_dir():
+            return
+        # Written aside and renamed into place: two worker processes on one machine may both be writing it.
+        partial = Path(tempfile.mkdtemp(prefix=".picsort-model-", dir=folder.parent))
+        for name, data in self.model.files.items():
+            (partial / name).write_bytes(data)
+        try:
+            os.rename(partial, folder)
+        except OSError:  # the other process was first: its folder holds the same bytes
+            for name in self.model.files:
+                (partial / name).unlink()
+            partial.rmdir()
+
+
 # The worker process's models, by the digest of their files: one load per process, however many shards.
 _worker_models: dict[str, Classifier] = {}
 
 
-def worker_classifier(model: ModelFiles) -> Classifier:
-    """The classifier for `model` in this (worker) process: written to the temp folder and loaded the first time."""
-    if model.digest not in _worker_models:
-        folder = Path(tempfile.gettempdir()) / f"picsort-model-{model.digest[:16]}"
+def worker_classifier(digest: str) -> Classifier:
+    """The classifier of the model files `digest` names, in this (worker) process: loaded the first time."""
+    if digest not in _worker_models:
+        folder = model_folder(digest)
         if not folder.is_dir():
-            # Written aside and renamed into place: two worker processes on one machine may both be writing it.
-            partial = Path(tempfile.mkdtemp(prefix=".picsort-model-", dir=tempfile.gettempdir()))
-            for name, data in model.files.items():
-                (partial / name).write_bytes(data)
-            try:
-                os.rename(partial, folder)
-            except OSError:  # the other process was first: its folder holds the same bytes
-                for name in model.files:
-                    (partial / name).unlink()
-                partial.rmdir()
+            raise RuntimeError(f"no model folder {folder} on this worker: picsort.cluster.ModelFolderPlugin writes "
+                               f"it, and classify_on_cluster registers that plugin")
         from picsort.bulk import reuse_freed_memory
 
         reuse_freed_memory()  # a worker process runs batch after batch, as the CLI's process does
-        _worker_models[model.digest] = Classifier(folder)
-    return _worker_models[model.digest]
+        _worker_models[digest] = Classifier(folder)
+    return _worker_models[digest]
 
 
-def classify_shard(model: ModelFiles, paths: list[str], batch_size: int, threshold: float | None,
+def classify_shard(digest: str, paths: list[str], batch_size: int, threshold: float | None,
                    copy_to: str | None, unsure_folder: str) -> list[Result]:
     """One task: classify `paths` on this worker (copying each classified file into `copy_to/<folder>/`)."""
-    classifier = worker_classifier(model)
+    classifier = worker_classifier(digest)
     results: list[Result] = []
     for batch in classify_batches(paths, classifier, batch_size, threshold=threshold):
         for path, result in batch:
@@ -141,7 +166,8 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
     if classifier.folder is None:
         raise ValueError("a cluster needs a classifier loaded from a model folder (load_model(folder)): "
                          "the workers load that folder's files")
-    model = client.scatter(ModelFiles.read(classifier.folder), broadcast=True, hash=False)
+    model = ModelFiles.read(classifier.folder)
+    client.register_plugin(ModelFolderPlugin(model))
     copy_to = os.fspath(copy_to) if copy_to is not None else None
     shards = _shards(paths, shard_size)
     pending: dict = {}  # future -> its paths
@@ -152,7 +178,7 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
     def submit(shard: list[str]) -> None:
         nonlocal submitted
         submitted += 1
-        future = client.submit(classify_shard, model, shard, batch_size, threshold, copy_to, unsure_folder, key=f"picsort-shard-{run}-{submitted}", pure=False)
+        future = client.submit(classify_shard, model.digest, shard, batch_size, threshold, copy_to, unsure_folder, key=f"picsort-shard-{run}-{submitted}", pure=False)
         pending[future] = shard
         finished.add(future)
 
@@ -182,7 +208,6 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
     finally:
         if pending:
             client.cancel(list(pending))
-        client.cancel([model])
 
 
 def local_cluster(workers: int, threads_per_worker: int = 1):

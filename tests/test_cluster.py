@@ -97,7 +97,34 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def scheduler(tmp_path_factory):
+def s3(tmp_path_factory):
+    """moto's S3 server on 127.0.0.1 (`python -m moto.server`), reached through the standard AWS_* variables set
+    in this process (the dask workers get them too); yields its address."""
+    home = tmp_path_factory.mktemp("s3")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}"
+    server = start([sys.executable, "-m", "moto.server", "--host", "127.0.0.1", "--port", str(port)], home)
+    variables = {"AWS_ACCESS_KEY_ID": "picsort-test", "AWS_SECRET_ACCESS_KEY": "picsort-test",
+                 "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "moto's server did not start"
+                time.sleep(0.2)
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in variables.items():
+                patch.setenv(name, value)
+            yield endpoint
+    finally:
+        stop(server)
+
+
+@pytest.fixture(scope="module")
+def scheduler(s3, tmp_path_factory):
     """`dask scheduler` and two `dask worker` processes (one thread each) on 127.0.0.1; yields the address.
 
     The scheduler gives up on a task after a second worker died running it (allowed-failures 1), as
@@ -160,7 +187,8 @@ def test_separate_workers_give_the_rows_and_copies_of_one_process(client, photos
     assert_same_rows(by_name(read_rows(out), str(photos)), one_process)
     assert report.processed == 50 and report.errors == 2 and report.copied == 48 and report.listing_done
     copied = sorted(path.relative_to(copies).as_posix() for path in copies.rglob("*.jpg"))
-    expected = sorted(f"{row['class'] if row['unsure'] == 'false' else 'unsure'}/{Path(name).name}"
+    expected = sorted(f"{'unsure' if row['unsure'] == 'true' and row['class'] != 'none' else row['class']}/"
+                      f"{Path(name).name}"
                       for name, row in one_process.items() if not row["error"])
     assert copied == expected
     again = sort_files([photos], load_model(), out, recursive=True, client=client)
@@ -181,3 +209,105 @@ def test_a_worker_killed_mid_run_loses_no_file_and_doubles_none(client, photos, 
     report = sort_files([photos], load_model(), out, recursive=True, client=client, shard_size=4, on_rows=kill_a_worker)
     assert killed and report.processed == 50 and not report.interrupted
     assert_same_rows(by_name(read_rows(out), str(photos)), one_process)  # by_name fails on a second row of a file
+
+
+def test_the_command_on_a_local_cluster_stops_on_ctrl_c_and_a_rerun_on_a_running_cluster_resumes(
+        scheduler, photos, one_process, tmp_path):
+    out = tmp_path / "results.csv"
+    command = [sys.executable, "-m", "picsort", "classify", str(photos), "--recursive", "--out", str(out)]
+    # Ctrl-C as a terminal sends it: to the command and the worker processes it started (its process group).
+    process = subprocess.Popen([*command, "--workers", "2", "--shard-size", "2"], cwd=tmp_path, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while process.poll() is None and time.monotonic() < deadline:
+        if out.exists() and out.read_text().count("\n") > 1:  # the header and a first shard's rows
+            os.killpg(process.pid, signal.SIGINT)
+            break
+        time.sleep(0.05)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stdout + stderr
+    assert "Dask cluster: 2 workers, dashboard at http://127.0.0.1:" in stderr
+    kept = read_rows(out)
+    assert 0 < len(kept) < 50
+    again = subprocess.run([*command, "--scheduler", scheduler], cwd=tmp_path, text=True, capture_output=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"already done {len(kept):>7}" in " ".join(again.stdout.split()).replace("already done ", "already done " + " " * 6)
+    assert_same_rows(by_name(read_rows(out), str(photos)), one_process)
+
+
+def test_a_file_that_crashes_its_worker_twice_gets_an_error_row(client, tmp_path):
+    import cloudpickle
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class PoisonFiles(WorkerPlugin):
+        """On each worker (those restarted too): reading a file named poison*.jpg kills the process, as a
+        decoder crash or the kernel's OOM killer would."""
+
+        name = "picsort-test-poison-files"
+
+        def setup(self, worker):
+            from picsort import bulk
+
+            real = bulk.prepare_file
+
+            def prepare_file(classifier, path):
+                if os.path.basename(path).startswith("poison"):
+                    os.kill(os.getpid(), signal.SIGKILL)
+                return real(classifier, path)
+
+            prepare_file.real = real
+            bulk.prepare_file = prepare_file
+
+        def teardown(self, worker):
+            from picsort import bulk
+
+            bulk.prepare_file = getattr(bulk.prepare_file, "real", bulk.prepare_file)
+
+    for photo in sorted(EXAMPLES.glob("*.jpg")):
+        (tmp_path / "photos").mkdir(exist_ok=True)
+        (tmp_path / "photos" / photo.name).write_bytes(photo.read_bytes())
+    (tmp_path / "photos" / "poison.jpg").write_bytes((EXAMPLES / "black-1.jpg").read_bytes())
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this test module
+    client.register_plugin(PoisonFiles())
+    try:
+        out = tmp_path / "results.csv"
+        report = sort_files([tmp_path / "photos"], load_model(), out, client=client)
+    finally:
+        client.unregister_worker_plugin(PoisonFiles.name)
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    rows = by_name(read_rows(out), str(tmp_path / "photos"))
+    assert len(rows) == 7 and report.errors == 1
+    assert "crashed the worker process" in rows["poison.jpg"]["error"] and rows["poison.jpg"]["class"] == ""
+    assert all(row["class"] == name.split("-")[0] for name, row in rows.items() if name != "poison.jpg")
+
+
+@pytest.fixture(scope="module")
+def bucket(s3, photos) -> str:
+    """The `photos` uploaded to a bucket of the S3 server, under a prefix; returns its URL."""
+    import boto3
+
+    api = boto3.client("s3")  # endpoint and keys from the AWS_* variables, as picsort's reading gets them
+    api.create_bucket(Bucket="camera-traps")
+    for path in sorted(photos.rglob("*.jpg")):
+        api.upload_file(str(path), "camera-traps", f"season-1/{path.relative_to(photos).as_posix()}")
+    return "s3://camera-traps/season-1"
+
+
+def test_an_s3_prefix_gives_the_rows_of_the_same_photos_on_disk(bucket, one_process, tmp_path, capsys):
+    from picsort.cli import main
+
+    out = tmp_path / "results.csv"
+    assert main(["classify", bucket, "--recursive", "--out", str(out)]) == 0
+    assert_same_rows(by_name(read_rows(out), bucket), one_process)
+    assert main(["classify", bucket, "--recursive", "--out", str(out)]) == 0  # resumed: nothing left to do
+    assert " ".join(capsys.readouterr().out.split()).count("already done 50") == 1
+    assert main(["classify", "s3://camera-traps/no-such-prefix", "--out", str(tmp_path / "none.csv")]) == 2
+    assert "nothing at s3://camera-traps/no-such-prefix" in capsys.readouterr().err
+
+
+def test_an_s3_prefix_on_separate_workers_gives_the_same_rows(client, bucket, one_process, tmp_path):
+    out = tmp_path / "results.csv"
+    report = sort_files([bucket], load_model(), out, recursive=True, client=client, shard_size=8)
+    assert report.processed == 50
+    assert_same_rows(by_name(read_rows(out), bucket), one_process)
