@@ -32,12 +32,13 @@ function render({ model, el }) {
   let nextId = 0;
   const waiting = new Map();
 
-  model.on("msg:custom", (message) => {
+  const onAck = (message) => {
     if (message && message.type === "ack" && waiting.has(message.id)) {
       waiting.get(message.id)();
       waiting.delete(message.id);
     }
-  });
+  };
+  model.on("msg:custom", onAck);
 
   function stopCamera() {
     if (holding) { clearInterval(holding); holding = null; }
@@ -109,7 +110,11 @@ function render({ model, el }) {
   take.addEventListener("keydown", (event) => {
     if (event.key === "Enter" || event.key === " ") { event.preventDefault(); if (!event.repeat) capture(); }
   });
-  return () => { clearInterval(hiddenCheck); stopCamera(); };
+  return () => {
+    clearInterval(hiddenCheck);
+    stopCamera();
+    model.off("msg:custom", onAck);
+  };
 }
 
 export default { render };

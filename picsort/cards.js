@@ -28,104 +28,163 @@ function focusNextCard(card) {
   if (next) next.focus();
 }
 
+// What each trait shows: a change redraws only the parts that show it (one draw per part for the traits that
+// change together in one message), so the picture and the heatmap keep their blob URLs until they change.
+const PARTS_OF = {
+  name: ["title"], picture: ["picture"], picture_width: ["picture"], picture_height: ["picture"],
+  classes: ["details", "buttons"], percents: ["details"], probabilities: ["details"],
+  guess: ["look", "details", "marks"], closest: ["details", "heatmap"], unsure: ["look"],
+  none_of_these: ["look", "details"], note: ["details"], saved_as: ["look", "marks"], skipped: ["look"],
+  status: ["status"], status_kind: ["status"], heatmap: ["heatmap"], explaining: ["why"], can_explain: ["why"],
+  can_label: ["marks"], none_label: ["details", "buttons"], none_text: ["details", "buttons"],
+};
+// The order parts are drawn in, and the parts each one needs drawn after it.
+const DRAW_ORDER = ["title", "picture", "look", "details", "heatmap", "why", "status", "buttons", "marks"];
+const THEN = { details: ["why"], heatmap: ["why"], buttons: ["marks"] };
+
 function render({ model, el }) {
-  let pictureUrl = null;
-  let heatmapUrl = null;
-  const card = h("div", { class: "picsort-card picsort-card-result", tabindex: "0" });
+  const urls = { picture: null, heatmap: null };
+  const filename = h("span", { class: "picsort-filename" });
+  const thumbnail = h("img", { class: "picsort-thumbnail" });
+  const details = h("div", { class: "picsort-details" });
+  const heatmapBox = h("div", { class: "picsort-heatmap-box" });
+  const statusLine = h("div", { class: "picsort-status" });
+  const labels = h("div", { class: "picsort-labels", role: "group", "aria-label": "Label this photo" });
+  const card = h("div", { class: "picsort-card picsort-card-result", tabindex: "0" },
+    h("div", { class: "picsort-card-title" }, filename),
+    h("div", { class: "picsort-card-body" }, thumbnail, details),
+    heatmapBox, statusLine, labels);
   el.append(card);
+  let why = null; // the "Why?" button, drawn with the details
+  let buttons = []; // { button, label, text }: the label buttons, then skip (label null)
 
   const send = (message) => model.send(message);
 
-  function labelButton(label, key, text, guessed) {
-    const noneLabel = model.get("none_label");
-    const chosen = model.get("saved_as") === label;
-    const button = h("button", {
-      class: "picsort-label-button" + (label === noneLabel ? " picsort-label-none" : "")
-        + (guessed ? " picsort-guess" : "") + (chosen ? " picsort-chosen" : ""),
-      "data-label": label, "data-key": key || null, type: "button",
-      disabled: !model.get("can_label"),
-      title: label === noneLabel ? "Save this photo as none of these classes (kept out of training)"
-        : `Save this photo labelled '${label}'`,
-    }, key ? h("kbd", {}, key) : null, guessed ? `✓ ${text}` : text);
+  function newUrl(kind) {
+    if (urls[kind]) URL.revokeObjectURL(urls[kind]);
+    urls[kind] = blobUrl(model.get(kind), "image/jpeg");
+    return urls[kind];
+  }
+
+  function labelButton(label, key, title) {
+    const text = h("span", {});
+    const button = h("button", { class: "picsort-label-button" + (label === model.get("none_label") ? " picsort-label-none" : ""),
+      "data-label": label, "data-key": key || null, type: "button", title }, key ? h("kbd", {}, key) : null, text);
     button.addEventListener("click", () => { send({ type: "label", label }); });
-    return button;
+    return { button, label, text };
   }
 
-  function draw() {
-    const hadFocus = card.contains(document.activeElement);
-    const focusedLabel = document.activeElement?.dataset?.label;
-    const classes = model.get("classes");
-    const percents = model.get("percents");
-    const probabilities = model.get("probabilities");
-    const guess = model.get("guess");
-    const closest = model.get("closest");
-    const noneText = model.get("none_text");
-    const none = model.get("none_of_these");
-    const unsure = model.get("unsure");
-    card.className = "picsort-card picsort-card-result" + (unsure ? " picsort-card-unsure" : "")
-      + (none ? " picsort-card-none" : "") + (model.get("saved_as") ? " picsort-card-saved" : "")
-      + (model.get("skipped") ? " picsort-card-skipped" : "");
-    card.dataset.guess = guess;
+  const draw = {
+    title() {
+      filename.textContent = model.get("name");
+      thumbnail.alt = model.get("name");
+    },
+    picture() {
+      thumbnail.src = newUrl("picture") || "";
+      thumbnail.width = model.get("picture_width");
+      thumbnail.height = model.get("picture_height");
+    },
+    look() {
+      card.className = "picsort-card picsort-card-result" + (model.get("unsure") ? " picsort-card-unsure" : "")
+        + (model.get("none_of_these") ? " picsort-card-none" : "") + (model.get("saved_as") ? " picsort-card-saved" : "")
+        + (model.get("skipped") ? " picsort-card-skipped" : "");
+      card.dataset.guess = model.get("guess");
+    },
+    details() {
+      const classes = model.get("classes");
+      const percents = model.get("percents");
+      const probabilities = model.get("probabilities");
+      const guess = model.get("guess");
+      const closest = model.get("closest");
+      const none = model.get("none_of_these");
+      const whyHadFocus = why !== null && why === document.activeElement;
+      // The headline is the answer: a class and its percentage, or "none of these" with the closest class small
+      // beneath it, so a photo of no bear never headlines a class.
+      const closestIndex = classes.indexOf(closest);
+      const verdict = none
+        ? h("div", { class: "picsort-verdict picsort-verdict-none" }, h("b", {}, model.get("none_text")))
+        : h("div", { class: "picsort-verdict" }, h("b", {}, guess), ` — ${percents[closestIndex]}`);
+      const notes = model.get("note")
+        ? [h("div", { class: none ? "picsort-none-note" : "picsort-unsure-note" }, model.get("note"))] : [];
+      const bars = h("div", { class: "picsort-bars" }, classes.map((name, i) =>
+        // Green marks the answer's bar: none for "none of these", whose closest class is no answer.
+        h("div", { class: "picsort-bar" + (name === guess ? " picsort-bar-guess" : ""), "data-class": name },
+          h("span", { class: "picsort-bar-name" }, name),
+          h("span", { class: "picsort-bar-track" },
+            h("span", { class: "picsort-bar-fill", style: `width: ${(probabilities[i] * 100).toFixed(1)}%` })),
+          h("span", { class: "picsort-bar-value" }, percents[i]))));
+      why = h("button", { class: "picsort-why", type: "button" });
+      why.addEventListener("click", () => send({ type: "why" }));
+      details.replaceChildren(...(none
+        ? [verdict, ...notes, h("div", { class: "picsort-guess-small" },
+          h("div", { class: "picsort-closest" }, `closest class: ${closest} (${percents[closestIndex]})`), bars), why]
+        : [verdict, ...notes, bars, why]));
+      if (whyHadFocus) why.focus();
+    },
+    heatmap() {
+      // "Why?" explains the closest class: for "none of these" there is no class to explain but that one.
+      const closest = model.get("closest");
+      const url = newUrl("heatmap");
+      heatmapBox.replaceChildren(...(url ? [
+        h("img", { class: "picsort-heatmap", src: url, alt: `What pointed the model to ${closest}` }),
+        h("div", { class: "picsort-heatmap-caption" },
+          "Red and yellow: the parts of the picture that pointed the model to ", h("b", {}, closest),
+          ". Blue: parts that mattered little."),
+      ] : []));
+    },
+    why() {
+      why.disabled = !model.get("can_explain");
+      why.textContent = model.get("explaining") ? "Working…" : (urls.heatmap ? "Hide why" : "Why?");
+    },
+    status() {
+      const kind = model.get("status_kind");
+      statusLine.className = "picsort-status" + (kind ? ` picsort-${kind}` : "");
+      statusLine.textContent = model.get("status");
+    },
+    buttons() {
+      const focused = labels.contains(document.activeElement) ? document.activeElement.dataset.label : undefined;
+      const noneLabel = model.get("none_label");
+      buttons = model.get("classes").map((name, i) =>
+        labelButton(name, i < 9 ? String(i + 1) : null, `Save this photo labelled '${name}'`));
+      buttons.push(labelButton(noneLabel, "0", "Save this photo as none of these classes (kept out of training)"));
+      const skip = h("button", { class: "picsort-skip", "data-key": "S", type: "button" }, h("kbd", {}, "S"), "skip");
+      skip.addEventListener("click", () => { send({ type: "skip" }); focusNextCard(card); });
+      buttons.push({ button: skip, label: null, text: null });
+      labels.replaceChildren(...buttons.map(({ button }) => button));
+      if (focused !== undefined) (buttons.find(({ label }) => label === focused)?.button || card).focus();
+    },
+    marks() {
+      // The model's answer is marked: a class, or "none of these" when the photo looks like none of them.
+      const guess = model.get("guess");
+      const saved = model.get("saved_as");
+      const noneLabel = model.get("none_label");
+      for (const { button, label, text } of buttons) {
+        button.disabled = !model.get("can_label");
+        if (label === null) continue;
+        const shown = label === noneLabel ? model.get("none_text") : label;
+        button.classList.toggle("picsort-guess", label === guess);
+        button.classList.toggle("picsort-chosen", label === saved);
+        text.textContent = label === guess ? `✓ ${shown}` : shown;
+      }
+    },
+  };
 
-    if (pictureUrl === null) pictureUrl = blobUrl(model.get("picture"), "image/jpeg");
-    if (heatmapUrl) { URL.revokeObjectURL(heatmapUrl); heatmapUrl = null; }
-    heatmapUrl = blobUrl(model.get("heatmap"), "image/jpeg");
-
-    // The headline is the answer: a class and its percentage, or "none of these" with the closest class small
-    // beneath it, so a photo of no bear never headlines a class.
-    const closestIndex = classes.indexOf(closest);
-    const verdict = none
-      ? h("div", { class: "picsort-verdict picsort-verdict-none" }, h("b", {}, noneText))
-      : h("div", { class: "picsort-verdict" }, h("b", {}, guess), ` — ${percents[closestIndex]}`);
-    const notes = model.get("note")
-      ? [h("div", { class: none ? "picsort-none-note" : "picsort-unsure-note" }, model.get("note"))] : [];
-    const bars = h("div", { class: "picsort-bars" }, classes.map((name, i) =>
-      // Green marks the answer's bar: none for "none of these", whose closest class is no answer.
-      h("div", { class: "picsort-bar" + (name === guess ? " picsort-bar-guess" : ""), "data-class": name },
-        h("span", { class: "picsort-bar-name" }, name),
-        h("span", { class: "picsort-bar-track" },
-          h("span", { class: "picsort-bar-fill", style: `width: ${(probabilities[i] * 100).toFixed(1)}%` })),
-        h("span", { class: "picsort-bar-value" }, percents[i]))));
-    const why = h("button", { class: "picsort-why", type: "button", disabled: !model.get("can_explain") },
-      model.get("explaining") ? "Working…" : (heatmapUrl ? "Hide why" : "Why?"));
-    why.addEventListener("click", () => send({ type: "why" }));
-
-    const details = none
-      ? [verdict, ...notes, h("div", { class: "picsort-guess-small" },
-        h("div", { class: "picsort-closest" }, `closest class: ${closest} (${percents[closestIndex]})`), bars), why]
-      : [verdict, ...notes, bars, why];
-    // "Why?" explains the closest class: for "none of these" there is no class to explain but that one.
-    const heatmap = heatmapUrl ? [
-      h("img", { class: "picsort-heatmap", src: heatmapUrl, alt: `What pointed the model to ${closest}` }),
-      h("div", { class: "picsort-heatmap-caption" },
-        "Red and yellow: the parts of the picture that pointed the model to ", h("b", {}, closest),
-        ". Blue: parts that mattered little."),
-    ] : [];
-    const status = model.get("status");
-    const statusKind = model.get("status_kind");
-    // The model's answer is marked: a class, or "none of these" when the photo looks like none of them.
-    const buttons = classes.map((name, i) => labelButton(name, i < 9 ? String(i + 1) : null, name, name === guess));
-    buttons.push(labelButton(model.get("none_label"), "0", noneText, guess === model.get("none_label")));
-    const skip = h("button", { class: "picsort-skip", "data-key": "S", type: "button",
-      disabled: !model.get("can_label") }, h("kbd", {}, "S"), "skip");
-    skip.addEventListener("click", () => { send({ type: "skip" }); focusNextCard(card); });
-    buttons.push(skip);
-
-    card.replaceChildren(
-      h("div", { class: "picsort-card-title" }, h("span", { class: "picsort-filename" }, model.get("name"))),
-      h("div", { class: "picsort-card-body" },
-        h("img", { class: "picsort-thumbnail", src: pictureUrl, alt: model.get("name"),
-          width: model.get("picture_width"), height: model.get("picture_height") }),
-        h("div", { class: "picsort-details" }, details)),
-      h("div", { class: "picsort-heatmap-box" }, heatmap),
-      h("div", { class: "picsort-status" + (statusKind ? ` picsort-${statusKind}` : "") }, status),
-      h("div", { class: "picsort-labels", role: "group", "aria-label": "Label this photo" }, buttons),
-    );
-    if (hadFocus) {
-      const again = focusedLabel && card.querySelector(`[data-label="${CSS.escape(focusedLabel)}"]`);
-      (again || card).focus();
-    }
+  const pending = new Set();
+  function drawPending() {
+    for (const part of [...pending]) for (const next of THEN[part] || []) pending.add(next);
+    for (const part of DRAW_ORDER) if (pending.has(part)) draw[part]();
+    pending.clear();
   }
+  const onChange = {};
+  for (const [trait, parts] of Object.entries(PARTS_OF)) {
+    onChange[trait] = () => {
+      if (!pending.size) queueMicrotask(drawPending);
+      for (const part of parts) pending.add(part);
+    };
+    model.on(`change:${trait}`, onChange[trait]);
+  }
+  for (const part of DRAW_ORDER) pending.add(part);
+  drawPending();
 
   card.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
@@ -146,14 +205,9 @@ function render({ model, el }) {
     if (handled) event.preventDefault();
   });
 
-  const watched = ["classes", "percents", "probabilities", "guess", "closest", "unsure", "none_of_these", "saved_as",
-    "skipped", "note", "status", "status_kind", "heatmap", "explaining", "can_label", "can_explain", "name"];
-  for (const name of watched) model.on(`change:${name}`, draw);
-  draw();
   return () => {
-    for (const name of watched) model.off(`change:${name}`, draw);
-    if (pictureUrl) URL.revokeObjectURL(pictureUrl);
-    if (heatmapUrl) URL.revokeObjectURL(heatmapUrl);
+    for (const [trait, handler] of Object.entries(onChange)) model.off(`change:${trait}`, handler);
+    for (const url of Object.values(urls)) if (url) URL.revokeObjectURL(url);
   };
 }
 

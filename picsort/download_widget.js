@@ -15,7 +15,7 @@ function render({ model, el }) {
     note.textContent = "Preparing…";
     model.send({ type: "download" });
   });
-  model.on("msg:custom", (message, buffers) => {
+  const onMessage = (message, buffers) => {
     if (!message) return;
     if (message.type === "file") {
       const url = URL.createObjectURL(new Blob(buffers, { type: message.mime || "application/octet-stream" }));
@@ -31,7 +31,9 @@ function render({ model, el }) {
       note.textContent = message.text || "";
       button.disabled = false;
     }
-  });
+  };
+  model.on("msg:custom", onMessage);
+  return () => model.off("msg:custom", onMessage);
 }
 
 export default { render };

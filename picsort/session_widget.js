@@ -19,12 +19,13 @@ function render({ model, el }) {
 
   const pending = new Map();
   let number = 0;
-  model.on("msg:custom", (message) => {
+  const onPong = (message) => {
     if (message && message.type === "pong") {
       for (const n of [...pending.keys()]) if (n <= message.n) pending.delete(n);
       if (!pending.size) banner.hidden = true;
     }
-  });
+  };
+  model.on("msg:custom", onPong);
   const timer = setInterval(() => {
     const now = Date.now();
     number += 1;
@@ -33,7 +34,11 @@ function render({ model, el }) {
     const oldest = Math.min(...pending.values());
     if (now - oldest > model.get("timeout_ms")) banner.hidden = false;
   }, model.get("interval_ms"));
-  return () => { clearInterval(timer); banner.remove(); };
+  return () => {
+    clearInterval(timer);
+    banner.remove();
+    model.off("msg:custom", onPong);
+  };
 }
 
 export default { render };

@@ -57,12 +57,13 @@ function render({ model, el }) {
   let nextId = 0;
   const waiting = new Map();
 
-  model.on("msg:custom", (message) => {
+  const onAck = (message) => {
     if (message && message.type === "ack" && waiting.has(message.id)) {
       waiting.get(message.id)();
       waiting.delete(message.id);
     }
-  });
+  };
+  model.on("msg:custom", onAck);
 
   function request(message, buffers) {
     return new Promise((resolve) => {
@@ -138,7 +139,10 @@ function render({ model, el }) {
     if (files.length) { event.preventDefault(); add(files); }
   };
   document.addEventListener("paste", onPaste);
-  return () => document.removeEventListener("paste", onPaste);
+  return () => {
+    document.removeEventListener("paste", onPaste);
+    model.off("msg:custom", onAck);
+  };
 }
 
 export default { render };

@@ -288,6 +288,18 @@ def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
         page.screenshot(path=str(screenshot), full_page=True)
         page.set_viewport_size({"width": 1000, "height": 900})
 
+        # Labelling the explained card redraws what the label changes (the status line, the buttons' marks), not
+        # the picture or the heatmap: their blob URLs stay, and "Hide why" still hides the heatmap.
+        explained = card(page, EXAMPLES[1].name)
+        pictures = [".picsort-thumbnail", ".picsort-heatmap"]
+        before = [explained.locator(picture).get_attribute("src") for picture in pictures]
+        explained.locator(f"[data-label='{classes[0]}']").click()
+        explained.locator(".picsort-saved", has_text=f"Saved as {classes[0]}").wait_for(timeout=30_000)
+        assert explained.locator(".picsort-chosen").inner_text().endswith(classes[0])
+        assert [explained.locator(picture).get_attribute("src") for picture in pictures] == before
+        explained.locator(".picsort-why", has_text="Hide why").click()
+        explained.locator(".picsort-heatmap").wait_for(state="detached", timeout=30_000)
+
         # Twenty phone photos in one selection (~80 MB: more than one websocket message may carry), with a
         # damaged file and one over the size limit; the progress line counts them.
         phones = phone_photos(tmp_path / "phone", 20)
