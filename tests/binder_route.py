@@ -12,9 +12,9 @@ The app-specific part of driving the page (how files are given to the uploader, 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -26,6 +26,7 @@ import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from picsort.testing import PHONE_SIZE
 
@@ -74,11 +75,11 @@ def chromium_path() -> str | None:
 
 
 @contextmanager
-def browser(executable: str):
+def browser(executable: str, extra_args: tuple[str, ...] = ()):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        launched = playwright.chromium.launch(executable_path=executable, args=[*CHROMIUM_ARGS, *extra_args])
         try:
             yield launched
         finally:
@@ -86,6 +87,24 @@ def browser(executable: str):
                 launched.close()
             except Exception:  # the driver is already gone (it can die on a huge websocket frame)
                 pass
+
+
+LOCAL_HOSTS = {"127.0.0.1", "localhost"}
+FAKE_CAMERA = ("--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream")  # a camera, no prompt
+
+
+def record_requests(context) -> list[str]:
+    """Every URL the pages of a browser `context` ask for from now on, websockets included (in order)."""
+    requests: list[str] = []
+    context.on("request", lambda request: requests.append(request.url))
+    context.on("page", lambda page: page.on("websocket", lambda socket: requests.append(socket.url)))
+    return requests
+
+
+def off_the_machine(urls: list[str]) -> list[str]:
+    """The URLs that would leave the machine (data: and blob: URLs are the page's own memory)."""
+    return [url for url in urls if urlsplit(url).scheme not in ("data", "blob")
+            and urlsplit(url).hostname not in LOCAL_HOSTS]
 
 
 # ---- servers -------------------------------------------------------------------------------------------
@@ -238,49 +257,23 @@ def binder_route(work: Path, bin_dir: Path | None = None, wrap=lambda command: c
         yield server
 
 
-# ---- Binder's environment ---------------------------------------------------------------------------------
-def binder_requirements() -> str:
-    """binder/requirements.txt as CI can install it: without the CPU wheel index (unreachable here), so
-    torch's `+cpu` builds become PyPI's builds of the same versions."""
-    lines = []
-    for line in (BINDER / "requirements.txt").read_text().splitlines():
-        if line.strip().startswith(("--extra-index-url", "--index-url")):
-            continue
-        lines.append(line.replace("+cpu", ""))
-    return "\n".join(lines) + "\n"
+@contextmanager
+def binder_pod_route(work: Path, user, environment: Path, wrap=lambda command: command):
+    """The Binder route as a Binder pod serves it (tests/binder_pod_env.py): binder/postBuild run as the pod's
+    non-root `user` in its HOME (a clean clone), then the server as mybinder starts it, as that user, with
+    mybinder's /etc/jupyter; `wrap` puts it in the pod's cgroup. The page is the server's default URL."""
+    from binder_pod_env import (as_pod_user, etc_jupyter_mount_point, mybinder_etc_jupyter, pod_env, run_post_build,
+                                server_command)
 
-
-def binder_venv_folder() -> Path:
-    """Where the Binder environment is kept between runs: one folder per requirements (and Python)."""
-    cache = Path(os.environ.get("PICSORT_BINDER_CACHE", Path.home() / ".cache" / "picsort-binder-pod"))
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    digest = hashlib.sha256(f"python {python}\n{binder_requirements()}".encode()).hexdigest()[:16]
-    return cache / f"venv-{digest}"
-
-
-def binder_venv() -> tuple[Path, float | None]:
-    """(bin folder, install seconds or None when reused) of a venv with binder/requirements.txt installed."""
-    folder = binder_venv_folder()
-    done = folder / "picsort-installed.json"
-    if done.exists():
-        return folder / "bin", None
-    shutil.rmtree(folder, ignore_errors=True)  # an install cut short
-    for old in folder.parent.glob("venv-*"):  # one cached environment at a time: each is several GB
-        shutil.rmtree(old, ignore_errors=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    requirements = folder.parent / f"{folder.name}-requirements.txt"
-    requirements.write_text(binder_requirements())
-    started = time.monotonic()
-    python = getattr(sys, "_base_executable", sys.executable)
-    subprocess.run([python, "-m", "venv", str(folder)], check=True)
-    result = subprocess.run([str(folder / "bin" / "python"), "-m", "pip", "install", "-q", "--no-input",
-                             "-r", str(requirements)], capture_output=True, text=True)
-    if result.returncode:
-        raise RuntimeError(f"installing binder/requirements.txt failed:\n{result.stdout[-3000:]}\n"
-                           f"{result.stderr[-3000:]}")
-    seconds = time.monotonic() - started
-    done.write_text(json.dumps({"requirements": binder_requirements(), "install_seconds": round(seconds, 1)}))
-    return folder / "bin", seconds
+    layer = work / "environment-layer"  # what the pod writes into its environment: thrown away with `work`
+    run_post_build(user, environment, layer)
+    etc_jupyter = mybinder_etc_jupyter(work / "etc-jupyter")
+    port, token = free_port(), secrets.token_hex(16)
+    command = wrap(as_pod_user(server_command(port, token), user, environment, layer, etc_jupyter))
+    with etc_jupyter_mount_point(), serve(command, base_url=f"http://127.0.0.1:{port}/", page_path="", token=token,
+                                          log=work / "jupyter-server.log", env=pod_env(user, environment),
+                                          cwd=user.home) as server:
+        yield server
 
 
 # ---- photos --------------------------------------------------------------------------------------------
@@ -387,3 +380,75 @@ def visit(page, server, photos: list[Path], *, reload: bool, killed=lambda: Fals
     texts = cards.all_inner_texts()
     return {"kernel_id": kernel_id, "pid": pid, "seconds": seconds, "cards": len(texts),
             "named": sum(any(photo.name in text for text in texts) for photo in photos)}
+
+
+# ---- Teach mode (issue 20): the page's selectors as tests/test_teach_browser.py drives them ----------------------
+def teach_count(page, name: str, photos: int):
+    """The Teach section's count line of class `name` once it says exactly `photos` photos."""
+    pattern = re.compile(rf"^{re.escape(name)}: {photos} photos?(\s|$)")
+    return page.locator(f".picsort-teach-count[data-class='{name}']").filter(has_text=pattern)
+
+
+def photos_taught(page, name: str) -> int:
+    text = page.locator(f".picsort-teach-count[data-class='{name}']").inner_text()
+    return int(re.match(rf"{re.escape(name)}: (\d+) photo", text).group(1))
+
+
+def take_photo(page, name: str, number: int, deadline: float, retry_seconds: float = 10) -> None:
+    """Click the camera button until class `name` has its `number`th photo. The widget ignores a click while it
+    still waits for the kernel's receipt of the last photo, which can come just after the count changed: such
+    a click is lost, so it is made again after `retry_seconds` without a new photo (the test checks the counts
+    after: a retry that came while the photo was still on its way would have been ignored)."""
+    take = page.locator(".picsort-camera-take")
+    while True:
+        take.click()
+        try:
+            teach_count(page, name, number).wait_for(timeout=retry_seconds * 1000)
+            return
+        except Exception:  # Playwright's TimeoutError: look at the count and decide
+            if photos_taught(page, name) >= number:
+                return
+            if time.monotonic() > deadline:
+                raise
+
+
+def teach(page, classes: list[str], photos_per_class: int, try_photo: Path, *, killed=lambda: False,
+          timeout_seconds: float = PAGE_SECONDS) -> dict:
+    """Teach mode with the browser's camera (needs FAKE_CAMERA): name `classes`, take `photos_per_class` photos
+    of each, one click a photo, press Train, then give `try_photo` to the page's try-it zone.
+
+    Returns each class's photo count, the seconds taken to capture and to train, the Train status, the try-it
+    card's verdict and bars, and whether `killed()` stopped it early.
+    """
+    wait = timeout_seconds * 1000
+    page.locator(".picsort-teach-open").click()
+    page.locator(".picsort-teach").wait_for(timeout=wait)
+    for name in classes:
+        page.locator(".picsort-teach-name input").fill(name)
+        page.locator(".picsort-teach-add").click()
+        teach_count(page, name, 0).wait_for(timeout=wait)
+    page.locator(".picsort-camera-start").click()
+    take = page.locator(".picsort-camera-take")
+    take.wait_for(state="visible", timeout=wait)
+    page.wait_for_function("() => document.querySelector('.picsort-camera-video').videoWidth > 0", timeout=wait)
+    started = time.monotonic()
+    for name in classes:
+        page.locator(".picsort-teach-target button", has_text=re.compile(rf"^{re.escape(name)}$")).click()
+        for number in range(1, photos_per_class + 1):
+            if killed():
+                return {"killed": True}
+            take_photo(page, name, number, deadline=time.monotonic() + timeout_seconds)
+    captured = time.monotonic() - started
+    counts = {name: photos_taught(page, name) for name in classes}
+    started = time.monotonic()
+    page.locator(".picsort-teach-train").click()
+    status = page.locator(".picsort-teach-status", has_text="Held-out accuracy")
+    status.wait_for(timeout=wait)
+    trained = time.monotonic() - started
+    page.locator(".picsort-try-upload .picsort-file-input").set_input_files([str(try_photo)])
+    tried = page.locator(CARD, has_text=try_photo.name)
+    tried.wait_for(timeout=wait)
+    return {"killed": False, "counts": counts, "capture_seconds": captured, "train_seconds": trained,
+            "status": status.inner_text(),
+            "verdict": tried.locator(".picsort-verdict").inner_text(),
+            "bars": tried.locator(".picsort-bar").evaluate_all("bars => bars.map(bar => bar.dataset.class)")}

@@ -74,11 +74,12 @@ class Cgroup:
         # A v1 cpuset takes no task until both its CPUs and its memory nodes are set.
         (cpuset / "cpuset.cpus").write_text(self.cpus)
         (cpuset / "cpuset.mems").write_text((cpuset.parent / "cpuset.mems").read_text().strip())
-        self.memory, self.cpuset = memory, cpuset
+        self.memory, self.cpuset, self.cpu = memory, cpuset, None
         if self.cpu_quota is not None:
             cpu = ROOT / "cpu" / own_path("cpu").lstrip("/") / self.name
             cpu.mkdir()
             self.dirs.append(cpu)
+            self.cpu = cpu
             quota, period = self.cpu_quota
             (cpu / "cpu.cfs_period_us").write_text(str(period))
             (cpu / "cpu.cfs_quota_us").write_text(str(quota))
@@ -101,7 +102,7 @@ class Cgroup:
         (folder / "cpuset.cpus").write_text(self.cpus)
         if self.cpu_quota is not None:
             (folder / "cpu.max").write_text("{} {}".format(*self.cpu_quota))
-        self.memory = self.cpuset = folder
+        self.memory = self.cpuset = self.cpu = folder
 
     def procs_files(self) -> list[Path]:
         return [folder / "cgroup.procs" for folder in self.dirs]
@@ -173,3 +174,9 @@ class Cgroup:
         if self.version == 2:
             return read_keyed(self.memory / "memory.events").get("max", 0)
         return int((self.memory / "memory.failcnt").read_text())
+
+    def throttled_periods(self) -> int | None:
+        """How many CPU periods the quota held the group back in (None without a quota)."""
+        if self.cpu_quota is None or self.cpu is None:
+            return None
+        return read_keyed(self.cpu / "cpu.stat").get("nr_throttled", 0)

@@ -14,28 +14,19 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from binder_route import (CARD, EXAMPLES, PAGE_SECONDS, binder_route, browser, picsort_app_route, voila_route,
-                          wait_for_app, wait_for_cards)
+from binder_route import (CARD, EXAMPLES, PAGE_SECONDS, binder_route, browser, off_the_machine, picsort_app_route,
+                          record_requests, voila_route, wait_for_app, wait_for_cards)
 
 ROUTES = {"picsort app": picsort_app_route, "voila app.ipynb": voila_route, "binder route": binder_route}
-LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 EXAMPLE_COUNT = len([path for path in EXAMPLES.iterdir() if path.suffix == ".jpg"])
-
-
-def off_the_machine(urls: list[str]) -> list[str]:
-    """The URLs that would leave the machine (data: and blob: URLs are the page's own memory)."""
-    return [url for url in urls if urlsplit(url).scheme not in ("data", "blob")
-            and urlsplit(url).hostname not in LOCAL_HOSTS]
 
 
 @pytest.mark.parametrize("route", ROUTES)
 def test_the_page_makes_no_request_off_the_machine(route, chromium, tmp_path):
-    requests: list[str] = []
     with ROUTES[route](tmp_path) as server, browser(chromium) as launched:
         context = launched.new_context()
-        context.on("request", lambda request: requests.append(request.url))
+        requests = record_requests(context)
         page = context.new_page()
-        page.on("websocket", lambda socket: requests.append(socket.url))
         page.goto(server.page_url, timeout=PAGE_SECONDS * 1000)
         wait_for_app(page)
         page.locator(".picsort-examples").click()
