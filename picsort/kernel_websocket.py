@@ -14,16 +14,20 @@ every frame checked before it is read.
 - `deserialize_msg_from_ws_v1` trusts the offset count in a frame's first 8 bytes: 16 bytes claiming 2**62
   offsets spin the server the same way. `check_v1_frame` reads the count and offsets within the frame's
   length first; a frame that does not fit closes its websocket with the reason.
+- Nothing bounds the websockets one kernel takes: each holds its own zmq sockets (1,000 to one kernel: +94 MB
+  of server and 2,200 file descriptors). A page needs one (two while it reloads), so a kernel takes at most
+  MAX_CONNECTIONS; more are refused at the handshake (503).
 """
 
 from __future__ import annotations
 
 import struct
+from collections import Counter
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from tornado import web
 
-__all__ = ["V1_PROTOCOL", "FrameError", "KernelWebsocketConnection", "check_v1_frame"]
+__all__ = ["MAX_CONNECTIONS", "V1_PROTOCOL", "FrameError", "KernelWebsocketConnection", "check_v1_frame"]
 
 V1_PROTOCOL = "v1.kernel.websocket.jupyter.org"
 # A v1 frame's parts: the channel name, then header, parent header, metadata and content, then any buffers.
@@ -32,6 +36,7 @@ MESSAGE_PARTS = 5
 # parts (all within its length) from costing the server a Python object and a zmq frame each.
 MAX_BUFFERS = 1024
 INVALID_PAYLOAD = 1007  # the websocket close code for data that does not fit its protocol (RFC 6455)
+MAX_CONNECTIONS = 8  # websockets to one kernel at once
 
 
 class FrameError(ValueError):
@@ -77,9 +82,13 @@ class KernelWebsocketConnection(ZMQChannelsWebsocketConnection):
     # Not configurable: the legacy protocol ("") is what Voila misreads. The handler's select_subprotocol
     # reads this, so a client that offers v1 always gets it.
     kernel_ws_protocol = V1_PROTOCOL
+    # Websockets admitted to each kernel id and not yet closed, counted from the handshake on (jupyter_server
+    # counts them only once open, so a burst of handshakes would all pass its count).
+    _admitted: Counter = Counter()
 
     async def prepare(self):
-        """Refuse, at the handshake, a client that would get the legacy protocol."""
+        """Refuse, at the handshake, a client that would get the legacy protocol, and one more websocket to a
+        kernel that has MAX_CONNECTIONS."""
         handler = self.websocket_handler
         header = handler.request.headers.get("Sec-WebSocket-Protocol", "")
         offered = [name.strip() for name in header.split(",") if name.strip()]
@@ -91,7 +100,30 @@ class KernelWebsocketConnection(ZMQChannelsWebsocketConnection):
             handler.set_status(400)
             handler.set_header("Content-Type", "text/plain; charset=UTF-8")
             raise web.Finish(problem + "\n")
-        await super().prepare()
+        if self._admitted[self.kernel_id] >= MAX_CONNECTIONS:
+            self.log.warning("Refused a kernel websocket from %s: kernel %s has %d already", handler.request.remote_ip,
+                             self.kernel_id, MAX_CONNECTIONS)
+            handler.set_status(503)
+            handler.set_header("Content-Type", "text/plain; charset=UTF-8")
+            raise web.Finish(f"this kernel has {MAX_CONNECTIONS} connections already, the most it takes\n")
+        self._admitted[self.kernel_id] += 1
+        self._counted = True
+        try:
+            await super().prepare()
+        except BaseException:
+            self._release()
+            raise
+
+    def disconnect(self):
+        self._release()
+        super().disconnect()
+
+    def _release(self) -> None:
+        if getattr(self, "_counted", False):
+            self._counted = False
+            self._admitted[self.kernel_id] -= 1
+            if self._admitted[self.kernel_id] <= 0:
+                del self._admitted[self.kernel_id]
 
     def handle_incoming_message(self, incoming_msg: bytes | str) -> None:
         """Pass a frame on to the kernel once it is known to fit; close the websocket on one that does not."""

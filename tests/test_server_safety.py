@@ -31,7 +31,7 @@ from tornado.websocket import WebSocketClosedError, websocket_connect
 
 from binder_route import REPO, Server, binder_route, picsort_app_route
 from picsort.images import MAX_UPLOAD_BYTES
-from picsort.kernel_websocket import INVALID_PAYLOAD, V1_PROTOCOL, check_v1_frame
+from picsort.kernel_websocket import INVALID_PAYLOAD, MAX_CONNECTIONS, V1_PROTOCOL, check_v1_frame
 
 ANSWER_SECONDS = 3
 GROWTH_LIMIT = 100 * 2**20
@@ -277,6 +277,25 @@ async def big_request_bodies(server: Running, count: int = 3, size: int = 90 * 2
     return "; ".join(sorted(set(answers)))
 
 
+async def many_websockets(server: Running, count: int = 40) -> str:
+    """`count` websockets to one kernel at once (each costs the server zmq sockets and ~0.1 MB); then all closed."""
+
+    async def connect():
+        try:
+            return await websocket_connect(channels_request(server), subprotocols=[V1_PROTOCOL])
+        except HTTPClientError as refused:
+            return refused.code
+
+    outcomes = await asyncio.gather(*(connect() for _ in range(count)))
+    opened = [outcome for outcome in outcomes if not isinstance(outcome, int)]
+    refused = [outcome for outcome in outcomes if isinstance(outcome, int)]
+    for socket_ in opened:
+        socket_.close()
+    await asyncio.sleep(1)  # the server notices the closes
+    assert len(opened) <= MAX_CONNECTIONS and set(refused) <= {503}, (len(opened), refused)
+    return f"{len(opened)} opened, {len(refused)} refused with 503"
+
+
 def empty_parts_frame(count: int) -> bytes:
     """A frame for the shell channel with `count` empty parts after it, every offset within the frame."""
     table_end = 8 * (count + 3)
@@ -296,6 +315,7 @@ ATTACKS = {
     "v1 text frame": v1_attack(lambda: json.dumps({"header": {"msg_type": "kernel_info_request"}})),
     "a 100 MB frame": too_big_frame,
     "three 90 MB request bodies at once": big_request_bodies,
+    "40 websockets to one kernel at once": many_websockets,
 }
 
 
