@@ -43,6 +43,7 @@ def test_unknown_backbone_names_the_choices():
         raise AssertionError("expected ValueError")
 
 
+@pytest.mark.slow  # trains twice on the development photos: ~2 min
 def test_pretrained_lite0_beats_random_init_by_a_wide_margin(real_photos, tmp_path):
     """Two epochs on the bears: ImageNet weights should be far better than random ones."""
     pretrained = train_small_model(real_photos, tmp_path / "pretrained", size=128, epochs=2, images_per_class=40)

@@ -33,6 +33,8 @@ from PIL import Image
 from picsort.images import MAX_UPLOAD_BYTES
 from picsort.model import read_card
 
+pytestmark = pytest.mark.slow  # Voila and Chromium: 30 s to minutes a test (the folder drop: ~4 min)
+
 REPO = Path(__file__).resolve().parent.parent
 SCREENSHOT_VARIABLE = "PICSORT_SCREENSHOT"
 ARTIFACTS = REPO / "test-artifacts"  # gitignored: a screenshot and the server log when this test fails

@@ -89,6 +89,7 @@ def imagenette():
     return folder
 
 
+@pytest.mark.slow  # 200 Imagenette photos and the 416 bears through the model: ~2.5 min
 def test_the_shipped_model_flags_photos_of_other_things_and_keeps_the_bears(imagenette, real_photos):
     """On 20 photos of each Imagenette class at least 98 % are flagged; of the 416 bears at most 2 % are."""
     classifier = load_model(MODEL_DIR)

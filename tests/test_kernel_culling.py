@@ -18,6 +18,8 @@ import pytest
 from binder_route import (BINDER, EXAMPLES, REPO, binder_route, browser, page_kernel_id, upload,
                           voila_route, wait_for_app, wait_for_cards)
 
+pytestmark = pytest.mark.slow  # waits for the culler: about 2 min a route
+
 CONFIGS = {"voila": REPO / "voila.json", "binder": BINDER / "jupyter_server_config.json"}
 ROUTES = {"voila": voila_route, "binder": binder_route}
 BEACON_WORKS = {"voila": False, "binder": True}

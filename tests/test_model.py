@@ -87,6 +87,7 @@ def test_an_answer_near_an_edge_is_the_whole_photo_s(monkeypatch, tmp_path):
                                                 abs=1e-7)
 
 
+@pytest.mark.slow  # fastai and ours on 416 photos, and again at 12 MP: ~5 min
 def test_shipped_model_gives_fastai_s_answers_on_the_development_photos_and_on_them_at_12_megapixels(
         real_photos, tmp_path):
     """What users need from the serving path: fastai's answers, also on phone photos, which it decodes reduced.

@@ -7,7 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import REPO, make_synthetic_photos
+
+pytestmark = pytest.mark.slow  # each runs a notebook in a fresh kernel (train.ipynb trains)
 
 
 def run_nbval(notebook: str, env_extra: dict, tmp_path) -> subprocess.CompletedProcess:

@@ -17,6 +17,8 @@ import pytest
 from binder_route import (CARD, EXAMPLES, PAGE_SECONDS, binder_route, browser, off_the_machine, picsort_app_route,
                           record_requests, voila_route, wait_for_app, wait_for_cards)
 
+pytestmark = pytest.mark.slow  # Chromium on each of the three routes
+
 ROUTES = {"picsort app": picsort_app_route, "voila app.ipynb": voila_route, "binder route": binder_route}
 EXAMPLE_COUNT = len([path for path in EXAMPLES.iterdir() if path.suffix == ".jpg"])
 

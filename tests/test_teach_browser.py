@@ -7,10 +7,13 @@ from __future__ import annotations
 import io
 import zipfile
 
+import pytest
 
 import tests.test_browser as browser_helpers
 from picsort.classify import load_model
 from tests.test_browser import EXAMPLES, browser, card, serve  # noqa: F401 - fixtures used by name
+
+pytestmark = pytest.mark.slow  # Voila and Chromium with a fake camera
 
 FAKE_CAMERA = ["--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"]
 
