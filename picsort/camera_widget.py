@@ -14,6 +14,7 @@ import anywidget
 import traitlets
 
 from picsort.images import MAX_UPLOAD_BYTES
+from picsort.upload_widget import REFUSED, acknowledge
 
 __all__ = ["Camera"]
 
@@ -35,20 +36,16 @@ class Camera(anywidget.AnyWidget):
 
     def _message(self, _widget, content: Any, buffers: list) -> None:
         """Hand one photo to the page, then let the browser take the next; nothing escapes to the page."""
-        message_id = content.get("id") if isinstance(content, dict) else None
-        if not isinstance(message_id, int) or isinstance(message_id, bool):
-            message_id = None
         error = None
         name = content.get("name") if isinstance(content, dict) else None
         if not (isinstance(content, dict) and content.get("type") == "photo" and isinstance(name, str)
                 and len(buffers) == 1 and 0 < len(buffers[0]) <= MAX_UPLOAD_BYTES):
             log.warning("picsort app: refused a camera message")
-            error = "refused: the page sent a message the app does not take"
+            error = REFUSED
         else:
             try:
                 self._on_photo(name[:200], bytes(buffers[0]))
             except Exception:  # noqa: BLE001 - the callback reports its own problems; never leave the browser waiting
                 log.exception("picsort app: handling a camera photo failed")
                 error = "the app could not handle this photo"
-        ack = {"type": "ack", "id": message_id}
-        self.send(ack if error is None else {**ack, "error": error})
+        acknowledge(self, content, error)

@@ -18,13 +18,15 @@ import traitlets
 
 from picsort.images import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES
 
-__all__ = ["BadMessage", "UploadMessage", "UploadZone", "read_message"]
+__all__ = ["BadMessage", "REFUSED", "UploadMessage", "UploadZone", "acknowledge", "read_message"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
 KINDS = ("file", "too_large", "unreadable", "done")
 # The largest count or size a browser can state exactly (Number.MAX_SAFE_INTEGER): anything above is not a file's.
 LARGEST_NUMBER = 2**53 - 1
+# All a page is told of a message it should never have sent; the details go to the server's log only.
+REFUSED = "refused: the page sent a message the app does not take"
 
 
 class BadMessage(ValueError):
@@ -81,6 +83,16 @@ def read_message(content: Any, buffers: list, max_bytes: int) -> UploadMessage:
     return UploadMessage(kind, name, index, total, len(data), data)
 
 
+def acknowledge(widget: anywidget.AnyWidget, content: Any, error: str | None = None) -> None:
+    """Answer one message of the page with an ack carrying its id (and `error`, when it was not handled), so the
+    page sends its next one: the page waits for each answer, here and in picsort.camera_widget."""
+    message_id = content.get("id") if isinstance(content, dict) else None
+    if not isinstance(message_id, int) or isinstance(message_id, bool):
+        message_id = None  # the page numbers its messages; anything else is not worth echoing
+    ack = {"type": "ack", "id": message_id}
+    widget.send(ack if error is None else {**ack, "error": error})
+
+
 def _count(content: dict, key: str, least: int = 0) -> int:
     value = content.get(key)
     # bool is an int to Python, never to the page.
@@ -122,15 +134,12 @@ class UploadZone(anywidget.AnyWidget):
         Nothing may escape from here: ipywidgets shows an exception from a message handler, traceback and
         server paths included, on every page of this kernel.
         """
-        message_id = content.get("id") if isinstance(content, dict) else None
-        if not isinstance(message_id, int) or isinstance(message_id, bool):
-            message_id = None  # the page numbers its messages; anything else is not worth echoing
         error = None
         try:
             message = read_message(content, buffers, self.max_bytes)
         except BadMessage as problem:
             log.warning("picsort app: refused an upload message: %s", problem)
-            error = "refused: the page sent a message the app does not take"
+            error = REFUSED
         else:
             try:
                 if message.kind == "file":
@@ -142,5 +151,4 @@ class UploadZone(anywidget.AnyWidget):
             except Exception:  # noqa: BLE001 - the callbacks report their own problems; never leave the browser waiting
                 log.exception("picsort app: handling an upload message failed")
                 error = "the app could not handle this file"
-        ack = {"type": "ack", "id": message_id}
-        self.send(ack if error is None else {**ack, "error": error})
+        acknowledge(self, content, error)

@@ -117,6 +117,18 @@ def make_prediction():
 
 
 @pytest.fixture
+def sent_by(monkeypatch):
+    """`sent_by(widget)`: the list that gets what the widget sends its page, instead of a page (each message's
+    content; with `buffers=True`, (content, buffers) pairs)."""
+    def record(widget, buffers: bool = False) -> list:
+        sent = []
+        monkeypatch.setattr(widget, "send", lambda content, data=None: sent.append((content, data) if buffers else content))
+        return sent
+
+    return record
+
+
+@pytest.fixture
 def chromium() -> str:
     """Debian's Chromium for the browser tests; without it they skip (and fail in CI, where they must run)."""
     import shutil

@@ -80,12 +80,17 @@ def labels(tmp_path) -> Path:
     return tmp_path / "labels"
 
 
-@pytest.fixture
-def app(classifier, labels) -> ClassifierApp:
+def visitor_page(classifier, labels: Path):
+    """A visitor's page: a ClassifierApp with a store object of its own on the labels folder; its cards closed after."""
     page = ClassifierApp(classifier, LabelStore(labels, classifier.classes))
     yield page
     for card in list(page.cards):
         card.close()
+
+
+@pytest.fixture
+def app(classifier, labels) -> ClassifierApp:
+    yield from visitor_page(classifier, labels)
 
 
 @pytest.fixture(scope="module")
@@ -491,10 +496,7 @@ def test_the_store_must_know_the_models_classes(classifier, labels):
 @pytest.fixture
 def other(classifier, labels) -> ClassifierApp:
     """Another visitor's page on the same server: a kernel and store object of its own, the same labels folder."""
-    page = ClassifierApp(classifier, LabelStore(labels, classifier.classes))
-    yield page
-    for card in list(page.cards):
-        card.close()
+    yield from visitor_page(classifier, labels)
 
 
 def upload(page: ClassifierApp, example: Path, name: str = "bear.jpg") -> ResultCard:
@@ -613,9 +615,8 @@ def test_download_labels_is_a_zip_of_the_store(app, labels, classifier):
             assert archive.read(f"{label}/{card.sha256}.jpg") == (REPO / "examples" / card.file_name).read_bytes()
 
 
-def test_the_download_button_sends_the_file_or_says_why_not(app, classifier, monkeypatch):
-    sent = []
-    monkeypatch.setattr(app.download, "send", lambda content, buffers=None: sent.append((content, buffers)))
+def test_the_download_button_sends_the_file_or_says_why_not(app, classifier, sent_by):
+    sent = sent_by(app.download, buffers=True)
     app.download._message(app.download, {"type": "download"}, [])
     assert sent[-1] == ({"type": "message", "text": "Nothing labelled yet."}, None)
     (card,) = app.handle_upload([{"name": "a.jpg", "content": EXAMPLES[0].read_bytes()}])
@@ -640,9 +641,8 @@ def test_why_shows_a_heatmap_and_hides_it_again(app, photo):
 # ---- the widgets' messages -------------------------------------------------------------------------------
 
 
-def test_the_upload_zone_hands_over_each_file_and_acknowledges_it(app, monkeypatch):
-    acks = []
-    monkeypatch.setattr(app.upload, "send", lambda content, buffers=None: acks.append(content))
+def test_the_upload_zone_hands_over_each_file_and_acknowledges_it(app, monkeypatch, sent_by):
+    acks = sent_by(app.upload)
     data = EXAMPLES[0].read_bytes()
     app.upload._message(app.upload, {"type": "file", "name": "a.jpg", "index": 1, "total": 2, "id": 7},
                         [memoryview(data)])
@@ -679,9 +679,8 @@ FORGED = {
 
 
 @pytest.mark.parametrize("forged", FORGED, ids=list(FORGED))
-def test_a_message_no_page_sends_is_refused_with_an_ack_and_shows_nothing(app, monkeypatch, caplog, forged):
-    sent = []
-    monkeypatch.setattr(app.upload, "send", lambda content, buffers=None: sent.append(content))
+def test_a_message_no_page_sends_is_refused_with_an_ack_and_shows_nothing(app, sent_by, caplog, forged):
+    sent = sent_by(app.upload)
     progress = app.progress.value
     app.upload._handle_custom_msg(FORGED[forged], [b"xyz"] if "bytes'" in forged else [])  # as ipywidgets calls it
     (ack,) = sent

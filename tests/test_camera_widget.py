@@ -11,12 +11,11 @@ from picsort.images import MAX_UPLOAD_BYTES
 
 
 @pytest.fixture
-def camera(monkeypatch):
+def camera(sent_by):
     """A Camera whose photos and acks are recorded in `camera.photos` and `camera.acks`."""
     photos = []
     widget = Camera(on_photo=lambda name, data: photos.append((name, data)))
-    widget.photos, widget.acks = photos, []
-    monkeypatch.setattr(widget, "send", lambda content, buffers=None: widget.acks.append(content))
+    widget.photos, widget.acks = photos, sent_by(widget)
     yield widget
     widget.close()
 

@@ -8,10 +8,9 @@ from picsort.session_widget import SessionWatch
 
 
 @pytest.fixture
-def watch(monkeypatch):
+def watch(sent_by):
     widget = SessionWatch()
-    widget.sent = []
-    monkeypatch.setattr(widget, "send", lambda content, buffers=None: widget.sent.append(content))
+    widget.sent = sent_by(widget)
     yield widget
     widget.close()
 

@@ -12,14 +12,13 @@ LIMIT = 1000
 
 
 @pytest.fixture
-def zone(monkeypatch):
+def zone(sent_by):
     """An UploadZone whose callbacks and acks are recorded in `zone.calls` and `zone.acks`."""
     calls = []
     widget = UploadZone(on_file=lambda *args: calls.append(("file", *args)),
                         on_refused=lambda *args: calls.append(("refused", *args)),
                         on_done=lambda *args: calls.append(("done", *args)), max_bytes=LIMIT)
-    widget.calls, widget.acks = calls, []
-    monkeypatch.setattr(widget, "send", lambda content, buffers=None: widget.acks.append(content))
+    widget.calls, widget.acks = calls, sent_by(widget)
     yield widget
     widget.close()
 
