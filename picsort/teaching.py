@@ -79,7 +79,10 @@ class Taught:
         own = (f"flags {calibrated['validation_flagged']:.0%} of the {calibrated['validation_images']} held-out "
                f"photos" if calibrated["validation_images"] else "set on each photo left out of the others in turn")
         others = (f", {calibrated['others_flagged']:.0%} of {calibrated['other_images']} photos of other things"
-                  if calibrated["other_images"] else "; photos of other things (--others) would set it on them too")
+                  if calibrated["other_images"] else
+                  f", {calibrated['other_classes_flagged']:.0%} of the photos scored against the other classes' only "
+                  f"(what a class it was not taught looks like; photos of other things, --others, would set it "
+                  f"better)")
         lines.append(f"none of these: similarity below {settings['threshold']:g}, {own}{others}")
         if self.skipped:
             shown = "; ".join(f"{Path(file).name}: {reason}" for file, reason in self.skipped[:5])
@@ -173,11 +176,16 @@ def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
 
     classifier = pretrained_classifier(backbone, classes, body)
     others = other_features if other_features is not None else torch.empty(0, features.shape[1])
-    validation, reference_features, held_out, wrong = _validate(features, labels, classes, C)
+    validation, held, wrong = _validate(features, labels, classes, C)
     unit = torch.nn.functional.normalize(features, dim=1)
-    none_of_these = calibration(torch.nn.functional.normalize(reference_features, dim=1),
-                                torch.nn.functional.normalize(held_out, dim=1) if len(held_out) else held_out,
-                                torch.nn.functional.normalize(others, dim=1) if len(others) else others)
+    held_set = set(held)
+    measured_against = [index for index in range(len(labels)) if index not in held_set]
+    # Without photos of other things, the classes stand in for them (familiarity.other_class_scores): held are the
+    # held-out photos (none when each photo was held out in turn), measured against the rest.
+    none_of_these = calibration(unit[measured_against], unit[held],
+                                torch.nn.functional.normalize(others, dim=1) if len(others) else others,
+                                labels=[labels[index] for index in measured_against],
+                                held_out_labels=[labels[index] for index in held])
     # The folder's reference holds every photo, as the head learns from every photo (see the card's notes).
     none_of_these["calibration"]["reference_images"] = none_of_these["reference_images"]
     none_of_these["reference_images"] = int(unit.shape[0])
@@ -361,10 +369,10 @@ def _decoded(classifier: Classifier, files: Iterable[Path]) -> Iterator[tuple[Pa
 
 
 def _validate(features: torch.Tensor, labels: list[int], classes: list[str], C: float
-              ) -> tuple[dict, torch.Tensor, torch.Tensor, list[tuple[int, int]]]:
-    """(the card's validation, features of the photos the held-out ones were measured against, features of the
-    held-out photos for calibrating "none of these": empty when every photo was held out once in turn, and
-    (photo, class answered) of each held-out photo answered wrong)."""
+              ) -> tuple[dict, list[int], list[tuple[int, int]]]:
+    """(the card's validation, indexes of the photos held out for calibrating "none of these" against the rest:
+    none when every photo was held out once in turn, and (photo, class answered) of each held-out photo answered
+    wrong)."""
     folds = _folds(labels)
     every = len(labels) < CROSS_VALIDATE_BELOW
     probabilities = torch.zeros(len(labels), len(classes))
@@ -388,13 +396,13 @@ def _validate(features: torch.Tensor, labels: list[int], classes: list[str], C: 
         method = ("leave-one-out: each photo held out once, by a head fitted on all the others"
                   if count == len(labels) else
                   f"{count}-fold cross-validation: each photo held out once, by a head fitted on the other folds")
-        measured_against, held_out = features, torch.empty(0, features.shape[1])
+        held_out = []
     else:
         method = f"{1 / FOLDS:.0%} of each class held out (fixed seed), by a head fitted on the rest"
-        measured_against, held_out = features[~held], features[held]
+        held_out = held.nonzero().flatten().tolist()
     validation = {"error_rate": round(error_rate, 4), "loss": round(loss, 4), "images": int(held.sum()),
                   "method": method}
-    return validation, measured_against, held_out, mistakes
+    return validation, held_out, mistakes
 
 
 def _folds(labels: list[int]) -> list[int]:

@@ -124,3 +124,38 @@ def test_the_threshold_leans_below_the_validation_photos_and_rises_to_photos_of_
     assert choose_threshold(own, torch.linspace(0.3, 0.5, 100)) == pytest.approx(0.498, abs=1e-3)
     # ... but never above the 1st percentile less a quarter of the spread: the classes' own photos come first.
     assert choose_threshold(own, torch.linspace(0.5, 0.7, 100)) == pytest.approx(low - spread / 4, abs=1e-4)
+
+
+def test_without_photos_of_other_things_the_taught_classes_stand_in_for_them():
+    """Three classes of photos, each a cluster; a fourth cluster as far from them as they are from each other is
+    "none of these" once the classes score against each other, and not by the lean rule alone."""
+    from picsort.familiarity import calibration
+
+    generator = torch.Generator().manual_seed(0)
+    common = torch.randn(64, generator=generator)  # what photos share (pooled features are all positive)
+    centres = torch.nn.functional.normalize(0.5 * common + torch.randn(4, 64, generator=generator), dim=1)
+
+    def photos(centre: int, count: int) -> torch.Tensor:
+        # some photos far off their class's centre (a long tail, as real ones): the lean rule goes far below
+        spread = 0.08 + 0.17 * torch.rand(count, 1, generator=generator) ** 2
+        return torch.nn.functional.normalize(centres[centre] + spread * torch.randn(count, 64, generator=generator),
+                                             dim=1)
+
+    reference = torch.cat([photos(c, 32) for c in range(3)])
+    labels = [c for c in range(3) for _ in range(32)]
+    held_out = torch.cat([photos(c, 8) for c in range(3)])
+    held_out_labels = [c for c in range(3) for _ in range(8)]
+    unseen, other_thing = torch.cat([photos(c, 100) for c in range(3)]), photos(3, 100)
+    no_others = torch.empty(0, 64)
+
+    lean = calibration(reference, held_out, no_others)
+    stand_in = calibration(reference, held_out, no_others, labels=labels, held_out_labels=held_out_labels)
+    index = FamiliarityIndex(reference, stand_in["k"])
+    flagged = lambda scores, settings: float((scores < settings["threshold"]).float().mean())  # noqa: E731
+    assert flagged(index.similarity_of_pooled(other_thing), lean) < 0.5
+    assert flagged(index.similarity_of_pooled(other_thing), stand_in) >= 0.9
+    assert flagged(index.similarity_of_pooled(unseen), stand_in) <= 0.05
+    assert stand_in["calibration"]["other_classes_scores"] == 96 + 24
+    # Photos of other things, when given, are the evidence: the classes do not stand in for them.
+    given = calibration(reference, held_out, photos(3, 20), labels=labels, held_out_labels=held_out_labels)
+    assert given["calibration"]["other_images"] == 20 and given["calibration"]["other_classes_scores"] == 0
