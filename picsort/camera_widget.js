@@ -73,35 +73,58 @@ function render({ model, el }) {
   // A hidden section (Teach closed) keeps no camera on: the light next to the lens would say it still films.
   const hiddenCheck = setInterval(() => { if (stream && el.offsetParent === null) stopCamera(); }, 1000);
 
-  async function capture() {
-    if (sending || !stream || !video.videoWidth) return;
+  // Photos asked for and not yet taken: a click while the previous photo is still on its way is taken after it,
+  // never dropped (a quick clicker would otherwise lose photos without a word).
+  let owed = 0;
+
+  async function takePhotos() {
+    if (sending) return;
     sending = true;
     try {
-      const side = model.get("side");
-      const scale = Math.min(1, side / Math.min(video.videoWidth, video.videoHeight));
-      const canvas = h("canvas");
-      canvas.width = Math.max(1, Math.round(video.videoWidth * scale));
-      canvas.height = Math.max(1, Math.round(video.videoHeight * scale));
-      canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
-      const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
-      if (!blob) return;
-      const data = await blob.arrayBuffer();
-      taken += 1;
-      await new Promise((resolve) => {
-        const id = ++nextId;
-        waiting.set(id, resolve);
-        model.send({ type: "photo", name: `camera-${taken}.jpg`, id }, undefined, [data]);
-      });
+      while (owed > 0 && stream && video.videoWidth) {
+        owed -= 1;
+        await sendPhoto();
+      }
     } finally {
+      owed = 0;
       sending = false;
     }
   }
 
-  // Press: one photo at once; still held after BURST_MS, one more each BURST_MS (skipped while one is being sent).
+  async function sendPhoto() {
+    const side = model.get("side");
+    const scale = Math.min(1, side / Math.min(video.videoWidth, video.videoHeight));
+    const canvas = h("canvas");
+    canvas.width = Math.max(1, Math.round(video.videoWidth * scale));
+    canvas.height = Math.max(1, Math.round(video.videoHeight * scale));
+    canvas.getContext("2d").drawImage(video, 0, 0, canvas.width, canvas.height);
+    const blob = await new Promise((resolve) => canvas.toBlob(resolve, "image/jpeg", 0.92));
+    if (!blob) return;
+    const data = await blob.arrayBuffer();
+    taken += 1;
+    await new Promise((resolve) => {
+      const id = ++nextId;
+      waiting.set(id, resolve);
+      model.send({ type: "photo", name: `camera-${taken}.jpg`, id }, undefined, [data]);
+    });
+  }
+
+  // One photo per click or key press, each taken in turn.
+  function capture() {
+    owed += 1;
+    takePhotos();
+  }
+
+  // While held, one more each BURST_MS, skipped while one is still being sent (a burst never piles up).
+  function captureBurst() {
+    if (!sending) capture();
+  }
+
+  // Press: one photo at once; still held after BURST_MS, a burst.
   take.addEventListener("pointerdown", (event) => {
     event.preventDefault();
     capture();
-    if (!holding) holding = setInterval(capture, BURST_MS);
+    if (!holding) holding = setInterval(captureBurst, BURST_MS);
   });
   const release = () => { if (holding) { clearInterval(holding); holding = null; } };
   take.addEventListener("pointerup", release);

@@ -394,22 +394,11 @@ def photos_taught(page, name: str) -> int:
     return int(re.match(rf"{re.escape(name)}: (\d+) photo", text).group(1))
 
 
-def take_photo(page, name: str, number: int, deadline: float, retry_seconds: float = 10) -> None:
-    """Click the camera button until class `name` has its `number`th photo. The widget ignores a click while it
-    still waits for the kernel's receipt of the last photo, which can come just after the count changed: such
-    a click is lost, so it is made again after `retry_seconds` without a new photo (the test checks the counts
-    after: a retry that came while the photo was still on its way would have been ignored)."""
-    take = page.locator(".picsort-camera-take")
-    while True:
-        take.click()
-        try:
-            teach_count(page, name, number).wait_for(timeout=retry_seconds * 1000)
-            return
-        except Exception:  # Playwright's TimeoutError: look at the count and decide
-            if photos_taught(page, name) >= number:
-                return
-            if time.monotonic() > deadline:
-                raise
+def take_photo(page, name: str, number: int, deadline: float) -> None:
+    """Click the camera button once; class `name` then has its `number`th photo (a click while the last photo is
+    still on its way is taken after it)."""
+    page.locator(".picsort-camera-take").click()
+    teach_count(page, name, number).wait_for(timeout=max(1.0, deadline - time.monotonic()) * 1000)
 
 
 def teach(page, classes: list[str], photos_per_class: int, try_photo: Path, *, killed=lambda: False,
