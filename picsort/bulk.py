@@ -88,10 +88,10 @@ def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
     """Image files in the given files and folders, one at a time, in a stable (sorted) order.
 
     An fsspec URL (`s3://bucket/prefix`) is listed as a folder is (`picsort.remote.find_url_images`) and its
-    photos come as URLs. Folders contribute files with an image suffix (`picsort.images.is_image_file`; hidden files and folders
-    are left out), their sub-folders only when `recursive`. A file named directly is always yielded. Each
-    file comes once, even when named twice. Folders in `skip` (say, where results are copied to) are not
-    entered. Files a folder scan leaves out as not images are counted in `not_images` by extension
+    photos come as URLs. Folders contribute files with an image suffix (`picsort.images.is_image_file`; hidden
+    files and folders are left out), their sub-folders only when `recursive`. A file named directly is always
+    yielded. Each file comes once, even when named twice. Folders in `skip` (say, where results are copied to)
+    are not entered. Files a folder scan leaves out as not images are counted in `not_images` by extension
     (".pdf", or "no extension").
     """
     seen: set[str] = set()

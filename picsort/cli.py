@@ -116,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "photos, and write --copy-to")
     classify.add_argument("--shard-size", type=_whole_number(1), default=None, metavar="N",
                           help="with --workers or --scheduler: files per task (default: picsort.cluster.SHARD_FILES, "
-                               "256)")
+                               "128)")
     classify.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
                           help="threads the model itself uses (default: one per CPU this process may use, "
                                "its CPU set or its cgroup's CPU quota, whichever is less)")
@@ -344,7 +344,8 @@ def classify_command(args, own_process: bool = False) -> int:
         try:
             report = bulk.sort_files(args.inputs, classifier, out, recursive=args.recursive, copy_to=copy_to,
                                      threshold=args.threshold, batch_size=args.batch_size,
-                                     workers=bulk.DECODE_WORKERS if args.decode_threads is None else args.decode_threads,
+                                     workers=(bulk.DECODE_WORKERS if args.decode_threads is None
+                                              else args.decode_threads),
                                      on_rows=progress.update_from if progress else None, client=client,
                                      shard_size=args.shard_size)
         finally:

@@ -38,12 +38,13 @@ from picsort.familiarity import REFERENCE_NAME
 from picsort.images import UnusableImageError
 from picsort.model import CARD_NAME, WEIGHTS_NAME
 
-__all__ = ["SHARD_FILES", "ModelFiles", "ModelFolderPlugin", "classify_on_cluster", "classify_shard", "connect", "local_cluster",
-           "worker_classifier"]
+__all__ = ["SHARD_FILES", "ModelFiles", "ModelFolderPlugin", "classify_on_cluster", "classify_shard", "connect",
+           "local_cluster", "worker_classifier"]
 
-# Paths per task. Per shard the scheduler spends about a millisecond and a worker some 256 / 40 = 6 s on 2 cores
-# (benchmarks/results/cluster.md has the measurements and the sizes for larger clusters).
-SHARD_FILES = 256
+# Paths per task: small enough that the last shards of a run keep every worker busy (a worker idles while the
+# last one finishes), large enough that the scheduler's few milliseconds a task stay a small share. The
+# measurements, and the size for a cluster of a thousand workers, are in benchmarks/results/cluster.md.
+SHARD_FILES = 128
 # Shards submitted ahead per worker thread: one running, one waiting, so no worker idles between shards.
 AHEAD_PER_THREAD = 2
 # What serving a model folder reads (picsort.model, picsort.familiarity); export.pkl (fastai's) is not needed.
@@ -178,7 +179,8 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
     def submit(shard: list[str]) -> None:
         nonlocal submitted
         submitted += 1
-        future = client.submit(classify_shard, model.digest, shard, batch_size, threshold, copy_to, unsure_folder, key=f"picsort-shard-{run}-{submitted}", pure=False)
+        future = client.submit(classify_shard, model.digest, shard, batch_size, threshold, copy_to, unsure_folder,
+                               key=f"picsort-shard-{run}-{submitted}", pure=False)
         pending[future] = shard
         finished.add(future)
 

@@ -1,4 +1,4 @@
-"""Photos named by fsspec URLs (`s3://bucket/prefix`, `gs://...`, `file:///...`): telling them from paths, listing, reading.
+"""Photos named by fsspec URLs (`s3://bucket/prefix`, `gs://...`, `file:///...`): told from paths, listed, read.
 
 fsspec (and s3fs for `s3://`) are imported only when a URL is used, so a run over folders on disk loads neither.
 Credentials and endpoints come the standard way of each backend: for S3 the `AWS_*` environment variables
