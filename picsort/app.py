@@ -12,20 +12,15 @@ network from `picsort.classify`, which starts faster and needs less memory.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import datetime
-import functools
 import html
 import io
 import logging
-import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import ipywidgets as widgets
-from PIL import Image
 
 from picsort.cards import GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCard, shown_name
 from picsort.classify import Classifier, load_model
@@ -33,9 +28,11 @@ from picsort.cpu_quota import fit_torch_threads
 from picsort.download_widget import DownloadButton, NothingToDownload
 from picsort.folders import EXAMPLES_DIR, labels_dir, teach_dir
 from picsort.images import (ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_from_bytes,
-                            is_image_file)
+                            is_image_file, jpeg)
 from picsort.labels import NONE_LABEL, LabelStore, LabelStoreError, shown_label
 from picsort.model import ModelFolderError
+from picsort.process_memory import return_freed_memory
+from picsort.server_log import send_log_to_server
 from picsort.session_widget import SessionWatch
 from picsort.upload_widget import UploadZone
 
@@ -78,35 +75,6 @@ def build_app(model_folder: Path | str | None = None, labels_folder: Path | str 
     return ClassifierApp(classifier, store).widget
 
 
-# ---- the server log --------------------------------------------------------------------------------------
-
-
-def server_log_stream():
-    """The stream that reaches the server's log and never the visitor's browser.
-
-    In a kernel, ipykernel forwards everything written to file descriptor 2 (`sys.__stderr__` included) to
-    the browser as a stream message; it keeps a copy of the original descriptor for its own log, and so do we.
-    """
-    original = getattr(sys.stderr, "_original_stdstream_copy", None)
-    if original is not None:
-        return io.TextIOWrapper(io.FileIO(original, "w", closefd=False), write_through=True)
-    return sys.__stderr__
-
-
-def send_log_to_server() -> None:
-    """Route picsort's log and Python warnings to the server log (once per process)."""
-    for name in ("picsort", "py.warnings"):
-        logger = logging.getLogger(name)
-        if any(getattr(handler, "_picsort_server_log", False) for handler in logger.handlers):
-            continue
-        handler = logging.StreamHandler(server_log_stream())
-        handler.setFormatter(logging.Formatter("[%(asctime)s %(name)s %(levelname)s] %(message)s"))
-        handler._picsort_server_log = True
-        logger.addHandler(handler)
-        logger.propagate = False
-    logging.captureWarnings(True)
-
-
 # ---- small helpers ---------------------------------------------------------------------------------------
 
 
@@ -120,41 +88,6 @@ def html_widget(text: str, css_class: str) -> widgets.HTML:
     widget = widgets.HTML(text)
     widget.add_class(css_class)
     return widget
-
-
-def reduced(image: Image.Image, size: int) -> Image.Image:
-    """`image` scaled down to at most `size` pixels on its longest side (the same image if already small)."""
-    scale = size / max(image.size)
-    if scale >= 1:
-        return image
-    width, height = max(1, round(image.width * scale)), max(1, round(image.height * scale))
-    # reducing_gap: shrink big photos by whole factors first; much faster, no visible difference.
-    return image.resize((width, height), Image.BILINEAR, reducing_gap=3.0)
-
-
-def jpeg(image: Image.Image, size: int, quality: int = 85) -> tuple[bytes, tuple[int, int]]:
-    """`image` reduced to `size` and encoded as JPEG; returns the bytes and the encoded size."""
-    small = reduced(image, size)
-    buffer = io.BytesIO()
-    small.convert("RGB").save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue(), small.size
-
-
-@functools.cache
-def _malloc_trim():
-    """glibc's malloc_trim, or None elsewhere; looked up once (find_library runs ldconfig)."""
-    name = ctypes.util.find_library("c")
-    try:
-        return ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):  # not glibc (musl, macOS)
-        return None
-
-
-def return_freed_memory() -> None:
-    """Give freed heap pages back to the system (glibc keeps them otherwise); nothing elsewhere."""
-    trim = _malloc_trim()
-    if trim is not None:
-        trim(0)
 
 
 def listed(names: list[str], joiner: str = "or") -> str:
