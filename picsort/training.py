@@ -139,12 +139,18 @@ def logistic_head(features: torch.Tensor, labels: Sequence[int], classes: Sequen
     """
     import numpy as np
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits  # scikit-learn's own dependency
 
     present = set(int(label) for label in labels)
     missing = [name for index, name in enumerate(classes) if index not in present]
     if missing:
         raise NotEnoughPhotosError(f"no training photos of {', '.join(missing)}: add photos of it")
-    regression = LogisticRegression(C=C, max_iter=10_000).fit(features.double().numpy(), np.asarray(labels))
+    # One BLAS thread: these problems are small (hundreds of photos × 1,280 features), and OpenBLAS's threads, which
+    # spin while they wait, cost more than they save, most of all on a CPU shared with torch or other work: on 2
+    # busy cores, Teach mode's Train on 50 photos took 2.4 s with two threads and 0.6 s with one; the 416 bears' head
+    # 0.5-3.2 s and 0.1 s (benchmarks/teach_speed.py measures Train).
+    with threadpool_limits(limits=1, user_api="blas"):
+        regression = LogisticRegression(C=C, max_iter=10_000).fit(features.double().numpy(), np.asarray(labels))
     coef, intercept = regression.coef_, regression.intercept_
     if coef.shape[0] == 1:  # two classes: scikit-learn fits one logit; softmax over (-z/2, z/2) is sigmoid(z)
         coef, intercept = np.vstack([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
