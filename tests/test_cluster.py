@@ -198,10 +198,11 @@ def test_separate_workers_give_the_rows_and_copies_of_one_process(client, photos
 
 def test_a_worker_killed_mid_run_loses_no_file_and_doubles_none(client, photos, one_process, tmp_path):
     pids = client.run(os.getpid)  # worker address -> its process id
-    killed = []
+    killed, listed_at_first_rows = [], []
 
     def kill_a_worker(report) -> None:
         if not killed:  # after the first shard's rows, while the next ones run on both workers
+            listed_at_first_rows.append((report.listed, report.listing_done))
             victim = next(iter(pids.values()))
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
@@ -209,6 +210,8 @@ def test_a_worker_killed_mid_run_loses_no_file_and_doubles_none(client, photos, 
     out = tmp_path / "results.csv"
     report = sort_files([photos], load_model(), out, recursive=True, client=client, shard_size=4, on_rows=kill_a_worker)
     assert killed and report.processed == 50 and not report.interrupted
+    # The listing is streamed: the first rows came back with a few shards listed (2 per worker thread ahead).
+    assert listed_at_first_rows[0][0] <= 4 * 4 + 4 and listed_at_first_rows[0][1] is False
     assert_same_rows(by_name(read_rows(out), str(photos)), one_process)  # by_name fails on a second row of a file
 
 
