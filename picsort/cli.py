@@ -279,6 +279,11 @@ def _check_inputs(args) -> tuple[Path, Path | None]:
         raise UsageError(f"--copy-to works for files on disk only, not for {urls[0]}: copy them from the CSV's rows")
     if args.workers is not None and args.scheduler:
         raise UsageError("give --workers (a new cluster on this machine) or --scheduler (a running one), not both")
+    given = [name for name, value in (("--threads", args.threads), ("--decode-threads", args.decode_threads))
+             if value is not None]
+    if (args.workers or args.scheduler) and given:
+        raise UsageError(f"{' and '.join(given)} set one process's threads: on a cluster each worker process runs "
+                         f"the model on its Dask threads (dask worker --nthreads; --workers starts them with one)")
     out = Path(args.out)
     if out.is_dir():
         raise UsageError(f"--out {out} is a folder; give a CSV file name")

@@ -315,3 +315,14 @@ def test_an_s3_prefix_on_separate_workers_gives_the_same_rows(client, bucket, on
     report = sort_files([bucket], load_model(), out, recursive=True, client=client, shard_size=8)
     assert report.processed == 50
     assert_same_rows(by_name(read_rows(out), bucket), one_process)
+
+
+def test_options_for_one_process_are_refused_on_a_cluster(tmp_path, capsys):
+    from picsort.cli import main
+
+    out = tmp_path / "results.csv"
+    assert main(["classify", str(EXAMPLES), "--out", str(out), "--workers", "2", "--threads", "2"]) == 2
+    assert "--threads set one process's threads" in capsys.readouterr().err
+    assert main(["classify", str(EXAMPLES), "--out", str(out), "--workers", "2", "--scheduler", "tcp://x:1"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert not out.exists()
