@@ -78,9 +78,12 @@ class Trained:
         card = self.fitted.card
         validation = card["validation"]
         counts = ", ".join(f"{name} {count}" for name, count in card["images_per_class"].items())
+        others = card["none_of_these"]["calibration"]["other_images"]
+        none = (f" 'None of these' was set on {others} photo{'s' * (others != 1)} labelled none of these too."
+                if others else "")
         return (f"Trained on {sum(card['images_per_class'].values())} photos ({counts}) in {self.seconds:.1f} s. "
                 f"Held-out accuracy: {self.accuracy:.0%} of {validation['images']} photos, each answered by a "
-                f"model trained without it ({validation['method'].split(':')[0]}).")
+                f"model trained without it ({validation['method'].split(':')[0]}).{none}")
 
     def model_zip(self) -> tuple[str, bytes]:
         """(file name, bytes) of a zip holding the model folder: unzipped, `PICSORT_MODEL_DIR=<folder> picsort app`,
@@ -107,6 +110,9 @@ class TeachSession:
         _check_packages(backbone)  # says which package to install, before the body is loaded
         self.backbone = backbone
         self.store = store  # where each photo is kept on disk as it is added (None: in memory only)
+        # Features of the store's photos labelled "none of these" (on the page, after a Train): photos of other
+        # things, for the "none of these" threshold, as picsort teach uses a labels zip's none/ folder.
+        self.others: dict[str, torch.Tensor] = {}
         self.photos: dict[str, list[TaughtPhoto]] = {}
         self._ids = itertools.count(1)
         self._preparer: Classifier | None = None
@@ -149,11 +155,7 @@ class TeachSession:
         for other, members in self.photos.items():
             if any(photo.sha256 == digest for photo in members):
                 raise DuplicatePhotoError(f"{name} is already in {other}: each photo counts once")
-        preparer = self.preparer
-        image = preparer.to_image(data, name=name)
-        with torch.inference_mode():
-            (maps,) = preparer.feature_maps(preparer.to_batch([preparer.to_tensor(image)]))
-            features = maps.float().mean(dim=(2, 3))[0].clone()
+        image, features = self._features(data, name)
         thumbnail = image.convert("RGB")
         thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.BILINEAR)
         buffer = io.BytesIO()
@@ -175,19 +177,25 @@ class TeachSession:
 
     def restore(self) -> tuple[list[tuple[str, TaughtPhoto]], list[str]]:
         """Add the photos kept in the store that this session does not hold yet (taught before a reload or in
-        another kernel): ((class, photo) of each added, a line for each photo that could not be used). Photos
-        labelled "none of these" are not a class and stay out."""
+        another kernel, or labelled on the page since): ((class, photo) of each added, a line for each photo that
+        could not be used). Photos labelled "none of these" are no class: they go to `others`, for the threshold."""
         added, problems = [], []
         if self.store is None:
             return added, problems
         held = {photo.sha256 for members in self.photos.values() for photo in members}
-        for entry in self.store.entries():
+        entries = self.store.entries()
+        labelled_none = {entry["sha256"] for entry in entries if entry["label"] == NONE_LABEL}
+        self.others = {digest: features for digest, features in self.others.items() if digest in labelled_none}
+        for entry in entries:
             label = entry["label"]
-            if label == NONE_LABEL or entry["sha256"] in held:
+            if entry["sha256"] in held or entry["sha256"] in self.others:
                 continue
             name = entry.get("original_name") or Path(entry["path"]).name
             try:
                 data = (self.store.root / entry["path"]).read_bytes()
+                if label == NONE_LABEL:
+                    self.others[entry["sha256"]] = self._features(data, name)[1]
+                    continue
                 if label not in self.photos:
                     self.add_class(label)
                 added.append((label, self.add_photo(label, data, name, keep=False)))
@@ -220,9 +228,18 @@ class TeachSession:
         photos = [(index, photo) for index, name in enumerate(classes) for photo in self.photos[name]]
         features = torch.stack([photo.features for _, photo in photos])
         labels = [index for index, _ in photos]
-        fitted = fit_model(features, labels, classes, backbone=self.backbone, body=self.preparer.network[0].model,
-                           data_source="photos added in the app's Teach section")
+        others = torch.stack(list(self.others.values())) if self.others else None
+        fitted = fit_model(features, labels, classes, other_features=others, backbone=self.backbone,
+                           body=self.preparer.network[0].model, data_source="photos added in the app's Teach section")
         return Trained(fitted, time.perf_counter() - started)
+
+    def _features(self, data: bytes, name: str) -> tuple[Image.Image, torch.Tensor]:
+        """(the picture as decoded, its raw average-pooled body features); raises UnusableImageError."""
+        preparer = self.preparer
+        image = preparer.to_image(data, name=name)
+        with torch.inference_mode():
+            (maps,) = preparer.feature_maps(preparer.to_batch([preparer.to_tensor(image)]))
+            return image, maps.float().mean(dim=(2, 3))[0].clone()
 
     @property
     def preparer(self) -> Classifier:

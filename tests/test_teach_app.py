@@ -13,7 +13,7 @@ import picsort.teach_session as teach_session
 from picsort.app import ClassifierApp
 from picsort.cards import ResultCard
 from picsort.classify import load_model
-from picsort.labels import LabelStore
+from picsort.labels import NONE_LABEL, LabelStore
 from picsort.teaching import TeachError
 from tests.conftest import make_synthetic_photos
 
@@ -110,8 +110,12 @@ def test_teach_two_classes_train_and_the_page_answers_with_the_new_model(app, ph
     assert "Saved as light" in app._save_label(app.cards[0], "light")
     assert "light: <b>6</b>" in app.counts.value and str(tmp_path / "taught") in app.counts.value
     assert not (tmp_path / "labels" / "light").exists()
+    # One labelled "none of these" is a photo of another thing: the next Train sets the threshold on it too.
+    assert "Saved as none of these" in app._save_label(app.cards[1], NONE_LABEL)
     panel.train_button.click()
     assert "Trained on 11 photos (dark 5, light 6)" in panel.status.value
+    assert "set on 1 photo labelled none of these" in panel.status.value
+    assert panel.trained.fitted.card["none_of_these"]["calibration"]["other_images"] == 1
 
     # Download model: a zipped model folder.
     name, data, note = panel.model_zip()
