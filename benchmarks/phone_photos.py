@@ -12,7 +12,7 @@ bytes -> probabilities through the shipped model (`load_model()`, whatever `mode
 - the same steps with the photo decoded at full size (no draft), as before;
 - the same steps drafting to exactly the model's resize size (the smallest draft; less faithful to fastai);
 - the app's path for a photo whose answer is near an edge, which is then decoded whole and answered again
-  (`Classifier.settled`; the same photo, with the edge moved so that it counts as near);
+  (`Classifier.answered_whole_near_edges`; the same photo, with the edge moved so that it counts as near);
 
 each against the bare forward `Classifier.probabilities` on a 1x3xHxW tensor prepared beforehand. The variants
 alternate call by call, so a busy machine slows them alike; each figure is the median of all its calls.
@@ -145,11 +145,11 @@ def main() -> None:
 
     def near_an_edge():
         # The same photo as if its answer were near an edge: decoded reduced, answered, decoded whole, answered.
-        saved, classify.WHOLE_BELOW = classify.WHOLE_BELOW, 1.01
+        saved, classify.DECODE_WHOLE_BELOW = classify.DECODE_WHOLE_BELOW, 1.01
         try:
             return model.predict(data)
         finally:
-            classify.WHOLE_BELOW = saved
+            classify.DECODE_WHOLE_BELOW = saved
 
     batch = model.to_batch([model.to_tensor(model.to_image(data))])
     load_before = os.getloadavg()[0]

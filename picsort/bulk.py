@@ -15,7 +15,7 @@ or take the results one by one:
         print(path, result)   # a Prediction (its label: a class, or "none"), or the UnusableImageError saying why
                               # the file can't be used
 
-Every image goes through `Classifier.to_image`, `.to_tensor`, `.predictions` and `.settled`, the same steps
+Every image goes through `Classifier.to_image`, `.to_tensor`, `.predictions` and `.answered_whole_near_edges`, the same steps
 as `Classifier.predict`, so a file gets the same probabilities here as in the app.
 """
 
@@ -203,7 +203,7 @@ def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier,
         predictions = []
         if good:
             predictions = classifier.predictions(classifier.to_batch([tensor for _, (tensor, _) in good]), threshold)
-            predictions = classifier.settled([path for path, _ in good], [reduced for _, (_, reduced) in good],
+            predictions = classifier.answered_whole_near_edges([path for path, _ in good], [reduced for _, (_, reduced) in good],
                                              predictions, threshold)
         answers = iter(predictions)
         return [(path, item if isinstance(item, UnusableImageError) else next(answers)) for path, item in batch]

@@ -27,12 +27,12 @@ FORWARD_CHUNK = 8
 
 # A photo decoded reduced (`to_image`) gets the answers of the photo decoded whole where the network is sure, but
 # near an edge its small pixel differences move them (tests/test_model.py). There the answer is computed again
-# from the whole photo: a top probability under WHOLE_BELOW, or a familiarity within WHOLE_MARGIN of the
+# from the whole photo: a top probability under DECODE_WHOLE_BELOW, or a familiarity within DECODE_WHOLE_WITHIN of the
 # "none of these" threshold. With the shipped logistic-regression head, on the 416 development photos at 12 MP
 # decoded reduced, answers with a top probability of 0.9 or more were at most 0.013 from fastai's (all of them:
 # 0.027); the 12 below 0.9 are decoded whole.
-WHOLE_BELOW = 0.9
-WHOLE_MARGIN = 0.05
+DECODE_WHOLE_BELOW = 0.9
+DECODE_WHOLE_WITHIN = 0.05
 
 
 @dataclass(repr=False)
@@ -104,7 +104,7 @@ class Classifier:
         Bad input raises `UnusableImageError`; `name` is what its message calls the image.
         """
         # Twice the resize's size, as Pillow's thumbnail drafts (reducing_gap=2): photos under 2x are decoded as
-        # fastai decodes them, larger ones stay close to its answers, and `settled` decodes those near an edge
+        # fastai decodes them, larger ones stay close to its answers, and `answered_whole_near_edges` decodes those near an edge
         # whole (tests/test_model.py; benchmarks/phone_photos.py has what each costs).
         return image_from_any(item, min_side=2 * (self.size + self.extra), name=name)
 
@@ -177,7 +177,7 @@ class Classifier:
 
     def predict_batch(self, items: Iterable[ImageInput]) -> list[Prediction]:
         """Classify several images in one forward pass; any unusable image raises `UnusableImageError`."""
-        # An open file is read once here: near an edge `settled` needs its picture a second time.
+        # An open file is read once here: near an edge `answered_whole_near_edges` needs its picture a second time.
         named = [read_file_object(item) if is_file_object(item) else (item, None) for item in items]
         images = [self.to_image(item, name=name) for item, name in named]
         return self.predict_images([item for item, _ in named], images)
@@ -188,21 +188,21 @@ class Classifier:
         if not images:
             return []
         predictions = self.predictions(self.to_batch([self.to_tensor(image) for image in images]), threshold)
-        return self.settled(items, [decoded_reduced(image) for image in images], predictions, threshold)
+        return self.answered_whole_near_edges(items, [decoded_reduced(image) for image in images], predictions, threshold)
 
     def near_an_edge(self, prediction: Prediction) -> bool:
-        """Whether a small change of pixels could move this answer noticeably (see WHOLE_BELOW)."""
+        """Whether a small change of pixels could move this answer noticeably (see DECODE_WHOLE_BELOW)."""
         near_threshold = (self.familiarity.threshold is not None
-                          and abs(prediction.similarity - self.familiarity.threshold) < WHOLE_MARGIN)
-        return prediction.probability < WHOLE_BELOW or near_threshold
+                          and abs(prediction.similarity - self.familiarity.threshold) < DECODE_WHOLE_WITHIN)
+        return prediction.probability < DECODE_WHOLE_BELOW or near_threshold
 
-    def settled(self, items: Sequence[ImageInput], reduced: Sequence[bool], predictions: list[Prediction],
-                threshold: float | None = None) -> list[Prediction]:
+    def answered_whole_near_edges(self, items: Sequence[ImageInput], reduced: Sequence[bool],
+                                  predictions: list[Prediction], threshold: float | None = None) -> list[Prediction]:
         """`predictions` with each answer for a reduced picture that is near an edge computed again from `item` whole.
 
         `reduced[i]`: whether the picture behind `predictions[i]` was decoded reduced (`decoded_reduced`).
         """
-        settled = list(predictions)
+        answers = list(predictions)
         for index, (item, was_reduced, prediction) in enumerate(zip(items, reduced, predictions)):
             if not (was_reduced and self.near_an_edge(prediction)):
                 continue
@@ -212,8 +212,8 @@ class Classifier:
                 continue  # read once already (a file that changed since): the reduced picture's answer stands
             batch = self.to_tensor(whole).unsqueeze(0)
             del whole  # one whole photo in memory at a time
-            settled[index] = self.predictions(batch, threshold)[0]
-        return settled
+            answers[index] = self.predictions(batch, threshold)[0]
+        return answers
 
     # -- explaining -------------------------------------------------------------------------------------
 

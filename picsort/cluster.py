@@ -5,7 +5,7 @@
 - The client lists the files as it goes and submits shards of `SHARD_FILES` paths, a few per worker thread
   ahead, so the first shards run while a long listing goes on, and neither the listing nor the results
   pile up in memory.
-- A worker classifies a shard with `picsort.bulk.classify_batches` (decode-ahead, batches, `settled`): the same
+- A worker classifies a shard with `picsort.bulk.classify_batches` (decode-ahead, batches, `answered_whole_near_edges`): the same
   code and so the same probabilities as one process. Each worker process loads the model once and keeps it for
   every later shard (`worker_classifier`). The model folder's files travel to each worker once, in a worker
   plugin the scheduler keeps for workers that join or restart later (`ModelFolderPlugin`), and a worker writes

@@ -278,7 +278,7 @@ def binder_pod_route(work: Path, user, environment: Path, wrap=lambda command: c
 
 # ---- photos --------------------------------------------------------------------------------------------
 # Two bears half and half: photos the shipped model is unsure of, so the app decodes them whole a second time
-# (`Classifier.settled`), the heaviest path a photo can take.
+# (`Classifier.answered_whole_near_edges`), the heaviest path a photo can take.
 HALF_AND_HALF = [("grizzly-1", "teddy-1"), ("grizzly-1", "teddy-2"), ("grizzly-2", "teddy-1")]
 
 

@@ -156,7 +156,7 @@ def test_a_phone_photo_near_an_edge_gets_the_whole_photo_s_answer(app, classifie
 
     data = phone_photo(EXAMPLES[0])
     whole = classifier.predictions(classifier.to_batch([classifier.to_tensor(image_from_bytes(data))]))[0]
-    monkeypatch.setattr(classify, "WHOLE_BELOW", 1.01)  # every answer near an edge
+    monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)  # every answer near an edge
     (card,) = app.handle_upload([{"name": "phone.jpg", "content": memoryview(data)}])
     assert card.probabilities == pytest.approx([whole.probabilities[c] for c in classifier.classes], abs=1e-7)
 
@@ -237,7 +237,7 @@ def test_memory_stays_flat_over_many_phone_photos(app, monkeypatch, near_an_edge
     from picsort import classify
 
     if near_an_edge:
-        monkeypatch.setattr(classify, "WHOLE_BELOW", 1.01)
+        monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)
     monkeypatch.setattr(app_module, "MAX_KEPT_BYTES", 8 * 1024 * 1024)
     monkeypatch.setattr(app_module, "MAX_CARDS", 10)
     data = phone_photo(EXAMPLES[2])

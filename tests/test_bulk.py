@@ -162,7 +162,7 @@ def test_a_phone_photo_near_an_edge_gets_the_whole_photo_s_answer(tmp_path, monk
     photo = tmp_path / "phone.jpg"
     Image.open(EXAMPLES / "teddy-1.jpg").convert("RGB").resize((4032, 3024), Image.BICUBIC).save(photo, quality=90)
     whole = model.predictions(model.to_batch([model.to_tensor(image_from_path(photo))]))[0]
-    monkeypatch.setattr(classify, "WHOLE_BELOW", 1.01)  # every answer near an edge
+    monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)  # every answer near an edge
     (path, prediction), (_, error) = classify_files([photo, tmp_path / "missing.jpg"], model)
     assert isinstance(error, UnusableImageError)
     assert prediction.probabilities == pytest.approx(whole.probabilities, abs=1e-7)

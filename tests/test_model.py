@@ -73,13 +73,13 @@ def test_an_answer_near_an_edge_is_the_whole_photo_s(monkeypatch, tmp_path):
     assert not classifier.near_an_edge(reduced)  # a sure grizzly: the reduced picture's answer stands
     assert classifier.predict(photo).probabilities == pytest.approx(reduced.probabilities, abs=1e-7)
 
-    monkeypatch.setattr(classify, "WHOLE_BELOW", 1.01)  # now every answer is near an edge
+    monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)  # now every answer is near an edge
     with open(photo, "rb") as file:
         items = [photo, str(photo), photo.read_bytes(), file, Image.open(photo)]
         for item, prediction in zip(items, classifier.predict_batch(items)):
             assert prediction.probabilities == pytest.approx(whole.probabilities, abs=1e-7), type(item)
-    monkeypatch.setattr(classify, "WHOLE_BELOW", 0.0)
-    monkeypatch.setattr(classify, "WHOLE_MARGIN", 2.0)  # near "none of these"
+    monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 0.0)
+    monkeypatch.setattr(classify, "DECODE_WHOLE_WITHIN", 2.0)  # near "none of these"
     assert classifier.predict(photo).probabilities == pytest.approx(whole.probabilities, abs=1e-7)
     # a picture that was not reduced has nothing whole to go back to: its own answer
     small = classifier.predict(EXAMPLES / "grizzly-1.jpg")
