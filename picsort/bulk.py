@@ -21,67 +21,25 @@ as `Classifier.predict`, so a file gets the same probabilities here as in the ap
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import dataclasses
-import filecmp
-import itertools
 import os
-import shutil
-import sys
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from picsort.cpu_quota import let_idle_threads_sleep
-
-let_idle_threads_sleep()  # before torch loads OpenMP
-import torch  # noqa: E402
-
+from picsort.batches import DECODE_WORKERS, Result, classify_batches, classify_files
 from picsort.classify import Classifier, Prediction
-from picsort.images import UnusableImageError, decoded_reduced, is_image_file
-from picsort.labels import NONE_LABEL, check_class_name
+from picsort.copies import UNSURE_FOLDER, answer_folder, copy_into
+from picsort.images import UnusableImageError, is_image_file
+from picsort.labels import check_class_name
 from picsort.remote import is_url
 from picsort.results import format_rows, open_results, path_key
 
-__all__ = ["DECODE_WORKERS", "UNSURE_FOLDER", "Result", "SortReport", "answer_folder", "classify_batches",
-           "classify_files", "copy_into", "find_images", "prepare_file", "reuse_freed_memory", "sort_files"]
-
-UNSURE_FOLDER = "unsure"
-
-# Decoding threads. Pillow releases the GIL while it decodes and resizes, so two threads keep a batch
-# ready while the model runs the previous one (see benchmarks/cli_throughput.py for the measurements).
-DECODE_WORKERS = 2
-
-Result = tuple[str, Prediction | UnusableImageError]
-_END = object()
-
-
-def reuse_freed_memory() -> bool:
-    """Have glibc's malloc keep and reuse freed memory, for a process that runs batch after batch.
-
-    By default every large block (a batch's activations: tens of MB) is mapped fresh from the kernel and
-    handed back when freed, so each batch pays again for zeroing those pages: on a 2-core machine more
-    time went to that (system time) than to the model itself, and turning it off doubled the throughput
-    (benchmarks/cli_throughput.py). The price: a higher peak (about 1.5 GB instead of 1.2 GB for the CLI
-    at batch 32, 224 px), kept by the process until it exits. Process-wide and permanent, so for a
-    process of its own: `python -m picsort` calls it at start-up.
-    Returns False where there is no glibc (macOS, Windows, musl), leaving things as they are.
-    """
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8  # from glibc's <malloc.h>
-    # No separate mappings for large blocks, and never give the top of the heap back to the kernel. Few
-    # arenas: each thread's arena would keep its own freed memory (peak RSS varied more run to run).
-    return all(mallopt(option, value) for option, value in
-               ((m_mmap_max, 0), (m_trim_threshold, 1 << 30), (m_arena_max, 2)))
-
+# classify_batches, classify_files (picsort.batches) and the copies' folders (picsort.copies) are here too, so that
+# `from picsort.bulk import ...` gives a notebook everything it sorts a folder with.
+__all__ = ["DECODE_WORKERS", "UNSURE_FOLDER", "Result", "SortReport", "classify_batches", "classify_files",
+           "find_images", "sort_files"]
 
 def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
                 skip: Iterable[str | os.PathLike] = (), not_images: Counter | None = None) -> Iterator[str]:
@@ -138,106 +96,11 @@ def find_images(inputs: Iterable[str | os.PathLike], recursive: bool = False,
         if is_url(item):  # s3://bucket/prefix and other fsspec URLs: listed through fsspec (picsort.remote)
             from picsort.remote import find_url_images
 
-            yield from filter(once, find_url_images(item, recursive, not_images))
+            yield from filter(once, find_url_images(item, is_image_file, recursive, not_images))
         elif os.path.isdir(item):
             yield from walk(item)
         elif once(item):
             yield item
-
-
-def prepare_file(classifier: Classifier, path: str) -> tuple[torch.Tensor, bool]:
-    """Decode one file into the model's input tensor, and whether it was decoded reduced (in a decoding thread)."""
-    try:
-        image = classifier.to_image(path)
-        return classifier.to_tensor(image), decoded_reduced(image)
-    except UnusableImageError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - one odd file must not end a run over thousands
-        raise UnusableImageError(f"'{Path(path).name}' could not be used ({type(exc).__name__}: {exc})") from exc
-
-
-class _InlinePool:
-    """Stands in for the thread pool when `workers=0`: decodes on the calling thread (for comparisons)."""
-
-    @staticmethod
-    def submit(function, *args) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(function(*args))
-        except Exception as exc:  # noqa: BLE001 - handed to the caller through the future, as a pool would
-            future.set_exception(exc)
-        return future
-
-    @staticmethod
-    def shutdown(wait: bool = True, cancel_futures: bool = False) -> None:
-        pass
-
-
-def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier, batch_size: int = 32, *,
-                     workers: int = DECODE_WORKERS, threshold: float | None = None) -> Iterator[list[Result]]:
-    """Classify files in batches: yields, per model batch, `(path, Prediction or UnusableImageError)` in input order.
-
-    Files are decoded by `workers` threads at most two batches ahead of the model, so memory stays flat
-    however many paths there are (`workers=0` decodes on the calling thread, between batches).
-    `threshold` overrides the model card's for `Prediction.unsure`.
-    """
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    paths = iter(paths)
-    ahead = 2 * batch_size  # one batch decoding while the model runs the other
-    pending: deque[tuple[str, Future]] = deque()
-    if workers < 0:
-        raise ValueError("workers must be 0 or more")
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="picsort-decode") if workers else _InlinePool()
-
-    def top_up() -> None:
-        while len(pending) < ahead:
-            path = next(paths, _END)
-            if path is _END:
-                return
-            path = os.fspath(path)
-            pending.append((path, pool.submit(prepare_file, classifier, path)))
-
-    def run(batch: list[tuple[str, tuple[torch.Tensor, bool] | UnusableImageError]]) -> list[Result]:
-        good = [(path, item) for path, item in batch if not isinstance(item, UnusableImageError)]
-        predictions = []
-        if good:
-            predictions = classifier.predictions(classifier.to_batch([tensor for _, (tensor, _) in good]), threshold)
-            predictions = classifier.answered_whole_near_edges([path for path, _ in good], [reduced for _, (_, reduced) in good],
-                                             predictions, threshold)
-        answers = iter(predictions)
-        return [(path, item if isinstance(item, UnusableImageError) else next(answers)) for path, item in batch]
-
-    try:
-        top_up()
-        batch: list[tuple[str, tuple[torch.Tensor, bool] | UnusableImageError]] = []
-        good = 0
-        while pending:
-            path, future = pending.popleft()
-            top_up()
-            try:
-                batch.append((path, future.result()))
-                good += 1
-            except UnusableImageError as error:
-                batch.append((path, error))
-            # A batch is full when it holds batch_size decodable images; bad files ride along for free, up
-            # to a limit, so a folder of mostly bad files still gets its rows out (and saved) as it goes.
-            if good == batch_size or len(batch) >= 2 * batch_size:
-                yield run(batch)
-                batch, good = [], 0
-        if batch:
-            yield run(batch)
-    finally:
-        # The caller may stop early (break, Ctrl-C): drop queued decodes, and don't wait for the one in hand
-        # (a file on a stuck network drive must not hold up the stop).
-        pool.shutdown(wait=False, cancel_futures=True)
-
-
-def classify_files(paths: Iterable[str | os.PathLike], classifier: Classifier, batch_size: int = 32, *,
-                   workers: int = DECODE_WORKERS, threshold: float | None = None) -> Iterator[Result]:
-    """Classify files one result at a time: `(path, Prediction or UnusableImageError)`, in input order."""
-    for batch in classify_batches(paths, classifier, batch_size, workers=workers, threshold=threshold):
-        yield from batch
 
 
 # ---- sorting files into a results CSV (and class folders) ------------------------------------------------
@@ -352,13 +215,6 @@ def sort_files(inputs: Iterable[str | os.PathLike], classifier: Classifier, out:
     return report
 
 
-def answer_folder(result: Prediction, unsure_folder: str = UNSURE_FOLDER) -> str:
-    """The folder of `copy_to` a classified file is copied into: its class, `unsure_folder` or `none`."""
-    if result.none_of_these:
-        return NONE_LABEL
-    return unsure_folder if result.unsure else result.label
-
-
 def _tally(report: SortReport, result: Prediction | UnusableImageError, unsure_folder: str) -> str | None:
     """Count one file's result in `report`; returns the folder it is copied into (None: an error row)."""
     if isinstance(result, UnusableImageError):
@@ -371,30 +227,3 @@ def _tally(report: SortReport, result: Prediction | UnusableImageError, unsure_f
     else:
         report.counts[result.label] += 1
     return answer_folder(result, unsure_folder)
-
-
-def copy_into(source: str, folder: Path) -> Path:
-    """Copy `source` into `folder` without overwriting a different file; returns where the copy is.
-
-    A file of the same name and the same bytes counts as already copied (a resumed run); a different
-    one keeps its name and the copy gets a `-1`, `-2`... suffix.
-    """
-    folder.mkdir(parents=True, exist_ok=True)
-    name = os.path.basename(source)
-    stem, suffix = os.path.splitext(name)
-    for number in itertools.count():
-        target = folder / (name if number == 0 else f"{stem}-{number}{suffix}")
-        if not target.exists():
-            # Copy under a hidden name first: a run killed mid-copy never leaves a half file that looks real.
-            partial = folder / f".{target.name}.picsort-partial"
-            try:
-                shutil.copy2(source, partial)
-                os.replace(partial, target)
-            except BaseException:  # a full disk or Ctrl-C mid-copy: no half file left behind either
-                with contextlib.suppress(FileNotFoundError):
-                    partial.unlink()
-                raise
-            return target
-        if target.is_file() and filecmp.cmp(source, target, shallow=False):
-            return target
-    raise AssertionError("unreachable")

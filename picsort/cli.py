@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "file already there keeps its name (the copy gets a -1, -2... suffix)")
     classify.add_argument("--decode-threads", type=_whole_number(0), default=None, metavar="N",
                           help="threads decoding images while the model runs; 0 decodes between batches "
-                               "instead (default: picsort.bulk.DECODE_WORKERS, 2)")
+                               "instead (default: picsort.batches.DECODE_WORKERS, 2)")
     classify.add_argument("--workers", type=_whole_number(1), default=None, metavar="N",
                           help="classify on a Dask cluster of N worker processes started on this machine "
                                "(127.0.0.1, one thread each; the dashboard's address is printed)")
@@ -335,10 +335,11 @@ def classify_command(args, own_process: bool = False) -> int:
     """Run `classify` with parsed arguments; returns the exit status."""
     out, copy_to = _check_inputs(args)
     from picsort import bulk
+    from picsort.process_memory import reuse_freed_memory
     from picsort.results import ResultsFileError
 
     if own_process:
-        bulk.reuse_freed_memory()
+        reuse_freed_memory()
     classifier = _load_classifier(args.model)
     previous_threads = _set_threads(args.threads)
     client = close_client = None

@@ -5,7 +5,7 @@
 - The client lists the files as it goes and submits shards of `SHARD_FILES` paths, a few per worker thread
   ahead, so the first shards run while a long listing goes on, and neither the listing nor the results
   pile up in memory.
-- A worker classifies a shard with `picsort.bulk.classify_batches` (decode-ahead, batches, `answered_whole_near_edges`): the same
+- A worker classifies a shard with `picsort.batches.classify_batches` (decode-ahead, batches, `answered_whole_near_edges`): the same
   code and so the same probabilities as one process. Each worker process loads the model once and keeps it for
   every later shard (`worker_classifier`). The model folder's files travel to each worker once, in a worker
   plugin the scheduler keeps for workers that join or restart later (`ModelFolderPlugin`), and a worker writes
@@ -32,7 +32,8 @@ from pathlib import Path
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from picsort.bulk import Result, answer_folder, classify_batches, copy_into
+from picsort.batches import Result, classify_batches
+from picsort.copies import answer_folder, copy_into
 from picsort.classify import Classifier
 from picsort.familiarity import REFERENCE_NAME
 from picsort.images import UnusableImageError
@@ -112,7 +113,7 @@ def worker_classifier(digest: str) -> Classifier:
         if not folder.is_dir():
             raise RuntimeError(f"no model folder {folder} on this worker: picsort.cluster.ModelFolderPlugin writes "
                                f"it, and classify_on_cluster registers that plugin")
-        from picsort.bulk import reuse_freed_memory
+        from picsort.process_memory import reuse_freed_memory
 
         reuse_freed_memory()  # a worker process runs batch after batch, as the CLI's process does
         _worker_models[digest] = Classifier(folder)

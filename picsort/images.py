@@ -150,10 +150,13 @@ def image_from_any(item: ImageInput, min_side: int | None = None, *, name: str |
     if isinstance(item, (bytes, bytearray, memoryview)):
         return image_from_bytes(item, name or "image", min_side=min_side)
     if isinstance(item, str) and is_url(item):  # s3://bucket/photo.jpg and other fsspec URLs (picsort.remote)
-        from picsort.remote import read_url
+        from picsort.remote import UnreadableURLError, read_url
 
-        return image_from_bytes(read_url(item, MAX_UPLOAD_BYTES + 1), name or item.rstrip("/").rsplit("/", 1)[-1],
-                                min_side=min_side)
+        try:
+            data = read_url(item, MAX_UPLOAD_BYTES + 1)
+        except UnreadableURLError as problem:
+            raise UnusableImageError(str(problem)) from problem
+        return image_from_bytes(data, name or item.rstrip("/").rsplit("/", 1)[-1], min_side=min_side)
     if isinstance(item, (str, os.PathLike)):
         return image_from_path(item, min_side=min_side)
     if is_file_object(item):

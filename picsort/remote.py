@@ -12,9 +12,13 @@ from __future__ import annotations
 import posixpath
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
-__all__ = ["find_url_images", "is_url", "read_url", "url_exists"]
+__all__ = ["UnreadableURLError", "find_url_images", "is_url", "read_url", "url_exists"]
+
+
+class UnreadableURLError(OSError):
+    """An object at a URL that cannot be read; the message names it and says why, for the user."""
 
 # "scheme://": a string like this is a URL, never a path (a folder named "s3:" would have to be given as ./s3:/...).
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -41,32 +45,29 @@ def url_exists(url: str) -> bool:
 
 
 def read_url(url: str, limit: int) -> bytes:
-    """At most `limit` bytes of the object at `url` (an `UnusableImageError` saying why it could not be read)."""
-    from picsort.images import UnusableImageError
-
+    """At most `limit` bytes of the object at `url` (an `UnreadableURLError` saying why it could not be read)."""
     name = posixpath.basename(url.rstrip("/")) or url
     try:
         fs, path = _filesystem(url)
         with fs.open(path, "rb") as file:
             return file.read(limit)
     except FileNotFoundError as exc:
-        raise UnusableImageError(f"'{name}' was not found") from exc
+        raise UnreadableURLError(f"'{name}' was not found") from exc
     except IsADirectoryError as exc:
-        raise UnusableImageError(f"'{name}' is a folder, not an image") from exc
+        raise UnreadableURLError(f"'{name}' is a folder, not an image") from exc
     except Exception as exc:  # noqa: BLE001 - network and permission errors of any backend: one file's row
-        raise UnusableImageError(f"'{name}' could not be read ({type(exc).__name__}: {exc})") from exc
+        raise UnreadableURLError(f"'{name}' could not be read ({type(exc).__name__}: {exc})") from exc
 
 
-def find_url_images(url: str, recursive: bool = False, not_images: Counter | None = None) -> Iterator[str]:
+def find_url_images(url: str, is_image: Callable[[str], bool], recursive: bool = False,
+                    not_images: Counter | None = None) -> Iterator[str]:
     """The image objects under the URL of a prefix (or the URL itself, an object), as URLs.
 
     As `picsort.bulk.find_images` does for folders: image suffixes only, hidden names left out, sub-prefixes
     only when `recursive`, names sorted within each prefix. Listed one prefix at a time, so the first photos
     come before a large tree is listed whole (a flat prefix of millions is one listing: S3 gives no order
-    to start from otherwise).
+    to start from otherwise). `is_image(name)` says which names to take (`picsort.images.is_image_file`).
     """
-    from picsort.images import is_image_file
-
     fs, root = _filesystem(url)
     if fs.isfile(root):
         yield url
@@ -76,7 +77,7 @@ def find_url_images(url: str, recursive: bool = False, not_images: Counter | Non
         for name in sorted(files):
             if name.startswith("."):
                 continue
-            if not is_image_file(name):
+            if not is_image(name):
                 if not_images is not None:
                     not_images[posixpath.splitext(name)[1].lower() or "no extension"] += 1
                 continue

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Iterator
 import torch
 
 from picsort.backbones import DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_STD, native_size, pretrained_lite_body
-from picsort.bulk import DECODE_WORKERS, prepare_file
+from picsort.batches import DECODE_WORKERS, prepare_file
 from picsort.classify import FORWARD_CHUNK, Classifier
 from picsort.export import describe_head, model_card, network_architecture, save_card, save_weights
 from picsort.familiarity import REFERENCE_NAME, calibration

@@ -251,9 +251,9 @@ def test_a_file_that_crashes_its_worker_twice_gets_an_error_row(client, tmp_path
         name = "picsort-test-poison-files"
 
         def setup(self, worker):
-            from picsort import bulk
+            from picsort import batches
 
-            real = bulk.prepare_file
+            real = batches.prepare_file
 
             def prepare_file(classifier, path):
                 if os.path.basename(path).startswith("poison"):
@@ -261,12 +261,12 @@ def test_a_file_that_crashes_its_worker_twice_gets_an_error_row(client, tmp_path
                 return real(classifier, path)
 
             prepare_file.real = real
-            bulk.prepare_file = prepare_file
+            batches.prepare_file = prepare_file
 
         def teardown(self, worker):
-            from picsort import bulk
+            from picsort import batches
 
-            bulk.prepare_file = getattr(bulk.prepare_file, "real", bulk.prepare_file)
+            batches.prepare_file = getattr(batches.prepare_file, "real", batches.prepare_file)
 
     for photo in sorted(EXAMPLES.glob("*.jpg")):
         (tmp_path / "photos").mkdir(exist_ok=True)
