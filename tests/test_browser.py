@@ -30,6 +30,7 @@ import psutil
 import pytest
 from PIL import Image
 
+from conftest import stop_process_group
 from picsort.images import MAX_UPLOAD_BYTES
 from picsort.model import read_card
 
@@ -68,13 +69,7 @@ def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:
 
 def stop(process: subprocess.Popen) -> None:
     """Stop voila and its kernels (they share the process group started for it)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=15)
+    stop_process_group(process, timeout=15)
     # Kernels may outlive voila for a moment; make sure none is left behind.
     try:
         os.killpg(process.pid, signal.SIGKILL)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import IN_CI
+from conftest import IN_CI, stop_process_group
 from picsort.bulk import UNSURE_FOLDER, classify_files, find_images
 from picsort.classify import load_model
 from picsort.cli import main
@@ -555,16 +555,6 @@ def test_picsort_app_serves_the_page_with_the_offline_template_from_any_folder(t
         assert "cdn.jsdelivr.net" not in page and "fontawesome" not in page
     finally:
         stop_process_group(process)
-
-
-def stop_process_group(process: subprocess.Popen) -> None:
-    """End a server started in a session of its own, and everything it started (Voila's kernels, say)."""
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def test_picsort_train_opens_train_ipynb_in_jupyterlab_as_root_too(tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from conftest import stop_process_group
 from picsort.bulk import sort_files
 from picsort.classify import load_model
 
@@ -86,17 +87,6 @@ def start(command: list[str], cwd: Path, env: dict | None = None) -> subprocess.
                             start_new_session=True)
 
 
-def stop(process: subprocess.Popen) -> None:
-    """End a process started in a session of its own and what it started (a worker's nanny and worker)."""
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-
-
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
     """moto's S3 server on 127.0.0.1 (`python -m moto.server`), reached through the standard AWS_* variables set
@@ -121,7 +111,7 @@ def s3(tmp_path_factory):
                 patch.setenv(name, value)
             yield endpoint
     finally:
-        stop(server)
+        stop_process_group(server)
 
 
 @pytest.fixture(scope="module")
@@ -147,7 +137,7 @@ def scheduler(s3, tmp_path_factory):
         yield address
     finally:
         for process in reversed(processes):
-            stop(process)
+            stop_process_group(process)
 
 
 @pytest.fixture
