@@ -88,8 +88,8 @@ def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier,
         predictions = []
         if good:
             predictions = classifier.predictions(classifier.to_batch([tensor for _, (tensor, _) in good]), threshold)
-            predictions = classifier.answered_whole_near_edges([path for path, _ in good], [reduced for _, (_, reduced) in good],
-                                             predictions, threshold)
+            predictions = classifier.answered_whole_near_edges(
+                [path for path, _ in good], [reduced for _, (_, reduced) in good], predictions, threshold)
         answers = iter(predictions)
         return [(path, item if isinstance(item, UnusableImageError) else next(answers)) for path, item in batch]
 

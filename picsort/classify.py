@@ -27,8 +27,8 @@ FORWARD_CHUNK = 8
 
 # A photo decoded reduced (`to_image`) gets the answers of the photo decoded whole where the network is sure, but
 # near an edge its small pixel differences move them (tests/test_model.py). There the answer is computed again
-# from the whole photo: a top probability under DECODE_WHOLE_BELOW, or a familiarity within DECODE_WHOLE_WITHIN of the
-# "none of these" threshold. With the shipped logistic-regression head, on the 416 development photos at 12 MP
+# from the whole photo: a top probability under DECODE_WHOLE_BELOW, or a familiarity within DECODE_WHOLE_WITHIN of
+# the "none of these" threshold. With the shipped logistic-regression head, on the 416 development photos at 12 MP
 # decoded reduced, answers with a top probability of 0.9 or more were at most 0.013 from fastai's (all of them:
 # 0.027); the 12 below 0.9 are decoded whole.
 DECODE_WHOLE_BELOW = 0.9
@@ -104,8 +104,8 @@ class Classifier:
         Bad input raises `UnusableImageError`; `name` is what its message calls the image.
         """
         # Twice the resize's size, as Pillow's thumbnail drafts (reducing_gap=2): photos under 2x are decoded as
-        # fastai decodes them, larger ones stay close to its answers, and `answered_whole_near_edges` decodes those near an edge
-        # whole (tests/test_model.py; benchmarks/phone_photos.py has what each costs).
+        # fastai decodes them, larger ones stay close to its answers, and `answered_whole_near_edges` decodes those
+        # near an edge whole (tests/test_model.py; benchmarks/phone_photos.py has what each costs).
         return image_from_any(item, min_side=2 * (self.size + self.extra), name=name)
 
     def model_view(self, image: Image.Image) -> Image.Image:
@@ -177,7 +177,7 @@ class Classifier:
 
     def predict_batch(self, items: Iterable[ImageInput]) -> list[Prediction]:
         """Classify several images in one forward pass; any unusable image raises `UnusableImageError`."""
-        # An open file is read once here: near an edge `answered_whole_near_edges` needs its picture a second time.
+        # An open file is read once here: near an edge, `answered_whole_near_edges` needs its picture again.
         named = [read_file_object(item) if is_file_object(item) else (item, None) for item in items]
         images = [self.to_image(item, name=name) for item, name in named]
         return self.predict_images([item for item, _ in named], images)
@@ -188,7 +188,8 @@ class Classifier:
         if not images:
             return []
         predictions = self.predictions(self.to_batch([self.to_tensor(image) for image in images]), threshold)
-        return self.answered_whole_near_edges(items, [decoded_reduced(image) for image in images], predictions, threshold)
+        return self.answered_whole_near_edges(items, [decoded_reduced(image) for image in images], predictions,
+                                              threshold)
 
     def near_an_edge(self, prediction: Prediction) -> bool:
         """Whether a small change of pixels could move this answer noticeably (see DECODE_WHOLE_BELOW)."""

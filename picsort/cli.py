@@ -201,15 +201,10 @@ class _Progress:
             return
         self.drawn, self.drew = now, True
         done, total = report.processed, report.listed
-        rate = done / max(now - self.started, 1e-9)
         if report.listing_done and total:
-            left = max(total - done, 0) / rate if rate else 0
-            width = 30
-            filled = min(width, width * done // total)
-            line = (f"|{'█' * filled}{'-' * (width - filled)}| {done}/{total} files {rate:.1f}/s, "
-                    f"{int(left) // 60}:{int(left) % 60:02d} left")
+            line = self._bar(done, total, now)
         else:
-            line = f"{done}/{total}+ files (still listing) {rate:.1f}/s"
+            line = f"{done}/{total}+ files (still listing) {self._rate(done, now):.1f}/s"
         self.stream.write(f"\r{line}, {report.errors} error{'s' * (report.errors != 1)} ")
         self.stream.flush()
 
@@ -217,13 +212,20 @@ class _Progress:
         now = time.perf_counter()
         if total and (now - self.drawn > 0.2 or done >= total):
             self.drawn, self.drew = now, True
-            rate = done / max(now - self.started, 1e-9)
-            left = max(total - done, 0) / rate if rate else 0
-            width = 30
-            filled = min(width, width * done // total)
-            self.stream.write(f"\r|{'█' * filled}{'-' * (width - filled)}| {done}/{total} files "
-                              f"{rate:.1f}/s, {int(left) // 60}:{int(left) % 60:02d} left ")
+            self.stream.write(f"\r{self._bar(done, total, now)} ")
             self.stream.flush()
+
+    def _rate(self, done: int, now: float) -> float:
+        return done / max(now - self.started, 1e-9)
+
+    def _bar(self, done: int, total: int, now: float) -> str:
+        """'|████------| done/total files r/s, m:ss left'."""
+        rate = self._rate(done, now)
+        left = max(total - done, 0) / rate if rate else 0
+        width = 30
+        filled = min(width, width * done // total)
+        return (f"|{'█' * filled}{'-' * (width - filled)}| {done}/{total} files {rate:.1f}/s, "
+                f"{int(left) // 60}:{int(left) % 60:02d} left")
 
     def close(self) -> None:
         if self.drew:
@@ -447,11 +449,11 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     `own_process` applies settings meant for a process of its own (glibc memory reuse), as `run` does.
     """
     parser = build_parser()
-    args, passed_on = parser.parse_known_args(argv)
+    args, passed_on = parser.parse_known_args(argv)  # options for Voila (app) or JupyterLab (train)
     if args.command in ("classify", "teach"):
         from picsort.cpu_quota import let_idle_threads_sleep
 
-        let_idle_threads_sleep()  # before torch loads  # options for Voila (app) or JupyterLab (train)
+        let_idle_threads_sleep()  # before torch loads
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -35,8 +35,9 @@ def available_cpus(proc_self: Path = PROC_SELF) -> int:
 def let_idle_threads_sleep() -> None:
     """Serving only (the app's kernel, the CLI, the API), called before torch loads OpenMP: idle OpenMP threads
     sleep instead of spinning, so decoding threads and other kernels on a small machine get the cores
-    (benchmarks/app_speed.py, cli_throughput.py). Not for training, which it slows by about 30 %
-    (benchmarks/train_run.py): a process that imported torch first keeps its policy."""
+    (benchmarks/app_speed.py, cli_throughput.py). Training is left to OpenMP's default (a one-epoch timing
+    suggested sleeping threads slow it; a whole train.ipynb run showed no difference, benchmarks/train_run.py).
+    A process that imported torch first keeps its policy."""
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 

@@ -28,6 +28,7 @@ from PIL import Image
 
 from picsort.backbones import DEFAULT_BACKBONE, native_size
 from picsort.classify import Classifier
+from picsort.images import jpeg
 from picsort.labels import NONE_LABEL, LabelStore, check_class_name
 from picsort.model import centre_crop_extra
 from picsort.teaching import MODEL_FILES, Fitted, _check_packages, fit_model, pretrained_classifier
@@ -156,11 +157,8 @@ class TeachSession:
             if any(photo.sha256 == digest for photo in members):
                 raise DuplicatePhotoError(f"{name} is already in {other}: each photo counts once")
         image, features = self._features(data, name)
-        thumbnail = image.convert("RGB")
-        thumbnail.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE), Image.BILINEAR)
-        buffer = io.BytesIO()
-        thumbnail.save(buffer, format="JPEG", quality=80)
-        photo = TaughtPhoto(next(self._ids), name, buffer.getvalue(), image.size, features, digest)
+        thumbnail, _ = jpeg(image, THUMBNAIL_SIZE, quality=80)
+        photo = TaughtPhoto(next(self._ids), name, thumbnail, image.size, features, digest)
         if keep and self.store is not None:
             self.store.save(data, class_name, original_name=name)
         photos.append(photo)
