@@ -16,8 +16,10 @@
 - Faults: a worker that dies (kill -9, out of memory, a pre-empted node) has its shards run again by the
   scheduler on other workers; a shard's rows are written only once its result is in, so every file gets
   exactly one row. A shard that kills its workers more than the scheduler's `allowed-failures` times
-  (`KilledWorker`) is run again one file a shard, and a file that still kills its worker gets an error row.
-  `local_cluster` sets allowed-failures to 1: a file that crashes its worker twice gets its error row.
+  (`KilledWorker`) is run again one file a shard. A file whose one-file shard still dies is not blamed yet: a
+  worker's death counts against every task the scheduler had sent it, so an innocent file queued beside the
+  culprit dies with it. Such a suspect waits until nothing else runs and is tried alone; only a file that
+  kills its workers while alone on the cluster gets an error row. `local_cluster` sets allowed-failures to 1.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import hashlib
 import os
 import tempfile
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -176,16 +179,23 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
     finished = as_completed()
     run = uuid.uuid4().hex[:8]
     submitted = 0
+    suspects: deque[str] = deque()  # files whose one-file shard died beside others: each to be tried alone
+    alone: set = set()  # the future of the suspect running alone, while it runs
 
-    def submit(shard: list[str]) -> None:
+    def submit(shard: list[str]):
         nonlocal submitted
         submitted += 1
         future = client.submit(classify_shard, model.digest, shard, batch_size, threshold, copy_to, unsure_folder,
                                key=f"picsort-shard-{run}-{submitted}", pure=False)
         pending[future] = shard
         finished.add(future)
+        return future
 
     def top_up() -> None:
+        if suspects:  # new shards wait: a suspect runs only once the cluster has nothing else to do
+            if not pending:
+                alone.add(submit([suspects.popleft()]))
+            return
         # Ask the scheduler each time: workers may join or leave during a long run.
         ahead = max(2, AHEAD_PER_THREAD * sum(client.nthreads().values()))
         while len(pending) < ahead:
@@ -201,13 +211,18 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
             try:
                 results = future.result()
             except KilledWorker:
+                results = None
                 if len(shard) > 1:
                     for path in shard:  # one file a shard: the one that kills its worker is found, the rest run
                         submit([path])
-                    continue
-                results = [(shard[0], UnusableImageError(crashed_message(shard[0])))]
-            yield results
-            top_up()
+                elif future in alone:
+                    results = [(shard[0], UnusableImageError(crashed_message(shard[0])))]
+                else:
+                    suspects.append(shard[0])
+            alone.discard(future)
+            if results is not None:
+                yield results
+            top_up()  # also when nothing was yielded: as_completed ends once no future is left
     finally:
         if pending:
             client.cancel(list(pending))

@@ -230,7 +230,10 @@ def test_the_command_on_a_local_cluster_stops_on_ctrl_c_and_a_rerun_on_a_running
     assert_same_rows(by_name(read_rows(out), str(photos)), one_process)
 
 
-def test_a_file_that_crashes_its_worker_twice_gets_an_error_row(client, tmp_path):
+# 128: one shard, split into one-file shards once it has killed two workers; 1: one-file shards from the start,
+# several sent to each worker at once, so files queued beside the culprit die with it.
+@pytest.mark.parametrize("shard_size", [128, 1])
+def test_only_the_file_that_crashes_its_workers_gets_an_error_row(client, tmp_path, shard_size):
     import cloudpickle
     from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -266,7 +269,7 @@ def test_a_file_that_crashes_its_worker_twice_gets_an_error_row(client, tmp_path
     client.register_plugin(PoisonFiles())
     try:
         out = tmp_path / "results.csv"
-        report = sort_files([tmp_path / "photos"], load_model(), out, client=client)
+        report = sort_files([tmp_path / "photos"], load_model(), out, client=client, shard_size=shard_size)
     finally:
         client.unregister_worker_plugin(PoisonFiles.name)
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
