@@ -48,7 +48,7 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never wait on the Hugging Face hub (this process and every kernel)
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: E402
 

@@ -30,7 +30,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 # measure the CLI as shipped; part (c) measures what each setting does.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
 
 from picsort.bulk import DECODE_WORKERS, find_images  # noqa: E402
 from picsort.process_memory import reuse_freed_memory  # noqa: E402
@@ -99,7 +99,7 @@ def cli_subprocess(folder: Path, launcher: str = next(iter(LAUNCHERS))) -> tuple
     options in a fresh process, started as `LAUNCHERS[launcher]` says."""
     start, wait_policy = LAUNCHERS[launcher]
     with tempfile.TemporaryDirectory() as scratch:
-        env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "HF_HUB_OFFLINE": "1"}
         env.pop("OMP_WAIT_POLICY")  # set above for this process; the child gets its own
         if wait_policy:
             env["OMP_WAIT_POLICY"] = wait_policy

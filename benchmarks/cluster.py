@@ -32,7 +32,7 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from picsort.cluster import SHARD_FILES as SHARD  # noqa: E402  (the default the runs use)
@@ -57,7 +57,7 @@ def classify(inputs: list[Path], out: Path, *options: str, on_rows=None) -> tupl
     began = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "picsort", "classify", *map(str, inputs), "--recursive",
                                 "--out", str(out), *options], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, cwd=out.parent, env={**os.environ, "PYTHONPATH": str(REPO)})
+                               text=True, cwd=out.parent, env={**os.environ, "PYTHONPATH": str(REPO / "src")})
     while on_rows is not None and process.poll() is None:
         if out.exists():
             on_rows(out.read_bytes().count(b"\n") - 1)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: E402
 from PIL import Image, ImageEnhance, ImageOps  # noqa: E402

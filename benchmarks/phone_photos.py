@@ -37,7 +37,7 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "src"))
 
 from picsort import classify  # noqa: E402  (first: picsort sets torch's thread waiting policy)
 from picsort.classify import load_model  # noqa: E402

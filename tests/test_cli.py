@@ -60,7 +60,7 @@ def run(*args, capsys=None) -> tuple[int, str]:
 
 
 def subprocess_env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(REPO)}
+    return {**os.environ, "PYTHONPATH": str(REPO / "src")}
 
 
 def cli(*args, cwd=None, **kwargs) -> subprocess.CompletedProcess:
@@ -371,8 +371,12 @@ def test_help_does_not_load_torch():
     assert not {name for name in imported if name.split(".")[0] in ("torch", "picsort.bulk", "picsort.classify")}
 
 
-def test_the_installed_command_runs_from_any_folder(tmp_path):
-    """`pip install -e .` gives `picsort`; tried in a throw-away venv that borrows the shared packages."""
+@pytest.mark.parametrize("editable", [True, False], ids=["pip install -e .", "pip install ."])
+def test_the_installed_command_runs_from_any_folder_even_beside_a_clone_named_picsort(tmp_path, editable):
+    """`pip install -e .` (README's way) and a regular install both give `picsort`, run from a folder holding a
+    clone named picsort (whose model/ once shadowed picsort.model); tried in throw-away venvs that borrow the
+    shared packages. A regular install is built from a copy of the tracked files, removed before the run:
+    it must use only what it installed (the shipped model, the examples)."""
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     python = venv / "bin" / "python"
@@ -381,21 +385,40 @@ def test_the_installed_command_runs_from_any_folder(tmp_path):
     shared = subprocess.run([sys.executable, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                             capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "shared-packages.pth").write_text(shared + "\n")  # torch & co. without copying them
+    source = REPO
+    if not editable:  # building writes build/ and an egg-info beside the sources: a copy, not the checkout
+        source = tmp_path / "source"
+        tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+        for name in filter(None, tracked.decode().split("\0")):
+            if (REPO / name).is_file():
+                (source / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(REPO / name, source / name)
     install = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
-                              "--no-build-isolation", "--no-index", "-e", str(REPO)],
-                             capture_output=True, text=True, timeout=300)
+                              "--no-build-isolation", "--no-index", *(["-e"] if editable else []), str(source)],
+                             capture_output=True, text=True, timeout=600)
     assert install.returncode == 0, install.stderr
+    if not editable:
+        shutil.rmtree(source)
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    (elsewhere / "picsort" / "model").mkdir(parents=True)  # a clone named picsort, as ~/picsort seen from ~
+    photos = tmp_path / "photos"
+    shutil.copytree(REPO / "examples", photos)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    command = subprocess.run([str(venv / "bin" / "picsort"), "classify", str(REPO / "examples"), "--out",
-                              "results.csv"], capture_output=True, text=True, cwd=elsewhere, env=env, timeout=300)
+    command = subprocess.run([str(venv / "bin" / "picsort"), "classify", str(photos), "--out", "results.csv"],
+                             capture_output=True, text=True, cwd=elsewhere, env=env, timeout=300)
     assert command.returncode == 0, command.stderr
     rows = read_rows(elsewhere / "results.csv")
-    assert sorted(Path(row["path"]).name for row in rows) == sorted(p.name for p in (REPO / "examples").glob("*.jpg"))
+    assert {Path(row["path"]).name: row["class"] for row in rows} == {
+        photo.name: photo.name.split("-")[0] for photo in photos.glob("*.jpg")}
     module = subprocess.run([str(python), "-m", "picsort", "--help"], capture_output=True, text=True,
                             cwd=elsewhere, env=env, timeout=120)
     assert module.returncode == 0 and "classify" in module.stdout
+    shipped = subprocess.run([str(python), "-c", "from picsort.folders import MODEL_DIR, APP_DIR; "
+                              "print(MODEL_DIR); print((APP_DIR / 'app.ipynb').is_file())"],
+                             capture_output=True, text=True, cwd=elsewhere, env=env, timeout=120)
+    model_dir, app_found = shipped.stdout.split()
+    assert Path(model_dir) == (REPO / "model" if editable else venv / "share" / "picsort" / "model")
+    assert app_found == "True"
 
 
 # ---- --out is never someone else's file ------------------------------------------------------------------------
@@ -539,7 +562,7 @@ def test_picsort_app_serves_the_page_with_the_offline_template_from_any_folder(t
         port = probe.getsockname()[1]
     env = {**os.environ, "PICSORT_LABELS_DIR": str(tmp_path / "labels")}
     process = subprocess.Popen([sys.executable, "-m", "picsort", "app", "--no-browser", f"--port={port}",
-                                "--Voila.ip=127.0.0.1"], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO)},
+                                "--Voila.ip=127.0.0.1"], cwd=tmp_path, env={**env, "PYTHONPATH": str(REPO / "src")},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
         deadline, page = time.monotonic() + 120, None
@@ -570,7 +593,7 @@ def test_picsort_train_opens_train_ipynb_in_jupyterlab_as_root_too(tmp_path):
     token = "picsort-test"
     env = {**os.environ, "HOME": str(home), "JUPYTER_CONFIG_DIR": str(home / "config"),
            "JUPYTER_DATA_DIR": str(home / "data"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
-           "JUPYTER_TOKEN": token, "PYTHONPATH": str(REPO)}
+           "JUPYTER_TOKEN": token, "PYTHONPATH": str(REPO / "src")}
     log = tmp_path / "lab.log"
     with log.open("wb") as log_file:
         process = subprocess.Popen([sys.executable, "-m", "picsort", "train", "--no-browser", f"--port={port}",
@@ -600,7 +623,7 @@ def test_picsort_train_opens_train_ipynb_in_jupyterlab_as_root_too(tmp_path):
 def test_picsort_train_says_what_to_install_where_the_training_libraries_are_missing(tmp_path):
     """As in a Binder image, which has only the app's libraries; here a Python that sees no installed package."""
     result = subprocess.run([sys.executable, "-S", "-m", "picsort", "train", "--no-browser"], cwd=tmp_path,
-                            env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=60)
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")}, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "train.ipynb needs jupyterlab and fastai" in result.stderr
     assert "pip install -r requirements.txt" in result.stderr and "Traceback" not in result.stderr

@@ -121,7 +121,7 @@ def test_the_app_and_the_cli_in_a_one_cpu_cgroup_give_torch_one_thread(tmp_path)
             pytest.fail(str(reason))
         pytest.skip(str(reason))
     try:
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "LABELS": str(tmp_path / "labels"), "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "LABELS": str(tmp_path / "labels"), "PYTHONPATH": str(REPO / "src")}
         env.pop("OMP_NUM_THREADS", None)
         result = subprocess.run(group.wrap([sys.executable, "-c", IN_THE_GROUP]), cwd=tmp_path, env=env,
                                 capture_output=True, text=True, timeout=300)

@@ -351,7 +351,7 @@ WORKER = textwrap.dedent(
 def test_concurrent_writers_in_separate_processes(tmp_path):
     workers, per_worker, shared = 4, 20, 3
     root, go = tmp_path / "store", tmp_path / "go"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", WORKER, str(root), str(w), str(per_worker), str(go), str(shared)],
@@ -541,7 +541,7 @@ CRASH = textwrap.dedent(
 )
 def test_the_store_repairs_itself_when_opened_after_a_crash(tmp_path, moment, label, files, repair):
     root = tmp_path / "store"
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     proc = subprocess.run([sys.executable, "-c", CRASH, str(root), moment], env=env, capture_output=True,
                           timeout=60)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
@@ -603,7 +603,7 @@ def test_a_full_or_read_only_disk_gets_its_own_message(tmp_path, state, error, m
         pytest.skip("needs unshare (util-linux) to mount a small private disk")
     mount = tmp_path / "disk"
     mount.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "src")}
     # A private mount namespace: the small disk vanishes with the process, whatever happens.
     proc = subprocess.run(["unshare", "--map-root-user", "--mount", sys.executable, "-c", DISK, str(mount), state],
                           env=env, capture_output=True, text=True, timeout=60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "picsort"
+PACKAGE = Path(__file__).resolve().parent.parent / "src" / "picsort"
 
 
 def picsort_imports(path: Path) -> set[str]:

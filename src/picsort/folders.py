@@ -6,20 +6,29 @@ import hashlib
 import json
 import os
 import re
+import sys
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["CACHE_VARIABLE", "DATA_VARIABLE", "EXAMPLES_DIR", "JUPYTER_SHARE_DIR", "LABELS_VARIABLE", "MODEL_DIR", "MODEL_VARIABLE",
-           "REPOSITORY", "TEACH_VARIABLE", "cache_dir", "describe_source", "labels_dir", "model_dir", "teach_dir", "training_data_dir"]
+__all__ = ["APP_DIR", "CACHE_VARIABLE", "DATA_HOME", "DATA_VARIABLE", "EXAMPLES_DIR", "JUPYTER_SHARE_DIR",
+           "LABELS_VARIABLE", "MODEL_DIR", "MODEL_VARIABLE", "REPOSITORY", "TEACH_VARIABLE", "cache_dir",
+           "describe_source", "labels_dir", "model_dir", "teach_dir", "training_data_dir"]
 
-# The checkout this package sits in: the shipped model and the default label store live beside it.
-REPOSITORY = Path(__file__).resolve().parent.parent
+_CLONE = Path(__file__).resolve().parent.parent.parent  # src/picsort/folders.py -> the clone, when it is one
+# The clone this package runs from (`pip install -e .`, or PYTHONPATH=src), else None (a regular install).
+REPOSITORY: Path | None = _CLONE if (_CLONE / "pyproject.toml").is_file() and (_CLONE / "model").is_dir() else None
+# Where the shipped files are: the clone's own, else where a regular install put them (pyproject's data-files).
+_SHIPPED = REPOSITORY or Path(sys.prefix) / "share" / "picsort"
+# What picsort writes by default (labels/, taught/, data/): in the clone, else in $XDG_DATA_HOME/picsort.
+DATA_HOME = REPOSITORY or Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "picsort"
 # The shipped model.
-MODEL_DIR = REPOSITORY / "model"
+MODEL_DIR = _SHIPPED / "model"
 # Example photos the app offers to try (two per class of the shipped model, with their licence).
-EXAMPLES_DIR = REPOSITORY / "examples"
+EXAMPLES_DIR = _SHIPPED / "examples"
+# The folder `picsort app` serves: app.ipynb and voila.json.
+APP_DIR = _SHIPPED
 # Jupyter data the app needs: the Voila template "picsort" (share/jupyter/voila/templates/picsort).
-JUPYTER_SHARE_DIR = REPOSITORY / "share" / "jupyter"
+JUPYTER_SHARE_DIR = (REPOSITORY or Path(sys.prefix)) / "share" / "jupyter"
 MODEL_VARIABLE = "PICSORT_MODEL_DIR"
 LABELS_VARIABLE = "PICSORT_LABELS_DIR"
 TEACH_VARIABLE = "PICSORT_TEACH_DIR"
@@ -33,8 +42,8 @@ def model_dir(folder: Path | str | None = None) -> Path:
 
 
 def labels_dir(folder: Path | str | None = None) -> Path:
-    """Where labelled images go: the folder given, else `$PICSORT_LABELS_DIR`, else `labels/` in the repository."""
-    return Path(folder or os.environ.get(LABELS_VARIABLE) or REPOSITORY / "labels")
+    """Where labelled images go: the folder given, else `$PICSORT_LABELS_DIR`, else `labels/` in `DATA_HOME`."""
+    return Path(folder or os.environ.get(LABELS_VARIABLE) or DATA_HOME / "labels")
 
 
 def teach_dir(folder: Path | str | None = None, *, labels: Path | str | None = None) -> Path:
@@ -52,7 +61,7 @@ def cache_dir(folder: Path | str | None = None) -> Path:
 
 def training_data_dir(source: Path | str, categories: Mapping[str, str], images_per_class: int | None = None) -> Path:
     """Where train.ipynb gathers the photos of one run: `<source>-<categories>-<hash>` in `$PICSORT_DATA`, else in
-    `data/` in the repository.
+    `data/` in `DATA_HOME` (the clone).
 
     A folder of its own for each source, set of categories (with their search terms) and sample size, so a run
     trains on exactly what it names: photos gathered for other categories or from another source are never
@@ -62,7 +71,7 @@ def training_data_dir(source: Path | str, categories: Mapping[str, str], images_
                       "images_per_class": images_per_class}, sort_keys=True)
     readable = "-".join([Path(str(source)).stem if str(source) != "search" else "search", *sorted(categories)])
     readable = re.sub(r"[^\w.-]+", "_", readable)[:80]
-    root = Path(os.environ.get(DATA_VARIABLE) or REPOSITORY / "data")
+    root = Path(os.environ.get(DATA_VARIABLE) or DATA_HOME / "data")
     return root / f"{readable}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
@@ -73,7 +82,7 @@ def describe_source(source: Path | str) -> str:
         return "search"
     path = Path(source)
     try:
-        return path.resolve().relative_to(REPOSITORY).as_posix()
+        return path.resolve().relative_to(REPOSITORY or DATA_HOME).as_posix()
     except ValueError:
         return path.as_posix() if not path.is_absolute() else path.name
 

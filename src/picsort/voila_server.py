@@ -22,7 +22,7 @@ import socket
 import subprocess
 import sys
 
-from picsort.folders import JUPYTER_SHARE_DIR, REPOSITORY
+from picsort.folders import APP_DIR, JUPYTER_SHARE_DIR
 
 __all__ = ["lan_address", "serve_app", "voila_command"]
 
@@ -36,7 +36,7 @@ def voila_command(voila_options: list[str], *, lan: bool, port: int) -> list[str
     """The command line of Voila (as `launch_voila` runs it), with the options the user gave for Voila."""
     command = [sys.executable, "-m", "picsort.voila_server", "app.ipynb", "--template=picsort", f"--port={port}"]
     if lan:
-        tornado_settings = json.loads((REPOSITORY / "voila.json").read_text())["Voila"]["tornado_settings"]
+        tornado_settings = json.loads((APP_DIR / "voila.json").read_text())["Voila"]["tornado_settings"]
         # The whole dict, because a command-line dict replaces voila.json's rather than adding to it.
         tornado_settings = {**tornado_settings, "allow_remote_access": True}
         # --token: require the token (JUPYTER_TOKEN, from serve_app); port_retries=0: the URL printed is the
@@ -85,7 +85,7 @@ def serve_app(voila_options: list[str], *, lan: bool, port: int) -> int:
         environment["JUPYTER_TOKEN"] = token  # not on the command line, where every user of the machine sees it
         print(f"picsort app --lan: serving everyone on this network. Give them this address (the token in it is "
               f"the key; a new one each start):\n\n    http://{lan_address()}:{port}/?token={token}\n", flush=True)
-    child = subprocess.Popen(voila_command(voila_options, lan=lan, port=port), cwd=REPOSITORY, env=environment,
+    child = subprocess.Popen(voila_command(voila_options, lan=lan, port=port), cwd=APP_DIR, env=environment,
                              preexec_fn=_stop_with_parent(os.getpid()))
     received: list[int] = []
 

@@ -412,7 +412,7 @@ def teach_command(args) -> int:
 
 
 def app_command(args, voila_options: list[str]) -> int:
-    """`voila app.ipynb` from the repository (picsort.voila_server), until it stops."""
+    """`voila app.ipynb` (picsort.voila_server), until it stops."""
     from picsort.voila_server import serve_app
 
     return serve_app(voila_options, lan=args.lan, port=args.port)
@@ -436,6 +436,10 @@ def train_command(lab_options: list[str]) -> int:
         print(f"{PROGRAM} train: error: train.ipynb needs {' and '.join(missing)}, which {sys.executable} cannot "
               f"import: pip install -r requirements.txt (a Binder image has no fastai: train elsewhere)",
               file=sys.stderr)
+        return 2
+    if REPOSITORY is None:
+        print(f"{PROGRAM} train: error: train.ipynb is in picsort's repository, and this picsort is installed "
+              f"without it: git clone it and pip install -e . there", file=sys.stderr)
         return 2
     os.chdir(REPOSITORY)
     sys.stdout.flush()
