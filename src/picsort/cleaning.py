@@ -11,12 +11,14 @@ import json
 import os
 from pathlib import Path
 
+from picsort.photo_folders import photos_by_class
+
 
 def apply_cleaning(path: Path | str, decisions_file: Path | str) -> dict[str, int]:
     """Apply recorded decisions to `path/<class>/<hash>.<ext>`; returns counts of deleted, moved, not found."""
     decisions = json.loads(Path(decisions_file).read_text())
     done = {"deleted": 0, "moved": 0, "not found": 0}
-    by_stem = {file.stem: file for file in Path(path).glob("*/*") if file.is_file()}
+    by_stem = {file.stem: file for files in photos_by_class(path).values() for file in files}
     for stem in decisions.get("delete", {}):
         file = by_stem.get(stem)
         if file is None:

@@ -42,7 +42,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from picsort.files import fsync_folder, is_temporary, write_atomically
-from picsort.images import IMAGE_FORMATS, image_format_extension, image_from_bytes, is_image_file
+from picsort.images import IMAGE_FORMATS, image_format_extension, image_from_bytes
+from picsort.photo_folders import class_folders_in, photos_in
 
 __all__ = ["NONE_LABEL", "NONE_TEXT", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
            "check_class_name", "check_label", "shown_label", "stored_name_problem"]
@@ -329,16 +330,9 @@ class LabelStore:
         "None of these" photos are counted under NONE_LABEL when there are any.
         """
         counts = dict.fromkeys(self.classes or (), 0)
-        found = {}
-        for folder in self._class_folders():
-            found[folder.name] = sum(
-                1
-                for f in folder.iterdir()
-                # Wider than what save() writes: images copied into class folders by hand count too;
-                # hidden names (save()'s in-flight temp files) do not.
-                if is_image_file(f) and f.is_file()
-            )
-        counts.update(found)
+        # Wider than what save() writes: images copied into class folders by hand count too;
+        # hidden names (save()'s in-flight temp files) do not.
+        counts.update({folder.name: len(photos_in(folder)) for folder in self._class_folders()})
         # Known classes first in their given order, then "none", then any other folders.
         known = (*(self.classes or ()), NONE_LABEL)
         extra = sorted(k for k in counts if k not in known)
@@ -435,11 +429,8 @@ class LabelStore:
         return True
 
     def _class_folders(self) -> list[Path]:
-        if not self.root.is_dir():
-            return []
         # A linked folder could lead anywhere: only the store's own folders hold its photos.
-        return [f for f in sorted(self.root.iterdir())
-                if not f.name.startswith(".") and f.is_dir() and not f.is_symlink()]
+        return class_folders_in(self.root, links=False)
 
     def _copies_of(self, filename: str) -> list[Path]:
         """Every class folder's copy of ``filename`` (normally zero or one)."""

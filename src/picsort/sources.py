@@ -22,8 +22,9 @@ from picsort.download import DownloadReport, download_images
 from picsort.files import write_atomically
 from picsort import folders
 from picsort.images import (MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_format_extension,
-                            image_from_bytes, is_image_file)
+                            image_from_bytes)
 from picsort.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, stored_name_problem
+from picsort.photo_folders import photos_by_class
 from picsort.search import search_categories
 
 __all__ = ["GATHERED_NAME", "LabelledPhoto", "LabelsGathered", "class_folders", "gather_from_folder",
@@ -45,13 +46,8 @@ def class_folders(source: Path | str) -> dict[str, list[Path]]:
     source = Path(source)
     if not source.is_dir():
         raise FileNotFoundError(f"{source} is not a folder: give a folder with one sub-folder of photos per class")
-    classes = {}
     # "None of these" photos (the label store's none/) are never a class.
-    for folder in sorted(p for p in source.iterdir()
-                         if p.is_dir() and not p.name.startswith(".") and p.name != NONE_LABEL):
-        files = sorted(f for f in folder.iterdir() if is_image_file(f))
-        if files:
-            classes[folder.name] = files
+    classes = {name: files for name, files in photos_by_class(source).items() if files and name != NONE_LABEL}
     if not classes:
         raise FileNotFoundError(f"{source} has no sub-folders with images in them (expected e.g. {source}/black/1.jpg)")
     return classes
@@ -266,13 +262,12 @@ def is_label_store(source: Path | str) -> bool:
 
 
 def _copies_by_name(dest: Path) -> dict[str, list[Path]]:
-    """The files in dest's class folders by name before the first dot: a photo's copies are named by the first
+    """The photos in dest's class folders by name before the first dot: a photo's copies are named by the first
     16 hex digits of its SHA-256."""
     copies: dict[str, list[Path]] = {}
-    if dest.is_dir():
-        for file in sorted(dest.glob("*/*")):
-            if file.is_file() and not file.parent.name.startswith("."):
-                copies.setdefault(file.name.partition(".")[0], []).append(file)
+    for files in photos_by_class(dest).values():
+        for file in files:
+            copies.setdefault(file.name.partition(".")[0], []).append(file)
     return copies
 
 

@@ -27,6 +27,7 @@ from picsort.export import describe_head, model_card, network_architecture, save
 from picsort.familiarity import REFERENCE_NAME, calibration
 from picsort.folders import describe_source
 from picsort.images import UnusableImageError, is_image_file
+from picsort.photo_folders import photos_in
 from picsort.model import CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME, build_network, centre_crop_extra
 from picsort.training import HEAD_C, NotEnoughPhotosError, check_photo_counts, logistic_head
 
@@ -270,8 +271,7 @@ def _class_photos(source: Path | str) -> tuple[dict[str, list[Path]], list[Path]
         classes = class_folders(folder)
     except (FileNotFoundError, ValueError) as error:
         raise TeachError(str(error)) from None
-    none = folder / NONE_LABEL
-    return classes, sorted(file for file in none.iterdir() if is_image_file(file)) if none.is_dir() else []
+    return classes, photos_in(folder / NONE_LABEL)
 
 
 def _named_in(source: Path | str) -> str:

@@ -32,11 +32,9 @@ class NotEnoughPhotosError(ValueError):
 
 def photos_per_category(data: Path | str, categories, source: str = "") -> dict[str, int]:
     """Photos in `data/<category>/` for each category named; NotEnoughPhotosError names any short of them."""
-    from picsort.images import is_image_file
+    from picsort.photo_folders import photos_in
 
-    data = Path(data)
-    counts = {name: sum(1 for f in (data / name).glob("*") if is_image_file(f) and f.is_file())
-              if (data / name).is_dir() else 0 for name in categories}
+    counts = {name: len(photos_in(Path(data) / name)) for name in categories}
     return check_photo_counts(counts, source)
 
 
