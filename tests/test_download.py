@@ -32,6 +32,15 @@ def make_image(fmt, seed, size=(64, 48)):
     return buf.getvalue()
 
 
+@functools.cache
+def many_pixels_png():
+    """A 56-megapixel PNG in a few kB: small enough to download, too many pixels to keep."""
+    buf = io.BytesIO()
+    Image.new("1", (8000, 7000)).save(buf, "PNG")
+    assert len(buf.getvalue()) < MAX_BYTES
+    return buf.getvalue()
+
+
 def hash_name(data, ext):
     return f"{hashlib.sha256(data).hexdigest()[:16]}.{ext}"
 
@@ -131,6 +140,8 @@ def server():
                 self.send_body(images["big.jpg"])
             elif path == "/big-unannounced.jpg":  # no Content-Length: only counting bytes catches it
                 self.send_body(images["big.jpg"], length=False)
+            elif path == "/many-pixels.png":
+                self.send_body(many_pixels_png(), "image/png")
             else:
                 self.send_error(404)
 
@@ -235,6 +246,12 @@ def test_download_sort_out_and_resume(server, tmp_path):
     assert str(again).startswith("0 downloaded, 0 duplicate, 6 already there, 8 failed (")
     assert sorted(p.name for p in again.files) == sorted(expected)
     assert set(stored_files(dest)) == expected
+
+
+def test_a_picture_over_the_pixel_limit_is_too_large_however_few_its_bytes(server, tmp_path):
+    report = download_images([server.url("/many-pixels.png")], tmp_path / "bears", timeout=5, max_bytes=MAX_BYTES,
+                             progress=False)
+    assert report.failed == {"too large": 1} and stored_files(tmp_path / "bears") == []
 
 
 def test_image_already_in_dest_counts_as_duplicate(server, tmp_path):

@@ -16,12 +16,14 @@ from PIL import Image, ImageFile
 
 from picsort import images
 from picsort.images import (
+    ImageTooLargeError,
     UnusableImageError,
     decoded_reduced,
     image_format_extension,
     image_from_any,
     image_from_bytes,
     image_from_path,
+    usable_image_extension,
 )
 
 
@@ -469,11 +471,22 @@ def test_one_list_of_formats_everywhere():
         image_from_bytes(b"%PDF-1.4 not an image", "scan.pdf")
 
 
-def test_downloads_keep_the_formats_the_app_takes():
-    from picsort import download
-
-    assert download.IMAGE_FORMATS is images.IMAGE_FORMATS
-    assert not hasattr(download, "_EXTENSIONS")
+def test_a_file_is_kept_only_if_the_whole_picture_decodes_under_the_limits():
+    # What downloads and gathered photos ask: a header is not enough, and "too large" is told apart.
+    assert usable_image_extension(encode(Image.new("RGB", (8, 8), "red"), "PNG"), "a.png") == "png"
+    noisy = encode(Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)), "JPEG")
+    half = noisy[: len(noisy) // 2]
+    assert image_format_extension(half) == "jpg"  # the header alone reads fine
+    with pytest.raises(UnusableImageError, match=r"^'half\.jpg' is damaged or incomplete$") as damaged:
+        usable_image_extension(half, "half.jpg")
+    assert not isinstance(damaged.value, ImageTooLargeError)
+    with pytest.raises(ImageTooLargeError, match="is too large: 100 megapixels"):
+        usable_image_extension(blank_png(10000, 10000), "bomb.png")
+    with pytest.raises(ImageTooLargeError, match="larger than the 20 MB limit"):
+        usable_image_extension(bytearray(images.MAX_UPLOAD_BYTES + 1), "huge.jpg")
+    icon = encode(Image.new("RGB", (16, 16)), "ICO")  # Pillow reads it, picsort does not take it
+    with pytest.raises(UnusableImageError, match="not an image"):
+        usable_image_extension(icon, "favicon.ico")
 
 
 # --- decoding at the size the model needs ---------------------------------------

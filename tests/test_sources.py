@@ -28,6 +28,13 @@ def test_gather_from_folder_copies_per_class_named_by_content_hash(tmp_path):
     assert len(list((source / "black").iterdir())) == 7
 
 
+def test_a_photo_cut_short_is_not_gathered(tmp_path):
+    source = make_synthetic_photos(tmp_path / "source", per_class=3)
+    whole = (source / "black" / "000.jpg").read_bytes()
+    (source / "black" / "cut.jpg").write_bytes(whole[: len(whole) // 2])  # a header that reads, half a picture
+    assert gather_from_folder(source, tmp_path / "data") == {"black": 3, "grizzly": 3, "teddy": 3}
+
+
 def test_gather_from_folder_names_missing_classes(tmp_path):
     source = make_synthetic_photos(tmp_path / "source", per_class=2)
     with pytest.raises(FileNotFoundError, match="polar"):

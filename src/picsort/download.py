@@ -8,7 +8,6 @@ interrupted run, and names files by uuid (so a re-run downloads everything again
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import time
 from collections import Counter
@@ -19,10 +18,9 @@ from pathlib import Path
 
 import requests
 import urllib3
-from PIL import Image
 
 from picsort.files import write_atomically
-from picsort.images import IMAGE_FORMATS, MAX_UPLOAD_BYTES, PILLOW_FORMATS
+from picsort.images import MAX_UPLOAD_BYTES, ImageTooLargeError, UnusableImageError, usable_image_extension
 
 __all__ = ["FAILURE_REASONS", "RECORD_NAME", "DownloadReport", "download_images"]
 
@@ -107,31 +105,18 @@ def _fetch(url: str, timeout: float, max_bytes: int) -> bytes:
         raise _Failed(CONNECTION_ERROR) from err
 
 
-def _image_extension(data: bytes) -> str:
-    """File extension for `data` if it is a complete image, else _Failed. Never trusts URL or Content-Type."""
-    try:
-        # Only the formats the app and training take: anything else Pillow could parse (icons, PSD, EPS...) is
-        # not a photo we want in a data set, and is never handed to its plugin.
-        with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as im:
-            fmt = im.format
-            im.verify()  # structure and checksums, without decoding pixels
-        # verify() leaves the image unusable and misses truncated pixel data: decode it all.
-        with Image.open(io.BytesIO(data), formats=PILLOW_FORMATS) as im:
-            im.load()
-    except Image.DecompressionBombError as err:
-        raise _Failed(TOO_LARGE) from err
-    except Exception as err:  # noqa: BLE001 - Pillow signals bad data with many exception types
-        raise _Failed(NOT_AN_IMAGE) from err
-    return IMAGE_FORMATS[fmt]
-
-
 def _download_one(url: str, timeout: float, max_bytes: int) -> tuple[str, bytes] | str:
     """(file name, bytes) for a good image, or the failure reason. Runs in a worker thread."""
     try:
         data = _fetch(url, timeout, max_bytes)
-        ext = _image_extension(data)
+        # Never trusts the URL or the Content-Type: the bytes must be a whole image picsort can use.
+        ext = usable_image_extension(data)
     except _Failed as failed:
         return failed.reason
+    except ImageTooLargeError:
+        return TOO_LARGE
+    except UnusableImageError:
+        return NOT_AN_IMAGE
     return f"{hashlib.sha256(data).hexdigest()[:16]}.{ext}", data
 
 

@@ -36,6 +36,7 @@ __all__ = [
     "MAX_IMAGE_PIXELS",
     "MAX_UPLOAD_BYTES",
     "PILLOW_FORMATS",
+    "ImageTooLargeError",
     "UnusableImageError",
     "decoded_reduced",
     "human_bytes",
@@ -46,6 +47,7 @@ __all__ = [
     "is_file_object",
     "is_image_file",
     "read_file_object",
+    "usable_image_extension",
 ]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -121,6 +123,10 @@ _STRIP_PIXELS = 1 << 20
 
 class UnusableImageError(ValueError):
     """An image cannot be used; the message is meant for the user."""
+
+
+class ImageTooLargeError(UnusableImageError):
+    """An image over picsort's limits: too many bytes (MAX_UPLOAD_BYTES) or pixels (MAX_IMAGE_PIXELS)."""
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
@@ -235,7 +241,7 @@ def image_from_path(path: str | os.PathLike[str], min_side: int | None = None) -
                 raise UnusableImageError(f"{label} is not a regular file (a pipe, device or socket), not an image")
             # Don't read a 4 GB file into memory just to reject it.
             if info.st_size > MAX_UPLOAD_BYTES:
-                raise UnusableImageError(_too_many_bytes_message(label))
+                raise ImageTooLargeError(_too_many_bytes_message(label))
             data = file.read(MAX_UPLOAD_BYTES + 1)  # it may have grown since
     except FileNotFoundError as exc:
         raise UnusableImageError(f"{label} was not found") from exc
@@ -252,6 +258,18 @@ def image_format_extension(data: bytes | bytearray | memoryview, name: str = "im
     with _bombs_refused(_display_name(name)):
         im = _open(raw, name)
     return IMAGE_FORMATS[im.format]
+
+
+def usable_image_extension(data: bytes | bytearray | memoryview, name: str = "image") -> str:
+    """`image_format_extension` of `data` if it is an image picsort can use, else UnusableImageError naming the
+    problem (ImageTooLargeError when it is over the limits).
+
+    The answer to "is this an image" for whatever keeps a file (a download, a photo gathered from a folder or
+    a labels zip): every check `image_from_bytes` makes, with the whole picture decoded, so a photo cut short
+    is refused too and nothing is kept that the app or training cannot read.
+    """
+    image_from_bytes(data, name)
+    return image_format_extension(data, name)
 
 
 def _image_from_pil(source: Image.Image, min_side: int | None, name: str | None) -> Image.Image:
@@ -451,7 +469,7 @@ def _bombs_refused(label: str):
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             yield
     except _BOMB_ERRORS as exc:
-        raise UnusableImageError(_too_large_message(label, str(exc))) from exc
+        raise ImageTooLargeError(_too_large_message(label, str(exc))) from exc
 
 
 def _checked_bytes(data: bytes | bytearray | memoryview, name: str) -> bytes:
@@ -464,7 +482,7 @@ def _checked_bytes(data: bytes | bytearray | memoryview, name: str) -> bytes:
     if view.nbytes == 0:
         raise UnusableImageError(f"{label} is empty")
     if view.nbytes > MAX_UPLOAD_BYTES:
-        raise UnusableImageError(_too_many_bytes_message(label))
+        raise ImageTooLargeError(_too_many_bytes_message(label))
     # ipywidgets 8 hands uploads over as memoryview; Pillow wants a file.
     return view.tobytes()
 
@@ -505,7 +523,7 @@ def _has_a_signature_we_read(raw: bytes) -> bool:
 def _check_pixels(size: tuple[int, int], label: str) -> None:
     width, height = size
     if width * height > MAX_IMAGE_PIXELS:
-        raise UnusableImageError(_too_large_message(label, pixels=width * height))
+        raise ImageTooLargeError(_too_large_message(label, pixels=width * height))
 
 
 def _too_many_bytes_message(label: str) -> str:

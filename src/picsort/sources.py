@@ -21,8 +21,7 @@ from typing import Iterable, Mapping
 from picsort.download import DownloadReport, download_images
 from picsort.files import write_atomically
 from picsort import folders
-from picsort.images import (MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_format_extension,
-                            image_from_bytes)
+from picsort.images import MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, usable_image_extension
 from picsort.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, stored_name_problem
 from picsort.photo_folders import photos_by_class
 from picsort.search import search_categories
@@ -80,7 +79,7 @@ def gather_from_folder(source: Path | str, dest: Path | str, *, classes: list[st
                 break
             data = file.read_bytes()
             try:
-                extension = image_format_extension(data, file.name)
+                extension = usable_image_extension(data, file.name)
             except UnusableImageError:
                 continue  # not an image: take the next photo instead
             copy = target / f"{hashlib.sha256(data).hexdigest()[:16]}.{extension}"
@@ -344,7 +343,7 @@ def _photo_problem(content: bytes, name: str) -> str | None:
     if hashlib.sha256(content).hexdigest() != name.partition(".")[0]:
         return "its bytes do not hash to its name"
     try:
-        image_from_bytes(content, name=name)
+        usable_image_extension(content, name)
     except UnusableImageError as exc:
         return f"not a usable image ({exc})"
     return None
