@@ -19,6 +19,7 @@ import unicodedata
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Union
 
@@ -30,6 +31,7 @@ from picsort.remote import is_url
 
 __all__ = [
     "ACCEPTED_FORMATS_TEXT",
+    "DecodedImage",
     "IMAGE_FORMATS",
     "IMAGE_SUFFIXES",
     "ImageInput",
@@ -38,7 +40,7 @@ __all__ = [
     "PILLOW_FORMATS",
     "ImageTooLargeError",
     "UnusableImageError",
-    "decoded_reduced",
+    "decode_image",
     "human_bytes",
     "image_format_extension",
     "image_from_any",
@@ -48,6 +50,7 @@ __all__ = [
     "is_image_file",
     "read_file_object",
     "usable_image_extension",
+    "shown_name",
 ]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -115,8 +118,6 @@ _UPRIGHT = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-# Where an image records the size it is stored at, when `min_side` had it decoded smaller (see `decoded_reduced`).
-_STORED_SIZE = "picsort.stored_size"
 # Wide (16/32-bit, float) pixels are scaled to 8 bit this many at a time, so the temporaries stay a few MB.
 _STRIP_PIXELS = 1 << 20
 
@@ -127,6 +128,16 @@ class UnusableImageError(ValueError):
 
 class ImageTooLargeError(UnusableImageError):
     """An image over picsort's limits: too many bytes (MAX_UPLOAD_BYTES) or pixels (MAX_IMAGE_PIXELS)."""
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """A picture as `decode_image` made it, and whether it was decoded reduced: smaller than the picture it was
+    read from, because `min_side` allowed it (the classifier decodes such a photo whole when its answer is near
+    an edge)."""
+
+    image: Image.Image
+    reduced: bool
 
 
 def is_image_file(path: str | os.PathLike[str]) -> bool:
@@ -149,12 +160,17 @@ def image_from_any(item: ImageInput, min_side: int | None = None, *, name: str |
     (default: its file name where it has one). With `min_side`, see `image_from_bytes`.
     Raises `UnusableImageError` for an image that cannot be used, `TypeError` for anything else.
     """
+    return decode_image(item, min_side, name=name).image
+
+
+def decode_image(item: ImageInput, min_side: int | None = None, *, name: str | None = None) -> DecodedImage:
+    """`image_from_any`'s picture, and whether `min_side` had it decoded reduced."""
     if isinstance(item, Image.Image):
-        return _image_from_pil(item, min_side, name)
+        return _decode_pil(item, min_side, name)
     if isinstance(item, np.ndarray):
-        return _image_from_array(item, min_side, name or "image")
+        return _decode_array(item, min_side, name or "image")
     if isinstance(item, (bytes, bytearray, memoryview)):
-        return image_from_bytes(item, name or "image", min_side=min_side)
+        return _decode_bytes(item, name or "image", min_side)
     if isinstance(item, str) and is_url(item):  # s3://bucket/photo.jpg and other fsspec URLs (picsort.remote)
         from picsort.remote import UnreadableURLError, read_url
 
@@ -162,12 +178,12 @@ def image_from_any(item: ImageInput, min_side: int | None = None, *, name: str |
             data = read_url(item, MAX_UPLOAD_BYTES + 1)
         except UnreadableURLError as problem:
             raise UnusableImageError(str(problem)) from problem
-        return image_from_bytes(data, name or item.rstrip("/").rsplit("/", 1)[-1], min_side=min_side)
+        return _decode_bytes(data, name or item.rstrip("/").rsplit("/", 1)[-1], min_side)
     if isinstance(item, (str, os.PathLike)):
-        return image_from_path(item, min_side=min_side)
+        return _decode_path(item, min_side)
     if is_file_object(item):
         data, file_name = read_file_object(item)
-        return image_from_bytes(data, name or file_name, min_side=min_side)
+        return _decode_bytes(data, name or file_name, min_side)
     raise TypeError(f"cannot read an image from a {type(item).__module__}.{type(item).__qualname__}: give a path, "
                     "bytes, a binary file object, a PIL image or a numpy array")
 
@@ -199,6 +215,10 @@ def image_from_bytes(
     Pillow can decode or reduce to cheaply. Raises :class:`UnusableImageError` for empty, too big,
     unreadable, damaged or too-many-pixel files.
     """
+    return _decode_bytes(data, name, min_side).image
+
+
+def _decode_bytes(data: bytes | bytearray | memoryview, name: str, min_side: int | None) -> DecodedImage:
     raw = _checked_bytes(data, name)
     label = _display_name(name)
     with _bombs_refused(label):
@@ -228,6 +248,10 @@ def image_from_path(path: str | os.PathLike[str], min_side: int | None = None) -
     Only a regular file is read (a pipe or a device named like a photo would block or never end), and
     never more than one byte over the size limit.
     """
+    return _decode_path(path, min_side).image
+
+
+def _decode_path(path: str | os.PathLike[str], min_side: int | None) -> DecodedImage:
     path = Path(path)
     label = _display_name(path.name)
     try:
@@ -249,7 +273,7 @@ def image_from_path(path: str | os.PathLike[str], min_side: int | None = None) -
         raise UnusableImageError(f"{label} is a folder, not an image") from exc
     except OSError as exc:
         raise UnusableImageError(f"{label} could not be read") from exc
-    return image_from_bytes(data, name=path.name, min_side=min_side)
+    return _decode_bytes(data, path.name, min_side)
 
 
 def image_format_extension(data: bytes | bytearray | memoryview, name: str = "image") -> str:
@@ -272,7 +296,7 @@ def usable_image_extension(data: bytes | bytearray | memoryview, name: str = "im
     return image_format_extension(data, name)
 
 
-def _image_from_pil(source: Image.Image, min_side: int | None, name: str | None) -> Image.Image:
+def _decode_pil(source: Image.Image, min_side: int | None, name: str | None) -> DecodedImage:
     """The RGB image for a PIL image the caller holds (left as it is, apart from being loaded)."""
     label = _display_name(name or os.path.basename(getattr(source, "filename", "") or "") or "image")
     if source.width == 0 or source.height == 0:
@@ -288,7 +312,7 @@ def _image_from_pil(source: Image.Image, min_side: int | None, name: str | None)
     return _finished(source, min_side, label)
 
 
-def _image_from_array(array: np.ndarray, min_side: int | None, name: str) -> Image.Image:
+def _decode_array(array: np.ndarray, min_side: int | None, name: str) -> DecodedImage:
     """The RGB image for a numpy array of pixels: HxW, HxWx1, HxWx3 or HxWx4 (alpha dropped)."""
     label = _display_name(name)
     if array.ndim == 3 and array.shape[2] == 1:
@@ -319,13 +343,8 @@ def _image_from_array(array: np.ndarray, min_side: int | None, name: str) -> Ima
     return _finished(Image.fromarray(np.ascontiguousarray(pixels)), min_side, label)
 
 
-def decoded_reduced(image: Image.Image) -> bool:
-    """Whether `image` came from `image_from_*` with `min_side` smaller than the picture it was read from."""
-    return _STORED_SIZE in image.info
-
-
 def _finished(source: Image.Image, min_side: int | None, label: str,
-              stored_size: tuple[int, int] | None = None, decoded_here: bool = False) -> Image.Image:
+              stored_size: tuple[int, int] | None = None, decoded_here: bool = False) -> DecodedImage:
     """A new upright RGB image from a loaded image, reduced towards `min_side` on the way.
 
     `stored_size`: the picture's size before a draft decoded it smaller (default: `source.size`).
@@ -353,11 +372,7 @@ def _finished(source: Image.Image, min_side: int | None, label: str,
         raise  # already in plain words (a ValueError, which the next line would take for a decoder's)
     except _DECODE_ERRORS as exc:
         raise UnusableImageError(f"{label} uses a colour format we can't read") from exc
-    if im.width * im.height < stored_width * stored_height:
-        im.info[_STORED_SIZE] = (stored_width, stored_height)
-    else:
-        im.info.pop(_STORED_SIZE, None)  # a caller's image that was reduced before must not pass it on
-    return im
+    return DecodedImage(im, reduced=im.width * im.height < stored_width * stored_height)
 
 
 def _reduced_in_strips(source: Image.Image, factor: int, label: str) -> Image.Image:
@@ -574,11 +589,17 @@ def _megapixels(pixels: int) -> str:
     return f"{math.ceil(pixels / 100_000) / 10:g}"
 
 
+def shown_name(name: str) -> str:
+    """A user's file name made safe to show (messages, cards): no control, format or bidi characters (a bidi
+    control would let "gpj.exe" display as "exe.jpg"; the others show as boxes), bounded length."""
+    text = "".join(ch for ch in str(name) if not unicodedata.category(ch).startswith("C")).strip()
+    text = text or "unnamed file"
+    return text if len(text) <= _MAX_SHOWN_NAME else text[: _MAX_SHOWN_NAME - 1] + "…"
+
+
+_MAX_SHOWN_NAME = 120
+
+
 def _display_name(name: str) -> str:
-    """The user's file name, quoted, made safe to show (no control characters, bounded length)."""
-    text = "".join(
-        "?" if unicodedata.category(ch).startswith("C") else ch for ch in str(name)
-    )
-    if len(text) > 80:
-        text = text[:77] + "..."
-    return f"'{text}'"
+    """The user's file name as a message quotes it."""
+    return f"'{shown_name(name)}'"
