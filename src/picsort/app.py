@@ -3,8 +3,9 @@
 `app.ipynb` calls :func:`build_app`; Voila turns that notebook into the page. :class:`ClassifierApp` owns the
 page: the upload zone hands it one file at a time (:meth:`ClassifierApp.add_file`), each file is decoded,
 classified and turned into a small card at once, and the full-size picture is dropped before the next file
-arrives, so memory does not grow with the selection. Cards report through callbacks (`on_label`, `on_undo`,
-`explain`) that the app wires to the label store and the counts. Tests drive the same methods without a browser.
+arrives, so memory does not grow with the selection. A card holds only what it shows; the photo's bytes stay here
+(:class:`Upload`) until it is labelled. Cards report through callbacks (`on_label(label)`, `on_undo`, `explain`)
+that the app wires to the label store and the counts. Tests drive the same methods without a browser.
 
 This module must not import fastai (directly or through picsort modules): serving uses the plain-torch
 network from `picsort.classify`, which starts faster and needs less memory.
@@ -17,19 +18,21 @@ import html
 import io
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 import ipywidgets as widgets
 
-from picsort.cards import GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCard, shown_name
-from picsort.classify import Classifier, load_model
+from picsort.cards import (ACTION_KEYS, FORGOTTEN, GENERIC_PROBLEM, LabelNotSaved, ProblemCard, ResultCard, keys_help,
+                           shown_name)
+from picsort.classify import Classifier, Prediction, load_model
 from picsort.cpu_quota import fit_torch_threads
 from picsort.download_widget import DownloadButton, NothingToDownload
 from picsort.folders import EXAMPLES_DIR, labels_dir, teach_dir
 from picsort.images import (ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_from_bytes,
                             is_image_file, jpeg)
-from picsort.labels import NONE_LABEL, LabelStore, LabelStoreError, shown_label
+from picsort.labels import NONE_LABEL, NONE_TEXT, LabelStore, LabelStoreError, shown_label
 from picsort.model import ModelFolderError
 from picsort.process_memory import return_freed_memory
 from picsort.server_log import send_log_to_server
@@ -43,7 +46,7 @@ log = logging.getLogger(__name__)
 THUMBNAIL_SIZE = 200  # pixels, longest side of a card's picture
 EXPLAIN_SIZE = 400  # longest side of the copy a card keeps for "Why?" (shown at up to 320 px)
 CARDS_PER_PAGE = 60
-# A card keeps its file's bytes (to save them under a label) while the newest cards' bytes fit in
+# The page keeps a card's photo bytes (to save them under a label) while the newest cards' bytes fit in
 # MAX_KEPT_BYTES; older cards can no longer be labelled. Past MAX_CARDS the oldest cards are closed.
 MAX_CARDS = 1000
 MAX_KEPT_BYTES = 200 * 1024 * 1024
@@ -56,6 +59,17 @@ TEACH_CLOSE = "Hide Teach"
 SHARED_TEXT = ("Labels are shared: everyone using this app on this server saves into the same labels, so the "
                "counts include theirs, and when two people label one photo differently the latest label counts. "
                "Your cards say so when you next label, undo or add photos.")
+
+
+@dataclass(eq=False)
+class Upload:
+    """What the page keeps of one classified photo beside its card: the bytes, to save under a label (None once
+    the memory cap let them go), the name as uploaded and the model's answer, recorded with the label."""
+
+    name: str
+    data: bytes | None
+    prediction: Prediction
+    sha256: str | None = None  # known once the store has saved the photo (the store names it by its SHA-256)
 
 
 def build_app(model_folder: Path | str | None = None, labels_folder: Path | str | None = None) -> widgets.Widget:
@@ -111,6 +125,7 @@ class ClassifierApp:
         self.store = store
         self.counts_heading = "Labelled so far, by everyone here:"
         self.cards: list[ResultCard | ProblemCard] = []  # newest first; includes the batch in progress
+        self.uploads: dict[ResultCard, Upload] = {}  # each result card's photo
         self.page = 0
         self._batch: list[ResultCard | ProblemCard] = []
         self._batch_started: float | None = None
@@ -134,7 +149,7 @@ class ClassifierApp:
         self.examples_button.on_click(lambda _: self._guarded(self.try_examples))
         self.progress = html_widget("", "picsort-progress")
         self.counts = html_widget("", "picsort-counts")
-        self.undo_button = widgets.Button(description="Undo last label (U)",
+        self.undo_button = widgets.Button(description=f"Undo last label ({ACTION_KEYS['undo'][0]})",
                                           tooltip="Undo the latest label saved on this page",
                                           layout=widgets.Layout(width="auto"))
         self.undo_button.add_class("picsort-undo")
@@ -188,14 +203,13 @@ class ClassifierApp:
             checked = f" of {validation['images']}" if validation.get("images") else ""
             facts.append(f"wrong on {validation['error_rate'] * 100:.1f}%{checked} validation photos")
         about = f"<p>The model: {', '.join(facts)}.</p>" if facts else ""
-        keys = f"1–{min(len(classes), 9)}" if len(classes) > 1 else "1"
         return (
             f'<h1 class="picsort-title">Is it {listed(classes)}?</h1>'
             f"<p>Drop photos and the model says which of {listed(classes, 'and')} each one shows, how sure it "
             f"is, and (<i>Why?</i>) what it looked at.</p>{about}"
             f"<p>It knows only these {len(classes)} classes; when a photo looks like none of them, its card says "
             f"so.</p><p>Label photos with the buttons on each card to collect training data (keys on the card "
-            f"in focus: {keys} the classes, 0 none of these, S skip, U undo).</p>"
+            f"in focus: {keys_help(classes)}).</p>"
             f'<p class="picsort-shared">{SHARED_TEXT}</p>')
 
     # -- teach mode -------------------------------------------------------------------------------------
@@ -238,6 +252,7 @@ class ClassifierApp:
         self.classifier = classifier
         for card in self.cards:
             card.close()
+        self.uploads.clear()
         self.cards, self._batch, self._batch_started, self.page = [], [], None, 0
         self._show()
         self.intro.value = self._intro_text()
@@ -297,9 +312,13 @@ class ClassifierApp:
         picture, size = jpeg(image, THUMBNAIL_SIZE)
         explain_copy, _ = jpeg(image, EXPLAIN_SIZE, quality=90)
         del image  # the full-size picture goes now, before the next file arrives
-        return ResultCard(name, prediction, self.classifier.classes, picture, size, data=data,
-                          on_label=self._save_label, on_undo=lambda: self._guarded(self.undo),
+        card = ResultCard(name, picture, size, {c: prediction.probabilities[c] for c in self.classifier.classes},
+                          prediction.label, unsure=prediction.unsure,
+                          on_label=lambda label: self._save_label(card, label),
+                          on_undo=lambda: self._guarded(self.undo),
                           explain=lambda label: self._explain(explain_copy, label))
+        self.uploads[card] = Upload(name, data, prediction)
+        return card
 
     def _add(self, card) -> None:
         self._batch.append(card)
@@ -348,14 +367,18 @@ class ClassifierApp:
     def _keep_within_limits(self) -> None:
         """Close the cards past MAX_CARDS; past MAX_KEPT_BYTES, older cards let go of their photo's bytes."""
         while len(self.cards) > max(MAX_CARDS, len(self._batch)):
-            self.cards.pop().close()
+            closed = self.cards.pop()
+            self.uploads.pop(closed, None)
+            closed.close()
         kept = 0
         for card in self.cards:
-            if card.data is None:
+            upload = self.uploads.get(card)
+            if upload is None or upload.data is None:
                 continue
-            kept += len(card.data)
+            kept += len(upload.data)
             if kept > MAX_KEPT_BYTES and card is not self.cards[0]:  # the newest can always be labelled
-                card.forget_data()
+                upload.data = None
+                card.cannot_label()
 
     def show_page(self, page: int) -> None:
         self.page = page
@@ -377,23 +400,31 @@ class ClassifierApp:
     # -- labels ------------------------------------------------------------------------------------------
 
     def _save_label(self, card: ResultCard, label: str) -> str:
-        """`on_label` for every result card: save to the store, refresh the counts, return the card's line."""
-        prediction = card.prediction
-        before = self.store.label_of(card.sha256)  # someone else's label, unless a card of this page shows it
-        shown_here = {same.saved_as for same in self._cards_of(card.sha256)}
+        """A result card's `on_label`: save its photo to the store, refresh the counts, return the card's line."""
+        upload = self.uploads.get(card)
+        if upload is None or upload.data is None:  # the card was closed, or its bytes let go, as it was clicked
+            raise LabelNotSaved(FORGOTTEN)
+        prediction = upload.prediction
+        labels = self._labels_now()  # to tell someone else's label of this photo, read before ours replaces it
         try:
-            self.store.save(card.data, label, predicted=prediction.label, probabilities=prediction.probabilities,
-                            original_name=card.file_name)
+            saved = self.store.save(upload.data, label, predicted=prediction.label,
+                                    probabilities=prediction.probabilities, original_name=upload.name)
         except LabelStoreError as problem:  # the store turns every refusal of the disk into one of these
             raise LabelNotSaved(f"Not saved: {problem}") from problem
-        for same in self._cards_of(card.sha256):  # one photo, one label: its other cards on this page agree
-            same.show_label(label, f"Saved as {shown_label(label)} (the same photo as another card here).")
+        upload.sha256 = saved.name.partition(".")[0]  # the store hashed the bytes once, and names the file so
+        same_photo = self._cards_of(upload.sha256, upload.data)
+        before = labels.get(upload.sha256)  # someone else's label, unless a card of this page shows it
+        shown_here = {same.saved_as for same in same_photo}
+        for same in same_photo:  # one photo, one label: its other cards on this page agree
+            self.uploads[same].sha256 = upload.sha256
+            if same is not card:
+                same.show_label(label, f"Saved as {shown_label(label)} (the same photo as another card here).")
         self.undo_note.value = ""
         counts = self.refresh_counts()
         replaced = (f" It was labelled {shown_label(before)} by {ELSEWHERE}: yours replaces that."
                     if before is not None and before != label and before not in shown_here else "")
         if label == NONE_LABEL:
-            return "Saved as none of these (kept out of training)." + replaced
+            return f"Saved as {NONE_TEXT} (kept out of training)." + replaced
         count = counts.get(label, 0)
         verb = "confirmed" if label == prediction.label else f"corrected from {shown_label(prediction.label)}"
         return (f"Saved as {label} ({verb}; {count} {label} picture{'s' if count != 1 else ''} labelled so far by "
@@ -441,17 +472,19 @@ class ClassifierApp:
         """SHA-256 -> label of every photo in the store as it is now, whoever labelled it (one manifest read)."""
         return {entry["sha256"]: entry["label"] for entry in self.store.entries()}
 
-    def _cards_of(self, sha256: str) -> list[ResultCard]:
-        """This page's cards of one photo (the same bytes uploaded twice make two cards)."""
-        return [card for card in self.cards if isinstance(card, ResultCard) and card.sha256 == sha256]
+    def _cards_of(self, sha256: str, data: bytes | None = None) -> list[ResultCard]:
+        """This page's cards of one photo (the same bytes uploaded twice make two cards): those the store has saved
+        under `sha256`, and those holding the same bytes as `data`. Nothing is hashed here: the store does that."""
+        return [card for card, upload in self.uploads.items()
+                if upload.sha256 == sha256 or (data is not None and upload.data == data)]
 
     def _check_cards(self, labels: Mapping[str, str]) -> None:
         """Each card labelled on this page whose photo the store now labels otherwise shows the store's label and
         says who changed it. This page updates its own cards as it saves and undoes, so the change was made
         elsewhere."""
-        for card in self.cards:
-            if isinstance(card, ResultCard) and card.saved_as and labels.get(card.sha256, "") != card.saved_as:
-                now = labels.get(card.sha256)
+        for card, upload in self.uploads.items():
+            if card.saved_as and labels.get(upload.sha256, "") != card.saved_as:
+                now = labels.get(upload.sha256)
                 card.show_label(now, f"Relabelled {shown_label(now)} by {ELSEWHERE}." if now else
                                 "No longer labelled: it was taken out of the shared labels elsewhere.")
 

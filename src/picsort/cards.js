@@ -1,6 +1,7 @@
-// One card per classified photo: picture, verdict, one bar per class, "Why?", and the label buttons.
-// Keys on the card in focus: 1-9 the classes, 0 none of these, S skip, U undo the last label.
-// The "none of these" label and its words come from cards.py (none_label, none_text), written there only.
+// One card per file: for a classified photo its picture, verdict, one bar per class, "Why?" and the label buttons
+// (ResultCard); for a file that could not be used, why (ProblemCard, the traits name and problem).
+// The "none of these" label, its words and the keys on a card in focus come from cards.py (none_label, none_text,
+// class_keys, action_keys), written there only.
 
 function h(tag, attrs = {}, ...children) {
   const el = document.createElement(tag);
@@ -37,12 +38,22 @@ const PARTS_OF = {
   none_of_these: ["look", "details"], note: ["details"], saved_as: ["look", "marks"], skipped: ["look"],
   status: ["status"], status_kind: ["status"], heatmap: ["heatmap"], explaining: ["why"], can_explain: ["why"],
   can_label: ["marks"], none_label: ["details", "buttons"], none_text: ["details", "buttons"],
+  class_keys: ["buttons"], action_keys: ["buttons"],
 };
 // The order parts are drawn in, and the parts each one needs drawn after it.
 const DRAW_ORDER = ["title", "picture", "look", "details", "heatmap", "why", "status", "buttons", "marks"];
 const THEN = { details: ["why"], heatmap: ["why"], buttons: ["marks"] };
 
+function renderProblem({ model, el }) {
+  // Text only (textContent): a file's name and the message about it never become markup.
+  el.append(h("div", { class: "picsort-card picsort-card-problem" },
+    h("div", { class: "picsort-card-title" }, h("span", { class: "picsort-filename" }, model.get("name"))),
+    h("div", { class: "picsort-error" }, `⚠ ${model.get("problem")}`),
+    h("div", { class: "picsort-problem-hint" }, "Nothing was saved for this file.")));
+}
+
 function render({ model, el }) {
+  if (model.get("problem") !== undefined) return renderProblem({ model, el });
   const urls = { picture: null, heatmap: null };
   const filename = h("span", { class: "picsort-filename" });
   const thumbnail = h("img", { class: "picsort-thumbnail" });
@@ -144,10 +155,14 @@ function render({ model, el }) {
     buttons() {
       const focused = labels.contains(document.activeElement) ? document.activeElement.dataset.label : undefined;
       const noneLabel = model.get("none_label");
+      const classKeys = model.get("class_keys");
+      const actionKeys = model.get("action_keys");
       buttons = model.get("classes").map((name, i) =>
-        labelButton(name, i < 9 ? String(i + 1) : null, `Save this photo labelled '${name}'`));
-      buttons.push(labelButton(noneLabel, "0", "Save this photo as none of these classes (kept out of training)"));
-      const skip = h("button", { class: "picsort-skip", "data-key": "S", type: "button" }, h("kbd", {}, "S"), "skip");
+        labelButton(name, classKeys[i], `Save this photo labelled '${name}'`));
+      buttons.push(labelButton(noneLabel, actionKeys.none,
+        `Save this photo as ${model.get("none_text")} (kept out of training)`));
+      const skip = h("button", { class: "picsort-skip", "data-key": actionKeys.skip, type: "button" },
+        h("kbd", {}, actionKeys.skip), "skip");
       skip.addEventListener("click", () => { send({ type: "skip" }); focusNextCard(card); });
       buttons.push({ button: skip, label: null, text: null });
       labels.replaceChildren(...buttons.map(({ button }) => button));
@@ -188,16 +203,17 @@ function render({ model, el }) {
 
   card.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) return;
-    const classes = model.get("classes");
-    const key = event.key;
+    const key = event.key.length === 1 ? event.key.toUpperCase() : null;
+    const actionKeys = model.get("action_keys");
+    const classIndex = key ? model.get("class_keys").indexOf(key) : -1;
     let handled = true;
-    if (/^[1-9]$/.test(key) && Number(key) <= classes.length) {
-      if (model.get("can_label")) { send({ type: "label", label: classes[Number(key) - 1] }); focusNextCard(card); }
-    } else if (key === "0") {
+    if (classIndex >= 0) {
+      if (model.get("can_label")) { send({ type: "label", label: model.get("classes")[classIndex] }); focusNextCard(card); }
+    } else if (key === actionKeys.none) {
       if (model.get("can_label")) { send({ type: "label", label: model.get("none_label") }); focusNextCard(card); }
-    } else if (key === "u" || key === "U") {
+    } else if (key === actionKeys.undo) {
       send({ type: "undo" });
-    } else if (key === "s" || key === "S") {
+    } else if (key === actionKeys.skip) {
       if (model.get("can_label")) { send({ type: "skip" }); focusNextCard(card); }
     } else {
       handled = false;

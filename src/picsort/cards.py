@@ -1,50 +1,49 @@
-"""The app's cards: one widget per uploaded file, reporting through callbacks.
+"""The app's cards: one widget per uploaded file, holding only what it shows and reporting through callbacks.
 
 A :class:`ResultCard` shows what the model thinks of one photo (picture, verdict, a bar per class, "Why?") and
-offers the labels; it knows nothing of the label store or the page: it calls `on_label(card, label)` (which
-saves and returns the line to show), `on_undo()` and `explain(class_name)` (which returns a JPEG), all given by
-whoever makes the card. A :class:`ProblemCard` says why a file could not be used. Each card is a single widget
-(plus its layout), so a page of hundreds of cards stays light in the browser.
+offers the labels. It is made from plain data (the name, the picture, the probabilities, the answer) and knows
+nothing of the photo's bytes, the label store or the page: it calls `on_label(label)` (which saves and returns
+the line to show), `on_undo()` and `explain(class_name)` (which returns a JPEG), all given by whoever makes the
+card. A :class:`ProblemCard` says why a file could not be used. Each card is a single widget (plus its layout),
+so a page of hundreds of cards stays light in the browser; both bring their stylesheet (cards.css).
 """
 
 from __future__ import annotations
 
-import hashlib
-import html
 import logging
-import unicodedata
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
 
 import anywidget
 import ipywidgets as widgets
 import traitlets
 
-from picsort.labels import NONE_LABEL, NONE_TEXT, shown_label
+from picsort.images import shown_name
+from picsort.labels import NONE_LABEL, NONE_TEXT
 
-if TYPE_CHECKING:  # only for the hints: picsort.classify imports torch, which a card never needs (~6 s cold)
-    from picsort.classify import Prediction
-
-__all__ = ["LabelNotSaved", "ProblemCard", "ResultCard", "percent", "shown_name"]
+__all__ = ["ACTION_KEYS", "LabelNotSaved", "ProblemCard", "ResultCard", "keys_help", "percent", "shown_name"]
 
 log = logging.getLogger(__name__)
 
 GENERIC_PROBLEM = "Something went wrong with {name}. Please try again, or try another picture."
 FORGOTTEN = "This photo is no longer held (too many photos on the page): upload it again to label it."
-# Bidi controls would let a name like "gpj.exe" display as "exe.jpg"; other control characters show as boxes.
-_HIDDEN_CATEGORIES = ("Cc", "Cf", "Cs", "Co", "Cn")
-_MAX_SHOWN = 120
+# The keys on a card in focus, written here only: cards.js acts on them (sent as the traits class_keys and
+# action_keys) and the page lists them (keys_help). The first nine classes have the keys 1-9.
+CLASS_KEYS = "123456789"
+ACTION_KEYS = {"none": ("0", NONE_TEXT), "skip": ("S", "skip"), "undo": ("U", "undo")}  # action: (key, words)
+_STYLE = Path(__file__).with_name("cards.css").read_text()
+_SCRIPT = Path(__file__).with_name("cards.js").read_text()
 
 
 class LabelNotSaved(Exception):
     """Raised by an `on_label` callback to show its message on the card (nothing was saved)."""
 
 
-def shown_name(name: str) -> str:
-    """A user's file name made safe to show: no control or bidi characters, bounded length."""
-    text = "".join(ch for ch in str(name) if unicodedata.category(ch) not in _HIDDEN_CATEGORIES)
-    text = text.strip() or "unnamed file"
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 1] + "…"
+def keys_help(classes: list[str]) -> str:
+    """The keys of a card with these classes, in words: '1–3 the classes, 0 none of these, S skip, U undo'."""
+    keys = CLASS_KEYS[: len(classes)]
+    first = keys if len(keys) == 1 else f"{keys[0]}–{keys[-1]}"
+    return ", ".join([f"{first} the classes", *(f"{key} {words}" for key, words in ACTION_KEYS.values())])
 
 
 def percent(probability: float) -> str:
@@ -57,28 +56,45 @@ def percent(probability: float) -> str:
     return f"{value:.0f}%"
 
 
-def verdict_note(prediction: Prediction, classes: list[str]) -> str:
-    """The sentence a card shows above its bars when the guess should not be taken at face value."""
-    if prediction.none_of_these:
+def verdict_note(answer: str, unsure: bool, classes: list[str]) -> str:
+    """The sentence a card shows above its bars when the answer should not be taken at face value."""
+    if answer == NONE_LABEL:
         return f"This photo does not look like any of: {', '.join(classes)}."
-    if prediction.unsure:
+    if unsure:
         return f"The model is not sure which of {', '.join(classes)} this is: it may be none of them."
     return ""
 
 
-class ResultCard(anywidget.AnyWidget):
-    """A classified photo, ready to be labelled with one of `classes`, "none of these", or skipped."""
+class _Card(anywidget.AnyWidget):
+    """What both cards share: the script that draws them (cards.js) and their stylesheet."""
 
-    _esm = (Path(__file__).with_name("cards.js")).read_text()
+    _esm = _SCRIPT
+    _css = _STYLE
 
-    name = traitlets.Unicode("").tag(sync=True)
+    name = traitlets.Unicode("").tag(sync=True)  # the file's name as shown (shown_name)
+
+    def close(self) -> None:
+        layout = self.layout
+        super().close()
+        layout.close()
+
+
+class ResultCard(_Card):
+    """A classified photo, ready to be labelled with one of its classes, "none of these", or skipped.
+
+    `probabilities`: each class's probability, in the order the bars and buttons show them; `answer`: the class
+    the model answers, or NONE_LABEL when the photo looks like none of them; `unsure`: the model's top probability
+    is low. `on_label(label)` saves the photo as `label` and returns the line the card then shows, or raises
+    LabelNotSaved with the line saying why not.
+    """
+
     picture = traitlets.Bytes(b"").tag(sync=True)
     picture_width = traitlets.Int(0).tag(sync=True)
     picture_height = traitlets.Int(0).tag(sync=True)
     classes = traitlets.List(traitlets.Unicode()).tag(sync=True)
     probabilities = traitlets.List(traitlets.Float()).tag(sync=True)
     percents = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    guess = traitlets.Unicode("").tag(sync=True)  # the answer, Prediction.label: a class or NONE_LABEL
+    guess = traitlets.Unicode("").tag(sync=True)  # the answer: a class or NONE_LABEL
     closest = traitlets.Unicode("").tag(sync=True)  # the top class, the one "Why?" explains
     unsure = traitlets.Bool(False).tag(sync=True)
     none_of_these = traitlets.Bool(False).tag(sync=True)
@@ -91,28 +107,31 @@ class ResultCard(anywidget.AnyWidget):
     explaining = traitlets.Bool(False).tag(sync=True)
     can_label = traitlets.Bool(True).tag(sync=True)
     can_explain = traitlets.Bool(True).tag(sync=True)
-    # Sent to cards.js so that the label and its words are written in Python only.
+    # Sent to cards.js so that the label, its words and the keys are written in Python only.
     none_label = traitlets.Unicode(NONE_LABEL).tag(sync=True)
     none_text = traitlets.Unicode(NONE_TEXT).tag(sync=True)
+    class_keys = traitlets.List(traitlets.Unicode()).tag(sync=True)  # each class's key ("" past the ninth)
+    action_keys = traitlets.Dict({action: key for action, (key, _) in ACTION_KEYS.items()}).tag(sync=True)
 
-    def __init__(self, file_name: str, prediction: Prediction, classes: list[str], picture: bytes,
-                 picture_size: tuple[int, int], *, data: bytes,
-                 on_label: Callable[["ResultCard", str], str],
-                 on_undo: Callable[[], None] | None = None,
-                 explain: Callable[[str], bytes] | None = None):
-        classes = list(classes)
+    def __init__(self, name: str, picture: bytes, picture_size: tuple[int, int], probabilities: Mapping[str, float],
+                 answer: str, *, unsure: bool = False, on_label: Callable[[str], str],
+                 on_undo: Callable[[], None] | None = None, explain: Callable[[str], bytes] | None = None):
+        classes = list(probabilities)
+        if not classes:
+            raise ValueError("a result card needs the probability of at least one class")
+        if answer != NONE_LABEL and answer not in classes:
+            raise ValueError(f"the answer {answer!r} is none of the card's classes ({', '.join(classes)}) "
+                             f"nor {NONE_LABEL!r}")
+        closest = max(classes, key=lambda name: probabilities[name])  # the first of equals, as argmax
         super().__init__(
-            name=shown_name(file_name), picture=picture, picture_width=picture_size[0],
-            picture_height=picture_size[1], classes=classes,
-            probabilities=[float(prediction.probabilities[c]) for c in classes],
-            percents=[percent(prediction.probabilities[c]) for c in classes], guess=prediction.label,
-            closest=prediction.closest, unsure=bool(prediction.unsure), none_of_these=bool(prediction.none_of_these),
+            name=shown_name(name), picture=picture, picture_width=picture_size[0], picture_height=picture_size[1],
+            classes=classes, probabilities=[float(probabilities[c]) for c in classes],
+            percents=[percent(probabilities[c]) for c in classes], guess=answer,
+            closest=answer if answer != NONE_LABEL else closest, unsure=bool(unsure),
+            none_of_these=answer == NONE_LABEL,
             status="Is this right? Choose the correct label to save the photo.",
-            note=verdict_note(prediction, classes), can_explain=explain is not None)
-        self.file_name = file_name
-        self.prediction = prediction
-        self.data: bytes | None = data
-        self.sha256 = hashlib.sha256(data).hexdigest()
+            note=verdict_note(answer, unsure, classes), can_explain=explain is not None,
+            class_keys=[CLASS_KEYS[i] if i < len(CLASS_KEYS) else "" for i in range(len(classes))])
         self._on_label = on_label
         self._on_undo = on_undo
         self._explain = explain
@@ -121,18 +140,15 @@ class ResultCard(anywidget.AnyWidget):
 
     # -- what the page asks of a card -------------------------------------------------------------------
 
-    @property
-    def ok(self) -> bool:
-        return True
+    ok = True
 
     @property
     def sort_key(self) -> tuple[int, float]:
         """Problems first, then the least sure results: those need a person's eye most."""
-        return (1, self.prediction.probability)
+        return (1, max(self.probabilities))
 
-    def forget_data(self) -> None:
-        """Drop the photo's bytes (memory cap): the card stays, but can no longer be labelled."""
-        self.data = None
+    def cannot_label(self) -> None:
+        """The page let go of the photo's bytes (memory cap): the card stays, but offers no label any more."""
         self.can_label = False
         if not self.saved_as:
             self.status, self.status_kind = FORGOTTEN, ""
@@ -143,27 +159,24 @@ class ResultCard(anywidget.AnyWidget):
         self.status, self.status_kind = note, ("saved" if label else "")
 
     def close(self) -> None:
-        """Close the widget and let go of the bytes and the callbacks (which hold the app)."""
+        """Close the widget and let go of the pictures and the callbacks (which hold the app)."""
         self._on_label = self._on_undo = self._explain = None
-        self.data = None
         self.picture = self.heatmap = b""
-        layout = self.layout
         super().close()
-        layout.close()
 
     # -- actions ----------------------------------------------------------------------------------------
 
     def choose(self, label: str) -> None:
         """Save the photo as `label` (a class or NONE_LABEL) through `on_label`, and show the outcome."""
-        if self.data is None or self._on_label is None:
+        if not self.can_label or self._on_label is None:
             return
         try:
-            note = self._on_label(self, label)
+            note = self._on_label(label)
         except LabelNotSaved as problem:
             self.status, self.status_kind = str(problem), "error"
             return
         except Exception:  # noqa: BLE001 - the page must keep working whatever happens
-            log.exception("picsort app: saving %r as %r failed", self.file_name, label)
+            log.exception("picsort app: saving %r as %r failed", self.name, label)
             self.status, self.status_kind = GENERIC_PROBLEM.format(name=f"'{self.name}'"), "error"
             return
         self.skipped = False
@@ -188,9 +201,9 @@ class ResultCard(anywidget.AnyWidget):
             return
         self.explaining = True
         try:
-            self.heatmap = self._explain(self.prediction.closest)
+            self.heatmap = self._explain(self.closest)
         except Exception:  # noqa: BLE001
-            log.exception("picsort app: explaining %r failed", self.file_name)
+            log.exception("picsort app: explaining %r failed", self.name)
             self.status, self.status_kind = GENERIC_PROBLEM.format(name=f"'{self.name}'"), "error"
         finally:
             self.explaining = False
@@ -209,33 +222,17 @@ class ResultCard(anywidget.AnyWidget):
             self.toggle_explanation()
 
 
-class ProblemCard(widgets.HTML):
+class ProblemCard(_Card):
     """A file that could not be used, and why, in plain words. Nothing to label."""
 
-    def __init__(self, file_name: str, message: str):
-        self.file_name = file_name
-        self.problem = message
-        shown = html.escape(shown_name(file_name))
-        super().__init__(
-            f'<div class="picsort-card picsort-card-problem">'
-            f'<div class="picsort-card-title"><span class="picsort-filename">{shown}</span></div>'
-            f'<div class="picsort-error">⚠ {html.escape(message)}</div>'
-            f'<div class="picsort-problem-hint">Nothing was saved for this file.</div></div>')
+    problem = traitlets.Unicode("").tag(sync=True)  # the message, shown as text
+
+    def __init__(self, name: str, message: str):
+        super().__init__(name=shown_name(name), problem=message)
         self.add_class("picsort-card-widget")
 
     ok = False
-    data = None
     sort_key = (0, 0.0)
 
-    @property
-    def name(self) -> str:
-        return shown_name(self.file_name)
-
-    def forget_data(self) -> None:
+    def cannot_label(self) -> None:
         pass
-
-    def close(self) -> None:
-        layout, style = self.layout, self.style
-        super().close()
-        layout.close()
-        style.close()
