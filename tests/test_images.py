@@ -18,7 +18,7 @@ from picsort import images
 from picsort.images import (
     ImageTooLargeError,
     UnusableImageError,
-    decoded_reduced,
+    decode_image,
     image_format_extension,
     image_from_any,
     image_from_bytes,
@@ -550,20 +550,24 @@ def test_16_bit_and_float_pictures_are_scaled_when_reduced():
     assert np.abs(np.asarray(out, int)[150, :, 0] - row).max() <= 1
 
 
-def test_a_picture_says_whether_it_was_decoded_reduced():
+def test_the_decoder_says_whether_it_decoded_a_picture_reduced(tmp_path):
     """The classifier decodes a photo whole again when a reduced one's answer is near an edge: it must know which."""
     phone = encode(two_colour_picture((4032, 3024)), "JPEG", quality=90)
-    assert decoded_reduced(image_from_bytes(phone, min_side=256))  # JPEG draft
-    assert not decoded_reduced(image_from_bytes(phone))
-    assert not decoded_reduced(image_from_bytes(phone, min_side=5000))
+    drafted = decode_image(phone, min_side=256)  # JPEG draft
+    assert drafted.reduced and max(drafted.image.size) < 4032
+    assert not decode_image(phone).reduced and decode_image(phone).image.size == (4032, 3024)
+    assert not decode_image(phone, min_side=5000).reduced
     large_png = encode(two_colour_picture((1200, 800)), "PNG")
-    assert decoded_reduced(image_from_bytes(large_png, min_side=256))  # reduced after decoding
+    assert decode_image(large_png, min_side=256).reduced  # reduced after decoding
     small = encode(two_colour_picture((300, 200)), "PNG")
-    assert not decoded_reduced(image_from_bytes(small, min_side=256))
-    # a picture handed over in memory: reduced from what the caller holds
-    reduced = image_from_any(two_colour_picture((1200, 800)), min_side=256)
-    assert decoded_reduced(reduced)
-    assert not decoded_reduced(image_from_any(reduced, min_side=256))  # nothing larger is at hand
+    assert not decode_image(small, min_side=256).reduced
+    # a picture handed over in memory: reduced from what the caller holds, which says nothing of an earlier decode
+    reduced = decode_image(two_colour_picture((1200, 800)), min_side=256)
+    assert reduced.reduced and reduced.image.size == (400, 267)  # 1/3: both sides stay >= 256
+    assert not decode_image(reduced.image, min_side=256).reduced  # nothing larger is at hand
+    (tmp_path / "phone.jpg").write_bytes(phone)
+    assert decode_image(tmp_path / "phone.jpg", min_side=256) == drafted  # from a file: the same
+    assert image_from_any(phone, min_side=256).size == drafted.image.size  # the picture alone
 
 
 def test_small_pictures_are_left_as_they_are():

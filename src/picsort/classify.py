@@ -1,10 +1,14 @@
-"""The one classify path: images in, every class's probability out. Used by the app, the CLI and the API."""
+"""The one classify path, `classify_stream`: images in, every class's probability out. The app (`predict_images`),
+the API (`predict`, `predict_batch`) and the CLI and Dask workers (`picsort.batches`) all go through it.
+"""
 
 from __future__ import annotations
 
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
 
 import numpy as np
 
@@ -15,8 +19,8 @@ import torch  # noqa: E402
 from PIL import Image
 
 from picsort.familiarity import FamiliarityIndex
-from picsort.images import (ImageInput, UnusableImageError, decoded_reduced, image_from_any, is_file_object,
-                            read_file_object)
+from picsort.images import (DecodedImage, ImageInput, UnusableImageError, decode_image, image_from_any,
+                            is_file_object, read_file_object)
 from picsort.labels import NONE_LABEL
 from picsort.model import DEFAULT_THRESHOLD, load_network, model_dir
 
@@ -24,8 +28,11 @@ from picsort.model import DEFAULT_THRESHOLD, load_network, model_dir
 # per second than one pass over 64, whose activations (hundreds of MB) miss the caches and are mapped
 # fresh from the kernel on every call; one image at a time wastes the batching.
 FORWARD_CHUNK = 8
+# Images per model batch of `classify_stream` when the caller does not say: a multiple of FORWARD_CHUNK, so the
+# API's forward passes hold the same images as one call over the whole list would.
+BATCH_SIZE = 4 * FORWARD_CHUNK
 
-# A photo decoded reduced (`to_image`) gets the answers of the photo decoded whole where the network is sure, but
+# A photo decoded reduced (`Classifier.decode`) gets the answers of the photo decoded whole where the network is sure, but
 # near an edge its small pixel differences move them (tests/test_model.py). There the answer is computed again
 # from the whole photo: a top probability under DECODE_WHOLE_BELOW, or a familiarity within DECODE_WHOLE_WITHIN of
 # the "none of these" threshold. With the shipped logistic-regression head, on the 416 development photos at 12 MP
@@ -65,6 +72,15 @@ class Prediction:
         return f"Prediction(label={self.label!r}, {shown})"
 
 
+class Prepared(NamedTuple):
+    """One photo as the network takes it: its input tensor, whether it was decoded reduced (`DecodedImage`), and
+    what it was decoded from, to decode it whole when its answer is near an edge."""
+
+    tensor: torch.Tensor
+    reduced: bool
+    source: ImageInput
+
+
 class Classifier:
     """A trained model loaded once from a model folder (plain weights + card), ready to classify."""
 
@@ -98,15 +114,31 @@ class Classifier:
 
     # -- preparing images -------------------------------------------------------------------------------
 
-    def to_image(self, item: ImageInput, name: str | None = None) -> Image.Image:
-        """An upright RGB image from anything `image_from_any` takes, decoded no larger than `model_view` needs.
+    def decode(self, item: ImageInput, name: str | None = None) -> DecodedImage:
+        """An upright RGB image from anything `image_from_any` takes, decoded no larger than `model_view` needs,
+        and whether that made it smaller than stored (decoded reduced).
 
         Bad input raises `UnusableImageError`; `name` is what its message calls the image.
         """
         # Twice the resize's size, as Pillow's thumbnail drafts (reducing_gap=2): photos under 2x are decoded as
         # fastai decodes them, larger ones stay close to its answers, and `answered_whole_near_edges` decodes those
-        # near an edge whole (tests/test_model.py; benchmarks/phone_photos.py has what each costs).
-        return image_from_any(item, min_side=2 * (self.size + self.extra), name=name)
+        # near an edge whole (tests/test_classify.py; benchmarks/phone_photos.py has what each costs).
+        return decode_image(item, min_side=2 * (self.size + self.extra), name=name)
+
+    def to_image(self, item: ImageInput, name: str | None = None) -> Image.Image:
+        """`decode(item, name)`'s picture alone, for showing or explaining it."""
+        return self.decode(item, name).image
+
+    def prepare(self, item: ImageInput, decoded: DecodedImage | None = None) -> Prepared:
+        """`item` as the network takes it: decoded (unless `decoded` is `decode(item)` already), then `to_tensor`.
+
+        An open file is read here, once: its bytes are what a near-edge answer decodes whole again.
+        """
+        name = None
+        if is_file_object(item):
+            item, name = read_file_object(item)
+        decoded = decoded or self.decode(item, name)
+        return Prepared(self.to_tensor(decoded.image), decoded.reduced, item)
 
     def model_view(self, image: Image.Image) -> Image.Image:
         """The image as the network sees it: the learner's validation resize, done the same way in PIL."""
@@ -176,20 +208,21 @@ class Classifier:
         return self.predict_batch([item])[0]
 
     def predict_batch(self, items: Iterable[ImageInput]) -> list[Prediction]:
-        """Classify several images in one forward pass; any unusable image raises `UnusableImageError`."""
-        # An open file is read once here: near an edge, `answered_whole_near_edges` needs its picture again.
-        named = [read_file_object(item) if is_file_object(item) else (item, None) for item in items]
-        images = [self.to_image(item, name=name) for item, name in named]
-        return self.predict_images([item for item, _ in named], images)
+        """Classify several images, in batches (`classify_stream`); any unusable image raises `UnusableImageError`."""
+        return _every_answer(classify_stream(items, self))
 
-    def predict_images(self, items: Sequence[ImageInput], images: Sequence[Image.Image],
+    def predict_images(self, items: Sequence[ImageInput], images: Sequence[DecodedImage | Image.Image],
                        threshold: float | None = None) -> list[Prediction]:
-        """A `Prediction` for each of `images`, each `to_image(item)` of the item at its place in `items`."""
-        if not images:
-            return []
-        predictions = self.predictions(self.to_batch([self.to_tensor(image) for image in images]), threshold)
-        return self.answered_whole_near_edges(items, [decoded_reduced(image) for image in images], predictions,
-                                              threshold)
+        """A `Prediction` for each of `images`, each `decode(item)` of the item at its place in `items` (decoded
+        already, as the app shows it), through `classify_stream`.
+
+        A bare picture (`to_image(item)`) does not say whether it was decoded reduced: it is taken as reduced, so
+        near an edge its item is decoded whole and answered again (the same picture, if it was not reduced).
+        """
+        photos = [(item, image if isinstance(image, DecodedImage) else DecodedImage(image, reduced=True))
+                  for item, image in zip(items, images)]
+        return _every_answer(classify_stream(photos, self, prepare=lambda photo: self.prepare(*photo),
+                                             threshold=threshold))
 
     def near_an_edge(self, prediction: Prediction) -> bool:
         """Whether a small change of pixels could move this answer noticeably (see DECODE_WHOLE_BELOW)."""
@@ -197,18 +230,16 @@ class Classifier:
                           and abs(prediction.similarity - self.familiarity.threshold) < DECODE_WHOLE_WITHIN)
         return prediction.probability < DECODE_WHOLE_BELOW or near_threshold
 
-    def answered_whole_near_edges(self, items: Sequence[ImageInput], reduced: Sequence[bool],
-                                  predictions: list[Prediction], threshold: float | None = None) -> list[Prediction]:
-        """`predictions` with each answer for a reduced picture that is near an edge computed again from `item` whole.
-
-        `reduced[i]`: whether the picture behind `predictions[i]` was decoded reduced (`decoded_reduced`).
-        """
+    def answered_whole_near_edges(self, photos: Sequence[Prepared], predictions: list[Prediction],
+                                  threshold: float | None = None) -> list[Prediction]:
+        """`predictions` (one per photo) with each answer for a photo decoded reduced that is near an edge computed
+        again from the photo decoded whole."""
         answers = list(predictions)
-        for index, (item, was_reduced, prediction) in enumerate(zip(items, reduced, predictions)):
-            if not (was_reduced and self.near_an_edge(prediction)):
+        for index, (photo, prediction) in enumerate(zip(photos, predictions)):
+            if not (photo.reduced and self.near_an_edge(prediction)):
                 continue
             try:
-                whole = image_from_any(item)
+                whole = image_from_any(photo.source)
             except UnusableImageError:
                 continue  # read once already (a file that changed since): the reduced picture's answer stands
             batch = self.to_tensor(whole).unsqueeze(0)
@@ -251,6 +282,104 @@ class Classifier:
         alpha = opacity * cam[..., None] + 0.15
         blended = (1 - alpha) * base + alpha * colours
         return Image.fromarray((np.clip(blended, 0, 1) * 255).astype(np.uint8))
+
+
+Item = TypeVar("Item")
+_END = object()
+
+
+def classify_stream(items: Iterable[Item], classifier: Classifier, batch_size: int = BATCH_SIZE, *,
+                    prepare: Callable[[Item], Prepared] | None = None, workers: int = 0,
+                    threshold: float | None = None) -> Iterator[list[tuple[Item, Prediction | UnusableImageError]]]:
+    """The one classify path: yields, per model batch, `(item, Prediction or UnusableImageError)` in input order.
+
+    Each item is made the network's input by `prepare` (default `classifier.prepare`: decode, model view, tensor)
+    on `workers` threads at most two batches ahead of the model (`workers=0`: on the calling thread, between
+    batches), so memory stays flat however many items there are. A batch runs through `classifier.predictions`,
+    then `answered_whole_near_edges`. An item `prepare` cannot use (`UnusableImageError`) is answered with that
+    error; any other exception ends the stream. `threshold` overrides the model card's for `Prediction.unsure`.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    if workers < 0:
+        raise ValueError("workers must be 0 or more")
+    prepare = prepare or classifier.prepare
+    items = iter(items)
+    ahead = 2 * batch_size  # one batch decoding while the model runs the other
+    pending: deque[tuple[Item, Future]] = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="picsort-decode") if workers else _InlinePool()
+
+    def top_up() -> None:
+        while len(pending) < ahead:
+            item = next(items, _END)
+            if item is _END:
+                return
+            pending.append((item, pool.submit(prepare, item)))
+
+    def run(batch: list[tuple[Item, Prepared | UnusableImageError]]) -> list[tuple[Item, Prediction |
+                                                                                   UnusableImageError]]:
+        photos = [photo for _, photo in batch if not isinstance(photo, UnusableImageError)]
+        predictions = []
+        if photos:
+            predictions = classifier.predictions(classifier.to_batch([photo.tensor for photo in photos]), threshold)
+            predictions = classifier.answered_whole_near_edges(photos, predictions, threshold)
+        answers = iter(predictions)
+        return [(item, photo if isinstance(photo, UnusableImageError) else next(answers)) for item, photo in batch]
+
+    try:
+        top_up()
+        batch: list[tuple[Item, Prepared | UnusableImageError]] = []
+        good = 0
+        while pending:
+            item, future = pending.popleft()
+            top_up()
+            try:
+                batch.append((item, future.result()))
+                good += 1
+            except UnusableImageError as error:
+                batch.append((item, error))
+            # A batch is full when it holds batch_size usable images; bad ones ride along for free, up to a
+            # limit, so a folder of mostly bad files still gets its rows out (and saved) as it goes.
+            if good == batch_size or len(batch) >= 2 * batch_size:
+                yield run(batch)
+                batch, good = [], 0
+        if batch:
+            yield run(batch)
+    finally:
+        # The caller may stop early (break, Ctrl-C): drop queued decodes, and don't wait for the one in hand
+        # (a file on a stuck network drive must not hold up the stop).
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _InlinePool:
+    """Stands in for the thread pool when `workers=0`: prepares on the calling thread."""
+
+    @staticmethod
+    def submit(function, *args) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(function(*args))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller through the future, as a pool would
+            future.set_exception(exc)
+        return future
+
+    @staticmethod
+    def shutdown(wait: bool = True, cancel_futures: bool = False) -> None:
+        pass
+
+
+def _every_answer(batches: Iterator[list[tuple[object, Prediction | UnusableImageError]]]) -> list[Prediction]:
+    """The answers of `classify_stream`, in order; the first unusable image raises its `UnusableImageError`."""
+    answers = []
+    try:
+        for batch in batches:
+            for _, answer in batch:
+                if isinstance(answer, UnusableImageError):
+                    raise answer
+                answers.append(answer)
+    finally:
+        batches.close()
+    return answers
 
 
 _loaded: dict[Path, Classifier] = {}
