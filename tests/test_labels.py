@@ -22,7 +22,7 @@ from PIL import Image
 
 from picsort.images import UnusableImageError
 from picsort.labels import (NONE_LABEL, DiskFullError, LabelStore, LabelStoreError, ReadOnlyStoreError,
-                            check_class_name)
+                            check_class_name, check_class_names)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MANIFEST_KEYS = {"id", "sha256", "label", "predicted", "probabilities", "original_name", "time", "path"}
@@ -404,6 +404,16 @@ def test_unusable_class_names_are_refused_naming_the_problem(name, problem):
     with pytest.raises(ValueError) as info:
         check_class_name(name)
     assert problem in str(info.value)
+
+
+def test_a_list_of_classes_is_refused_for_a_bad_name_or_one_listed_twice():
+    assert check_class_names(["grizzly", "black"]) == ("grizzly", "black")
+    with pytest.raises(ValueError, match="'../evil' must not contain '/'"):
+        check_class_names(["grizzly", "../evil"])
+    with pytest.raises(ValueError, match="classes are listed more than once: grizzly"):
+        check_class_names(["grizzly", "black", "grizzly"])
+    with pytest.raises(TypeError, match="not one string"):
+        check_class_names("grizzly")
 
 
 def test_a_model_whose_classes_include_none_is_refused(tmp_path):

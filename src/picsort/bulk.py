@@ -32,7 +32,7 @@ from picsort.batches import DECODE_WORKERS, Result, classify_batches, classify_f
 from picsort.classify import Classifier, Prediction
 from picsort.copies import UNSURE_FOLDER, answer_folder, copy_into
 from picsort.images import UnusableImageError, is_image_file
-from picsort.labels import check_class_name
+from picsort.labels import check_class_names
 from picsort.remote import is_url
 from picsort.results import format_rows, open_results, path_key
 
@@ -154,7 +154,7 @@ def sort_files(inputs: Iterable[str | os.PathLike], classifier: Classifier, out:
     the listing is not counted first there, so `total` is the files listed so far until `listing_done`.
     `copy_to` must then be a folder the workers can write: they copy.
     """
-    classes = [check_class_name(name) for name in classifier.classes]  # they become folder names
+    classes = list(check_class_names(classifier.classes))  # they become folder names
     out, copy_to = Path(out), Path(copy_to) if copy_to is not None else None
     report = SortReport(out=out, classes=classes, copy_to=copy_to,
                         threshold=classifier.threshold if threshold is None else threshold)

@@ -301,7 +301,7 @@ def _check_inputs(args) -> tuple[Path, Path | None]:
 
 def _load_classifier(folder: str | None):
     from picsort.classify import load_model  # torch loads here, after the cheap checks
-    from picsort.labels import check_class_name
+    from picsort.labels import check_class_names
     from picsort.model import ModelFolderError, model_dir
 
     try:
@@ -310,11 +310,10 @@ def _load_classifier(folder: str | None):
         raise UsageError(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - a broken model folder is the user's to fix, not a traceback
         raise UsageError(f"could not load the model in {model_dir(folder)}: {type(exc).__name__}: {exc}") from None
-    for name in classifier.classes:
-        try:
-            check_class_name(name)
-        except ValueError as exc:
-            raise UsageError(f"the model in {model_dir(folder)} cannot be used: its {exc}") from None
+    try:
+        check_class_names(classifier.classes)  # before a cluster starts: sort_files checks them too
+    except ValueError as exc:
+        raise UsageError(f"the model in {model_dir(folder)} cannot be used: its {exc}") from None
     return classifier
 
 

@@ -46,7 +46,7 @@ from picsort.images import IMAGE_FORMATS, image_format_extension, image_from_byt
 from picsort.photo_folders import class_folders_in, photos_in
 
 __all__ = ["NONE_LABEL", "NONE_TEXT", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
-           "check_class_name", "check_label", "shown_label", "stored_name_problem"]
+           "check_class_name", "check_class_names", "check_label", "shown_label", "stored_name_problem"]
 
 NONE_LABEL = "none"
 NONE_TEXT = "none of these"  # how NONE_LABEL reads to people: the page's buttons, headlines, counts; the review grid
@@ -106,6 +106,20 @@ def check_class_name(name: str) -> str:
     return name
 
 
+def check_class_names(names: Sequence[str]) -> tuple[str, ...]:
+    """`names` (a model's or a store's classes) as a tuple if each is a usable class name (`check_class_name`)
+    and none comes twice; else ValueError naming the problem (TypeError for one string instead of a list)."""
+    if isinstance(names, str):
+        raise TypeError("classes must be a sequence of names, not one string")
+    names = tuple(names)
+    for name in names:
+        check_class_name(name)
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"classes are listed more than once: {', '.join(duplicates)}")
+    return names
+
+
 def shown_label(label: str) -> str:
     """A label (a class or NONE_LABEL) as people read it."""
     return NONE_TEXT if label == NONE_LABEL else label
@@ -138,16 +152,7 @@ class LabelStore:
 
     def __init__(self, root: Path | str, classes: Sequence[str] | None = None) -> None:
         self.root = Path(root)
-        if classes is not None:
-            if isinstance(classes, str):
-                raise TypeError("classes must be a sequence of names, not one string")
-            classes = tuple(classes)
-            for name in classes:
-                check_class_name(name)
-            duplicates = sorted({c for c in classes if classes.count(c) > 1})
-            if duplicates:
-                raise ValueError(f"classes are listed more than once: {', '.join(duplicates)}")
-        self.classes: tuple[str, ...] | None = classes
+        self.classes: tuple[str, ...] | None = None if classes is None else check_class_names(classes)
         self._saved_ids: list[str] = []  # this object's saves, newest last: what undo() may take back
         self.repairs: dict[str, int] = self.check()
 
