@@ -104,7 +104,7 @@ def test_teach_two_classes_train_and_the_page_answers_with_the_new_model(app, ph
     assert app.examples_button.layout.display == "none"
     for name in CLASSES:
         send(app.upload, f"try-{name}.jpg", photos[name][6])
-        (card,) = [card for card in app.cards if card.file_name == f"try-{name}.jpg"]
+        (card,) = [card for card in app.cards if card.name == f"try-{name}.jpg"]
         assert isinstance(card, ResultCard) and card.guess == name and card.classes == list(CLASSES)
     # A try-it photo labelled with a taught class joins the taught photos (the Teach folder), not the shared labels.
     assert "Saved as light" in app._save_label(app.cards[0], "light")
