@@ -15,7 +15,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import anywidget
-import ipywidgets as widgets
 import traitlets
 
 from picsort.images import shown_name
