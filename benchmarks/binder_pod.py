@@ -3,7 +3,7 @@
     python benchmarks/binder_pod.py           # writes results/binder-pod.md
     python benchmarks/binder_pod.py --quick   # prints only
 
-Builds and serves the pod exactly as tests/test_binder_pod.py does (tests/binder_pod_env.py: repo2docker's base
+Builds and serves the pod exactly as tests/test_binder_pod.py does (picsort.binder_rehearsal: repo2docker's base
 packages and binder/requirements.txt in the Python binder/runtime.txt names, binder/postBuild and the server run
 as a non-root user from a clean clone of HEAD, mybinder's /etc/jupyter, a cgroup with one CPU's time by quota and
 every core visible) and drives it in Debian's Chromium (needs root):
@@ -36,14 +36,11 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-
-from binder_pod_env import (POD_MEMORY, as_pod_user, pod_cgroup, pod_environment, pod_env,  # noqa: E402
-                            pod_user)
-from binder_route import (EXAMPLES, FAKE_CAMERA, MemorySampler, binder_pod_route, browser,  # noqa: E402
-                          chromium_path, make_phone_photos, teach, visit)
-from results_table import publish  # noqa: E402
+from picsort.binder_rehearsal import as_pod_user, binder_pod_route, pod_cgroup, pod_env, pod_environment, pod_user
+from picsort.browser_rehearsal import (EXAMPLES, FAKE_CAMERA, REPO, MemorySampler, browser, chromium_path,
+                                       make_phone_photos, teach, visit)
+from picsort.throwaway_cgroup import read_keyed
+from results_table import publish  # beside this script
 
 RESULTS = REPO / "benchmarks" / "results" / "binder-pod.md"
 PHOTOS = REPO / "benchmarks" / "output" / "phone-photos"  # gitignored; reused between runs
@@ -65,8 +62,6 @@ def drop_page_cache() -> bool:
 def import_floor(user, environment: Path, work: Path) -> dict:
     """The same kind of pod, started cold, running only `import torch`: what the libraries alone cost it."""
     import subprocess
-
-    from cgroup import read_keyed
 
     cold = drop_page_cache()
     with pod_cgroup(f"picsort-bench-floor-{os.getpid()}") as pod:
@@ -190,7 +185,7 @@ def main() -> None:
         "",
         f"{started:%Y-%m-%d %H:%M %Z}, {os.cpu_count()} CPUs on the machine, shared with other work: load average "
         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after. The pod as tests/test_binder_pod.py builds it "
-        f"(tests/binder_pod_env.py): Python from binder/runtime.txt, repo2docker's base packages, then "
+        f"(picsort.binder_rehearsal): Python from binder/runtime.txt, repo2docker's base packages, then "
         f"binder/requirements.txt with PyPI's torch build (installed in {recorded:.0f} s"
         f"{'' if install_seconds is None else ', this run'}), binder/postBuild and `jupyter server` as a non-root "
         "user from a clean clone of HEAD, mybinder's /etc/jupyter; one CPU's time by quota, both cores visible. "

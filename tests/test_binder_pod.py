@@ -1,7 +1,7 @@
 """A rehearsal that is Binder, as far as this machine allows: a pod built and started as mybinder.org does,
 used as a workshop would use it.
 
-The pod (tests/binder_pod_env.py says where each part comes from in repo2docker and mybinder.org-deploy):
+The pod (picsort.binder_rehearsal says where each part comes from in repo2docker and mybinder.org-deploy):
 - Python from binder/runtime.txt (an error naming it if this machine has no such interpreter); repo2docker's
   base packages (jupyterlab, notebook, jupyter-resource-usage, jupyter-offlinenotebook, jupyterhub, at its lock
   file's versions), then binder/requirements.txt as written except the CPU wheel index;
@@ -42,10 +42,11 @@ import shutil
 import psutil
 import pytest
 
-from binder_pod_env import DEFAULT_URL, PodSetupError, pod_cgroup, pod_environment, pod_user, runtime_python
-from binder_route import (EXAMPLES, FAKE_CAMERA, REPO, MemorySampler, binder_pod_route, browser, chromium_path,
-                          kernel_pid, make_phone_photos, off_the_machine, record_requests, teach, visit)
-from cgroup import CgroupUnavailable
+from picsort.binder_rehearsal import (DEFAULT_URL, PodSetupError, binder_pod_route, pod_cgroup, pod_environment,
+                                      pod_user, runtime_python)
+from picsort.browser_rehearsal import (EXAMPLES, FAKE_CAMERA, REPO, MemorySampler, browser, chromium_path,
+                                       kernel_pid, make_phone_photos, off_the_machine, record_requests, teach, visit)
+from picsort.throwaway_cgroup import CgroupUnavailable
 
 pytestmark = pytest.mark.slow  # installs and serves a Binder pod, then 100 photos in Chromium
 

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from cgroup import Cgroup, CgroupUnavailable
 from conftest import IN_CI
 from picsort.cpu_quota import available_cpus, cgroup_cpu_limit
+from picsort.throwaway_cgroup import Cgroup, CgroupUnavailable
 
 REPO = Path(__file__).resolve().parent.parent
 CPUS_HERE = len(os.sched_getaffinity(0))

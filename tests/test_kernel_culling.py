@@ -15,8 +15,8 @@ import time
 
 import pytest
 
-from binder_route import (BINDER, EXAMPLES, REPO, binder_route, browser, page_kernel_id, upload,
-                          voila_route, wait_for_app, wait_for_cards)
+from picsort.browser_rehearsal import (BINDER, EXAMPLES, REPO, binder_route, browser, page_kernel_id, upload,
+                                       voila_route, wait_for_app, wait_for_cards)
 
 pytestmark = pytest.mark.slow  # waits for the culler: about 2 min a route
 

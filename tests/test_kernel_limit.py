@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
-from binder_route import binder_route, picsort_app_route
+from picsort.browser_rehearsal import binder_route, picsort_app_route
 from picsort.kernel_limit import KERNEL_BYTES, SERVER_BYTES, default_max_kernels, memory_limit
 from test_cpu_quota import fake_proc, write
 from test_server_safety import open_page, port_of

@@ -1,7 +1,7 @@
 """Every route to the app works without the internet: in Chromium, with every request the page makes recorded,
 no request goes anywhere but the machine serving it, and the app is on the page and answers.
 
-The three routes (tests/binder_route.py): `picsort app`, `voila app.ipynb` run in the repository (voila.json),
+The three routes (picsort.browser_rehearsal): `picsort app`, `voila app.ipynb` run in the repository (voila.json),
 and the Binder route (jupyter server with the voila extension, set up by binder/postBuild in temporary Jupyter
 folders). Known CDN loads this guards against: the Font Awesome stylesheets of Voila's lab template, and the
 MathJax script Voila's page loads from cdnjs unless the server's settings name no MathJax.
@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from binder_route import (CARD, EXAMPLES, PAGE_SECONDS, binder_route, browser, off_the_machine, picsort_app_route,
-                          record_requests, voila_route, wait_for_app, wait_for_cards)
+from picsort.browser_rehearsal import (CARD, EXAMPLES, PAGE_SECONDS, binder_route, browser, off_the_machine,
+                                       picsort_app_route, record_requests, voila_route, wait_for_app, wait_for_cards)
 
 pytestmark = pytest.mark.slow  # Chromium on each of the three routes
 

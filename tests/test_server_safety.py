@@ -29,7 +29,7 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
-from binder_route import REPO, Server, binder_route, picsort_app_route
+from picsort.browser_rehearsal import REPO, Server, binder_route, picsort_app_route
 from picsort.images import MAX_UPLOAD_BYTES
 from picsort.kernel_websocket import INVALID_PAYLOAD, MAX_CONNECTIONS, V1_PROTOCOL, check_v1_frame
 

@@ -1,6 +1,6 @@
-"""The Binder pod that tests/test_binder_pod.py rehearses: its environment built as repo2docker builds it, its
-non-root user, mybinder's /etc/jupyter, and the server started as mybinder starts it. benchmarks/binder_pod.py
-uses the same pieces.
+"""The rehearsal of a Binder pod, used by tests/test_binder_pod.py and benchmarks/binder_pod.py, never by serving:
+its environment built as repo2docker builds it, its non-root user, mybinder's /etc/jupyter, and the server started
+as mybinder starts it. It runs from a clone of the repository (`pip install -e .`): the pod's HOME is a clone of it.
 
 What each piece copies (read from repo2docker at 808ae6bb and mybinder.org-deploy at 95860dbc):
 
@@ -17,7 +17,7 @@ What each piece copies (read from repo2docker at 808ae6bb and mybinder.org-deplo
   user, as repo2docker's is. What postBuild and the server write into it goes to an overlay in a private mount
   namespace, thrown away with the run, so the cache stays as installed.
 - /etc/jupyter: mybinder mounts its own files there (mybinder/values.yaml `etcJupyter`, and
-  mybinder/files/etc/jupyter), copied into tests/mybinder_etc_jupyter/. They are bind-mounted on /etc/jupyter in
+  mybinder/files/etc/jupyter), copied into mybinder_etc_jupyter/ beside this module. They are bind-mounted on /etc/jupyter in
   the server's mount namespace only. (JUPYTER_CONFIG_PATH would rank them above the user's ~/.jupyter, where
   postBuild puts the app's settings; on Binder /etc/jupyter ranks below it.)
 - The start: mybinder runs the image's `jupyterhub-singleuser`, which needs a hub; here `jupyter server` with the
@@ -27,11 +27,12 @@ What each piece copies (read from repo2docker at 808ae6bb and mybinder.org-deplo
 
 from __future__ import annotations
 
+import grp
 import hashlib
 import json
-import grp
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import sys
@@ -41,8 +42,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-BINDER = REPO / "binder"
+from picsort.browser_rehearsal import BINDER, REPO, free_port, serve
+from picsort.throwaway_cgroup import Cgroup
+
+# Data of the rehearsal, not of the app: beside this module in a clone, left out of a regular install (which
+# cannot rehearse: browser_rehearsal says so on import).
 MYBINDER_ETC_JUPYTER = Path(__file__).resolve().parent / "mybinder_etc_jupyter"
 DEFAULT_CACHE = Path("/var/cache/picsort-binder-pod")  # outside every checkout; readable by the pod's user
 
@@ -159,10 +163,8 @@ def pod_environment(owner: "PodUser") -> tuple[Path, float | None]:
 
 # ---- the pod's limits ------------------------------------------------------------------------------------------
 def pod_cgroup(name: str, memory_bytes: int = POD_MEMORY):
-    """A cgroup (tests/cgroup.py) limited as mybinder limits a pod: memory, and one CPU's time by quota with every
-    core visible (not a CPU set). Create it with `.create()` or `with`."""
-    from cgroup import Cgroup
-
+    """A cgroup (picsort.throwaway_cgroup) limited as mybinder limits a pod: memory, and one CPU's time by quota with
+    every core visible (not a CPU set). Create it with `.create()` or `with`."""
     every_cpu = ",".join(map(str, sorted(os.sched_getaffinity(0))))
     return Cgroup(name, memory_bytes, cpus=every_cpu, cpu_quota=ONE_CPU)
 
@@ -291,7 +293,23 @@ def server_command(port: int, token: str) -> list[str]:
             f"--ServerApp.default_url={DEFAULT_URL}", f"--IdentityProvider.token={token}"]
 
 
-if __name__ == "__main__":  # build (or check) the cached environment: python tests/binder_pod_env.py
+@contextmanager
+def binder_pod_route(work: Path, user, environment: Path, wrap=lambda command: command):
+    """The Binder route as a Binder pod serves it: binder/postBuild run as the pod's non-root `user` in its HOME (a
+    clean clone), then the server as mybinder starts it, as that user, with mybinder's /etc/jupyter; `wrap` puts
+    it in the pod's cgroup. The page is the server's default URL."""
+    layer = work / "environment-layer"  # what the pod writes into its environment: thrown away with `work`
+    run_post_build(user, environment, layer)
+    etc_jupyter = mybinder_etc_jupyter(work / "etc-jupyter")
+    port, token = free_port(), secrets.token_hex(16)
+    command = wrap(as_pod_user(server_command(port, token), user, environment, layer, etc_jupyter))
+    with etc_jupyter_mount_point(), serve(command, base_url=f"http://127.0.0.1:{port}/", page_path="", token=token,
+                                          log=work / "jupyter-server.log", env=pod_env(user, environment),
+                                          cwd=user.home) as server:
+        yield server
+
+
+if __name__ == "__main__":  # build (or check) the cached environment: python -m picsort.binder_rehearsal
     with pod_user() as who:
         where, took = pod_environment(who)
         print(where, "reused" if took is None else f"installed in {took:.0f} s", file=sys.stderr)

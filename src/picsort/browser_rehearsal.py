@@ -1,10 +1,11 @@
-"""Serving the app the three ways people reach it, and driving it in Chromium: shared by the kernel-culling
-tests, the offline test, the Binder-pod rehearsal (tests/test_binder_pod.py) and benchmarks/binder_pod.py.
+"""The app served the three ways people reach it, and used in Chromium as a person would: the rehearsal the
+browser tests (kernel culling, offline, server safety, the Binder pod) and benchmarks/binder_pod.py run. Used by
+tests and benchmarks only, never to serve; it runs from a clone of the repository (`pip install -e .`).
 
 - `picsort app`, as the README's quick start runs it;
 - `voila app.ipynb` (voila.json), the course's "run voila locally";
 - the Binder route: `jupyter server` with voila as a server extension, configured by binder/postBuild,
-  the page at /voila/render/app.ipynb.
+  the page at /voila/render/app.ipynb (as a Binder pod serves it: picsort.binder_rehearsal).
 
 The app-specific part of driving the page (how files are given to the uploader, what a card is) is in
 `upload` and `CARD` below and nowhere else.
@@ -28,10 +29,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from picsort.folders import EXAMPLES_DIR as EXAMPLES, REPOSITORY
 from picsort.testing import PHONE_SIZE
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLES = REPO / "examples"
+if REPOSITORY is None:
+    raise ImportError("picsort.browser_rehearsal serves the app from a clone of the repository (pip install -e .); "
+                      "this picsort is a regular install")
+REPO = REPOSITORY
 BINDER = REPO / "binder"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
@@ -254,25 +258,6 @@ def binder_route(work: Path, bin_dir: Path | None = None, wrap=lambda command: c
                     "--ip=127.0.0.1", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={REPO}"])
     with serve(command, base_url=f"http://127.0.0.1:{port}/", page_path="voila/render/app.ipynb", token=token,
                log=work / "jupyter-server.log", env=env) as server:
-        yield server
-
-
-@contextmanager
-def binder_pod_route(work: Path, user, environment: Path, wrap=lambda command: command):
-    """The Binder route as a Binder pod serves it (tests/binder_pod_env.py): binder/postBuild run as the pod's
-    non-root `user` in its HOME (a clean clone), then the server as mybinder starts it, as that user, with
-    mybinder's /etc/jupyter; `wrap` puts it in the pod's cgroup. The page is the server's default URL."""
-    from binder_pod_env import (as_pod_user, etc_jupyter_mount_point, mybinder_etc_jupyter, pod_env, run_post_build,
-                                server_command)
-
-    layer = work / "environment-layer"  # what the pod writes into its environment: thrown away with `work`
-    run_post_build(user, environment, layer)
-    etc_jupyter = mybinder_etc_jupyter(work / "etc-jupyter")
-    port, token = free_port(), secrets.token_hex(16)
-    command = wrap(as_pod_user(server_command(port, token), user, environment, layer, etc_jupyter))
-    with etc_jupyter_mount_point(), serve(command, base_url=f"http://127.0.0.1:{port}/", page_path="", token=token,
-                                          log=work / "jupyter-server.log", env=pod_env(user, environment),
-                                          cwd=user.home) as server:
         yield server
 
 

@@ -1,5 +1,5 @@
 """A throwaway control group with a memory limit, a CPU set and optionally a CPU quota, the way a Binder pod
-is limited.
+is limited: for tests and benchmarks (picsort.binder_rehearsal, tests/test_cpu_quota.py), never used to serve.
 
 Works with cgroup v2 (`memory.max`, `cpuset.cpus`, `memory.peak`, `memory.events`, `cpu.max`) and with v1's
 separate `memory`, `cpuset` and `cpu` hierarchies (`memory.limit_in_bytes`, `memory.max_usage_in_bytes`,
