@@ -1,4 +1,5 @@
-"""Tests for picsort.bulk: finding files, decoding ahead in batches, and sort_files (the CLI's library call)."""
+"""Tests for picsort.bulk: finding files and sort_files (the CLI's library call); the streaming under it is
+test_batches'."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ from pathlib import Path
 import pandas
 import pytest
 
-from picsort.bulk import classify_batches, classify_files, find_images, sort_files
+from picsort.bulk import find_images, sort_files
 from picsort.classify import load_model
 from picsort.cli import summary
-from picsort.images import UnusableImageError
 from picsort.labels import NONE_LABEL
 from picsort.results import ResultsFileError, results_header
 
@@ -30,27 +30,6 @@ def mixed(tmp_path_factory) -> Path:
     (root / "empty.jpg").write_bytes(b"")
     (root / "text.jpg").write_text("not a picture, just words\n")
     return root
-
-
-def test_streaming_reads_paths_lazily_and_keeps_order(mixed):
-    """classify_batches pulls paths a couple of batches ahead, never the whole list."""
-    model = load_model()
-    pulled = []
-
-    def paths():
-        for number in range(1000):
-            pulled.append(number)
-            yield str(mixed / "a.jpg") if number % 2 else str(mixed / "empty.jpg")
-
-    batches = classify_batches(paths(), model, batch_size=4)
-    first = next(batches)
-    assert len([r for _, r in first if not isinstance(r, UnusableImageError)]) == 4
-    assert len(pulled) <= 3 * 4 + 8  # two batches ahead (plus bad files riding along), not 1000
-    batches.close()
-    results = list(classify_files([mixed / "empty.jpg", mixed / "a.jpg", mixed / "text.jpg"], model, batch_size=2))
-    assert [Path(p).name for p, _ in results] == ["empty.jpg", "a.jpg", "text.jpg"]
-    # Only bad files: they still come out in bounded batches (so the CLI saves their rows as it goes).
-    assert [len(b) for b in classify_batches([mixed / "text.jpg"] * 10, model, batch_size=2)] == [4, 4, 2]
 
 
 # ---- resuming --------------------------------------------------------------------------------------------------
@@ -149,21 +128,3 @@ def test_folder_scans_count_what_they_leave_out(tmp_path):
     left_out = Counter()
     assert [Path(p).name for p in find_images([tmp_path], recursive=True, not_images=left_out)] == ["a.jpg"]
     assert left_out == {".pdf": 2, "no extension": 1, ".txt": 1}  # hidden files are not counted
-
-
-def test_a_phone_photo_near_an_edge_gets_the_whole_photo_s_answer(tmp_path, monkeypatch):
-    """The CLI settles answers as the API does: near an edge, from the photo decoded whole."""
-    from PIL import Image
-
-    from picsort import classify
-    from picsort.images import image_from_path
-
-    model = load_model()
-    photo = tmp_path / "phone.jpg"
-    Image.open(EXAMPLES / "teddy-1.jpg").convert("RGB").resize((4032, 3024), Image.BICUBIC).save(photo, quality=90)
-    whole = model.predictions(model.to_batch([model.to_tensor(image_from_path(photo))]))[0]
-    monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)  # every answer near an edge
-    (path, prediction), (_, error) = classify_files([photo, tmp_path / "missing.jpg"], model)
-    assert isinstance(error, UnusableImageError)
-    assert prediction.probabilities == pytest.approx(whole.probabilities, abs=1e-7)
-    assert prediction.probabilities == pytest.approx(model.predict(photo).probabilities, abs=1e-7)

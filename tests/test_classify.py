@@ -1,7 +1,7 @@
 """The one classify path (picsort.classify): images in, an answer and every class's probability out.
 
-Served with the shipped model on the example photos; the answers' agreement with fastai is test_model's, and the
-answer near an edge (a reduced photo decoded whole again) is test_model's test_an_answer_near_an_edge_is_the_whole_photo_s.
+Served with the shipped model on the example photos; the answers' agreement with fastai is test_model's. The rule
+for an answer near an edge (a photo decoded reduced is decoded whole again) is tested here, on every route.
 """
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from picsort import classify
+from picsort.batches import classify_files
 from picsort.classify import FORWARD_CHUNK, load_model
 from picsort.folders import EXAMPLES_DIR, MODEL_DIR
-from picsort.images import UnusableImageError
+from picsort.images import DecodedImage, UnusableImageError, image_from_path
 from picsort.labels import NONE_LABEL
+from picsort.testing import phone_sized
 
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))
 
@@ -89,3 +92,98 @@ def test_why_gives_a_heatmap_the_size_of_the_picture_over_the_picture(classifier
     overlay = classifier.explain(image)
     assert overlay.size == image.size and overlay.tobytes() != image.tobytes()
     assert not np.allclose(classifier.heatmap(image, "teddy"), heatmap)  # each class has its own reasons
+
+
+# ---- an answer near an edge: from the photo decoded whole ------------------------------------------------------
+
+
+def answer_to(classifier, picture: Image.Image):
+    """The network's answer to exactly this picture (no decoding, no second look)."""
+    return classifier.predictions(classifier.to_batch([classifier.to_tensor(picture)]))[0]
+
+
+@pytest.fixture(scope="module")
+def phone_photo(classifier, tmp_path_factory):
+    """A sure grizzly as a phone saves it (12 MP, quality 90), and the answers to it decoded reduced and whole."""
+    path = tmp_path_factory.mktemp("phone") / "grizzly.jpg"
+    phone_sized(Image.open(EXAMPLES_DIR / "grizzly-1.jpg").convert("RGB")).save(path, quality=90)
+    decoded = classifier.decode(path)
+    assert decoded.reduced
+    answers = {"reduced": answer_to(classifier, decoded.image), "whole": answer_to(classifier, image_from_path(path))}
+    whole, reduced = answers["whole"].probabilities, answers["reduced"].probabilities
+    apart = max(abs(whole[c] - reduced[c]) for c in classifier.classes)
+    assert apart > 1e-5  # else these tests could not tell the two answers apart
+    assert not classifier.near_an_edge(answers["reduced"])  # sure: only a moved edge makes it near one
+    return path, answers
+
+
+def every_route(classifier, photo):
+    """The photo's answers through each way into the classify path: the API with every kind of input, the app's
+    call (decoded, and a bare picture), the CLI's files on decoding threads."""
+    with open(photo, "rb") as file:
+        api = classifier.predict_batch([photo, str(photo), photo.read_bytes(), file])
+    data = photo.read_bytes()
+    return {
+        "predict": [classifier.predict(photo)],
+        "predict_batch": api,
+        "predict, a PIL image": [classifier.predict(Image.open(photo))],
+        "predict_images": classifier.predict_images([data], [classifier.decode(data)]),
+        "predict_images, a bare picture": classifier.predict_images([data], [classifier.to_image(data)]),
+        "classify_files": [answer for _, answer in classify_files([photo, photo, photo], classifier, batch_size=2)],
+    }
+
+
+@pytest.mark.parametrize("edge, expected", [
+    ({}, "reduced"),
+    ({"DECODE_WHOLE_BELOW": 1.01}, "whole"),
+    ({"DECODE_WHOLE_BELOW": 0.0, "DECODE_WHOLE_WITHIN": 2.0}, "whole"),
+], ids=["a sure answer stands", "a top probability under DECODE_WHOLE_BELOW",
+        "a familiarity within DECODE_WHOLE_WITHIN of the 'none of these' threshold"])
+def test_a_reduced_photo_s_answer_near_an_edge_is_the_whole_photo_s_on_every_route(
+        classifier, phone_photo, monkeypatch, edge, expected):
+    photo, answers = phone_photo
+    assert classifier.familiarity.threshold is not None  # else the last case would test nothing
+    for name, value in edge.items():
+        monkeypatch.setattr(classify, name, value)
+    for route, predictions in every_route(classifier, photo).items():
+        assert predictions, route
+        wanted = answers[expected]
+        if route == "predict, a PIL image" and expected == "reduced":  # reduced from the pixels, not drafted
+            wanted = answer_to(classifier, classifier.to_image(Image.open(photo)))
+        for prediction in predictions:
+            assert prediction.probabilities == pytest.approx(wanted.probabilities, abs=1e-6), route
+
+
+def test_a_photo_decoded_whole_the_first_time_is_not_decoded_again(classifier, monkeypatch):
+    photo = EXAMPLES_DIR / "grizzly-1.jpg"  # small enough to be decoded whole
+    decodes = []
+    real = classify.image_from_any
+    monkeypatch.setattr(classify, "image_from_any", lambda item, *a, **k: decodes.append(item) or real(item, *a, **k))
+    monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)  # every answer near an edge
+    own = answer_to(classifier, image_from_path(photo))
+    answers = [classifier.predict(photo), *(answer for _, answer in classify_files([photo], classifier))]
+    assert all(answer.probabilities == own.probabilities for answer in answers)
+    assert decodes == []
+    # A bare picture does not say how it was decoded: it is decoded again, to the same picture and answer.
+    (bare,) = classifier.predict_images([photo], [classifier.to_image(photo)])
+    assert decodes == [photo] and bare.probabilities == own.probabilities
+
+
+def test_a_photo_gone_before_its_second_look_keeps_its_reduced_answer(classifier, phone_photo, monkeypatch, tmp_path):
+    photo, answers = phone_photo
+    copy = tmp_path / photo.name
+    copy.write_bytes(photo.read_bytes())
+    decoded = classifier.decode(copy)
+    copy.unlink()
+    monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)
+    (prediction,) = classifier.predict_images([copy], [decoded])
+    assert prediction.probabilities == pytest.approx(answers["reduced"].probabilities, abs=1e-6)
+
+
+def test_the_decoded_reduced_value_comes_from_the_decoder(classifier, phone_photo):
+    photo, _ = phone_photo
+    assert classifier.decode(photo).reduced and not classifier.decode(EXAMPLES_DIR / "grizzly-1.jpg").reduced
+    prepared = classifier.prepare(photo)
+    assert prepared.reduced and prepared.source == photo
+    taken = classifier.prepare(photo, DecodedImage(classifier.to_image(EXAMPLES[0]), reduced=False))
+    assert not taken.reduced  # a decoded image given is used as it says

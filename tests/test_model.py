@@ -54,39 +54,6 @@ def phone_size(photo: Path, folder: Path) -> Path:
     return path
 
 
-def test_an_answer_near_an_edge_is_the_whole_photo_s(monkeypatch, tmp_path):
-    """A phone photo is decoded reduced; where that answer is near an edge, it is the photo's decoded whole."""
-    from PIL import Image
-
-    from picsort import classify
-    from picsort.images import image_from_path
-
-    classifier = load_model()
-    photo = phone_size(EXAMPLES / "grizzly-1.jpg", tmp_path)
-
-    def answer(picture):
-        return classifier.predictions(classifier.to_batch([classifier.to_tensor(picture)]))[0]
-
-    whole, reduced = answer(image_from_path(photo)), answer(classifier.to_image(photo))
-    apart = max(abs(whole.probabilities[c] - reduced.probabilities[c]) for c in classifier.classes)
-    assert apart > 1e-5  # else this test could not tell the two answers apart
-    assert not classifier.near_an_edge(reduced)  # a sure grizzly: the reduced picture's answer stands
-    assert classifier.predict(photo).probabilities == pytest.approx(reduced.probabilities, abs=1e-7)
-
-    monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)  # now every answer is near an edge
-    with open(photo, "rb") as file:
-        items = [photo, str(photo), photo.read_bytes(), file, Image.open(photo)]
-        for item, prediction in zip(items, classifier.predict_batch(items)):
-            assert prediction.probabilities == pytest.approx(whole.probabilities, abs=1e-7), type(item)
-    monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 0.0)
-    monkeypatch.setattr(classify, "DECODE_WHOLE_WITHIN", 2.0)  # near "none of these"
-    assert classifier.predict(photo).probabilities == pytest.approx(whole.probabilities, abs=1e-7)
-    # a picture that was not reduced has nothing whole to go back to: its own answer
-    small = classifier.predict(EXAMPLES / "grizzly-1.jpg")
-    assert small.probabilities == pytest.approx(answer(image_from_path(EXAMPLES / "grizzly-1.jpg")).probabilities,
-                                                abs=1e-7)
-
-
 @pytest.mark.slow  # fastai and ours on 416 photos, and again at 12 MP: ~5 min
 def test_shipped_model_gives_fastai_s_answers_on_the_development_photos_and_on_them_at_12_megapixels(
         real_photos, tmp_path):

@@ -32,12 +32,12 @@ FORWARD_CHUNK = 8
 # API's forward passes hold the same images as one call over the whole list would.
 BATCH_SIZE = 4 * FORWARD_CHUNK
 
-# A photo decoded reduced (`Classifier.decode`) gets the answers of the photo decoded whole where the network is sure, but
-# near an edge its small pixel differences move them (tests/test_model.py). There the answer is computed again
-# from the whole photo: a top probability under DECODE_WHOLE_BELOW, or a familiarity within DECODE_WHOLE_WITHIN of
-# the "none of these" threshold. With the shipped logistic-regression head, on the 416 development photos at 12 MP
-# decoded reduced, answers with a top probability of 0.9 or more were at most 0.013 from fastai's (all of them:
-# 0.027); the 12 below 0.9 are decoded whole.
+# A photo decoded reduced (`Classifier.decode`) gets the answers of the photo decoded whole where the network is
+# sure, but near an edge its small pixel differences move them. There the answer is computed again from the whole
+# photo (tests/test_classify.py): a top probability under DECODE_WHOLE_BELOW, or a familiarity within
+# DECODE_WHOLE_WITHIN of the "none of these" threshold. With the shipped logistic-regression head, on the 416
+# development photos at 12 MP decoded reduced, answers with a top probability of 0.9 or more were at most 0.013
+# from fastai's (all of them: 0.027); the 12 below 0.9 are decoded whole.
 DECODE_WHOLE_BELOW = 0.9
 DECODE_WHOLE_WITHIN = 0.05
 
@@ -132,12 +132,14 @@ class Classifier:
     def prepare(self, item: ImageInput, decoded: DecodedImage | None = None) -> Prepared:
         """`item` as the network takes it: decoded (unless `decoded` is `decode(item)` already), then `to_tensor`.
 
-        An open file is read here, once: its bytes are what a near-edge answer decodes whole again.
+        An open file is read here, once: its bytes are what a near-edge answer decodes whole again. With
+        `decoded`, `item` must still be readable (bytes, a path, a picture: not a file read already).
         """
-        name = None
-        if is_file_object(item):
-            item, name = read_file_object(item)
-        decoded = decoded or self.decode(item, name)
+        if decoded is None:
+            name = None
+            if is_file_object(item):
+                item, name = read_file_object(item)
+            decoded = self.decode(item, name)
         return Prepared(self.to_tensor(decoded.image), decoded.reduced, item)
 
     def model_view(self, image: Image.Image) -> Image.Image:
