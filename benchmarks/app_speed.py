@@ -313,16 +313,13 @@ def app_start(rounds: int, scratch: Path) -> dict[str, list[tuple[float, float]]
 
 def train(backbone: str, files: list[Path], size: int, epochs: int, batch_size: int) -> tuple[float, float, int]:
     """(seconds per epoch, validation error, validation images) of fit_one_cycle with every layer trained."""
-    from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, RandomResizedCrop, RandomSplitter,
-                                   aug_transforms, error_rate, parent_label, set_seed, vision_learner)
+    from fastai.vision.all import error_rate, set_seed, vision_learner
 
     from picsort.backbones import learner_architecture
+    from picsort.training import training_datablock
 
     set_seed(42)
-    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: list(files),
-                      splitter=RandomSplitter(valid_pct=0.2, seed=42), get_y=parent_label,
-                      item_tfms=RandomResizedCrop(size, min_scale=0.35), batch_tfms=aug_transforms())
-    dls = block.dataloaders(PHOTOS, bs=batch_size, num_workers=0)
+    dls = training_datablock(size, get_items=lambda _: list(files)).dataloaders(PHOTOS, bs=batch_size, num_workers=0)
     if backbone == "resnet18":
         from torchvision.models import resnet18
 

@@ -94,18 +94,13 @@ def gather(scratch: Path) -> Path:
 
 def train(data: Path, variant: dict):
     from fastai.callback.training import BnFreeze
-    from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, RandomResizedCrop, RandomSplitter,
-                                   aug_transforms, error_rate, get_image_files, parent_label, set_seed,
-                                   vision_learner)
+    from fastai.vision.all import error_rate, set_seed, vision_learner
 
     from picsort.backbones import learner_architecture, native_size
+    from picsort.training import training_datablock
 
     set_seed(42)
-    size = native_size(variant["backbone"])
-    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
-                      splitter=RandomSplitter(valid_pct=0.2, seed=42), get_y=parent_label,
-                      item_tfms=RandomResizedCrop(size, min_scale=0.35), batch_tfms=aug_transforms(max_lighting=0.4))
-    dls = block.dataloaders(data, bs=32, num_workers=0)
+    dls = training_datablock(native_size(variant["backbone"])).dataloaders(data, bs=32, num_workers=0)
     arch, options = learner_architecture(variant["backbone"])
     head = {key: variant[key] for key in ("lin_ftrs", "concat_pool", "first_bn", "ps") if key in variant}
     frozen = variant["fit"].startswith("frozen") or variant["fit"] == "logistic"

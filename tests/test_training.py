@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import enum
+import functools
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -84,3 +90,77 @@ def test_features_are_computed_once_per_photo_until_the_body_changes(tmp_path):
         next(learn.model[0].parameters()).mul_(0.5)  # the body trained: every photo is computed again
     assert not torch.allclose(body_features(learn, items), first)
     assert len(learn._picsort_features) == 2 * len(items)
+
+
+# --- the DataBlock: train.ipynb writes it out, tests and benchmarks call training_datablock -------------------
+
+NOTEBOOK = Path(__file__).resolve().parent.parent / "train.ipynb"
+
+
+def notebook_datablock(size: int, replace: tuple[str, str] = ("", "")):
+    """The DataBlock train.ipynb trains with, built by running its own statements: the `DataBlock(...)`
+    assignment and every later `<that name> = ...` up to the first `vision_learner(...)` (the cells that only
+    show other resizes change it too, as they do in a run), with IMAGE_SIZE = `size`. `replace`: a change to the
+    cells' text first (to check that a changed recipe is noticed)."""
+    import fastai.vision.all as fastai_names
+
+    namespace = {name: getattr(fastai_names, name) for name in dir(fastai_names) if not name.startswith("_")}
+    namespace["IMAGE_SIZE"] = size
+    name = None
+    for cell in json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(line for line in cell["source"] if not line.lstrip().startswith(("%", "!")))
+        for statement in ast.parse(source.replace(*replace)).body:
+            calls = [node.func.id for node in ast.walk(statement)
+                     if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)]
+            if name is not None and "vision_learner" in calls:
+                return namespace[name]
+            if not (isinstance(statement, ast.Assign) and len(statement.targets) == 1
+                    and isinstance(statement.targets[0], ast.Name)):
+                continue
+            target = statement.targets[0].id
+            if name is None and isinstance(statement.value, ast.Call) and getattr(statement.value.func, "id", "") \
+                    == "DataBlock":
+                name = target
+            if target == name:
+                exec(compile(ast.Module([statement], []), str(NOTEBOOK), "exec"), namespace)
+    raise AssertionError(f"{NOTEBOOK.name}: no DataBlock(...) assignment before a vision_learner(...) call")
+
+
+def recipe(value):
+    """What a DataBlock's transforms were built with, as plain values to compare (the random state a transform
+    keeps after a draw aside: nothing is drawn before dataloaders)."""
+    if isinstance(value, functools.partial):
+        return value.func.__qualname__, recipe(value.keywords)
+    if isinstance(value, dict):
+        return {key: recipe(item) for key, item in value.items() if not key.startswith("_")}
+    if isinstance(value, (list, tuple)):
+        return [recipe(item) for item in value]
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    if isinstance(value, enum.Enum):
+        return repr(value)
+    if isinstance(value, type) or callable(value) and hasattr(value, "__qualname__"):
+        return value.__qualname__
+    if hasattr(value, "__dict__"):
+        return type(value).__qualname__, recipe(vars(value))
+    return value
+
+
+def test_the_notebook_trains_with_the_datablock_tests_and_benchmarks_use(tmp_path):
+    from picsort.training import training_datablock
+
+    data = make_synthetic_photos(tmp_path / "data", per_class=5)
+    ours, notebook = training_datablock(64), notebook_datablock(64)
+    for part in ("type_tfms", "getters", "item_tfms", "batch_tfms"):
+        assert recipe(getattr(notebook, part)) == recipe(getattr(ours, part)), part
+    ours, notebook = ours.datasets(data), notebook.datasets(data)
+    assert list(notebook.vocab) == list(ours.vocab) == ["black", "grizzly", "teddy"]
+    assert notebook.train.items == ours.train.items and notebook.valid.items == ours.valid.items
+    assert len(ours.valid.items) == 3  # 20 % of 15
+    # and a changed recipe would be noticed
+    assert recipe(notebook_datablock(64, ("min_scale=0.35", "min_scale=0.5")).item_tfms) != recipe(
+        training_datablock(64).item_tfms)
+    assert recipe(notebook_datablock(64, ("max_lighting=0.4", "max_lighting=0.2")).batch_tfms) != recipe(
+        training_datablock(64).batch_tfms)

@@ -1,5 +1,6 @@
 """What train.ipynb needs beyond the course's fastai calls: enough photos per category, a batch size that fits
-them, and a linear head fitted the way that holds up on photos from other sources.
+them, and a linear head fitted the way that holds up on photos from other sources; and the notebook's DataBlock
+for tests and benchmarks that train as it does.
 
 Why a logistic regression: with the pretrained body frozen, the head is a linear model on the body's
 average-pooled features. Fitted as an L2-regularised logistic regression on those features (each training
@@ -56,6 +57,22 @@ def check_photo_counts(counts: Mapping[str, int], source: str = "", named_in: st
     if len(counts) < 2:
         raise NotEnoughPhotosError(f"a classifier needs at least two categories: add one to {named_in}")
     return counts
+
+
+def training_datablock(size: int, valid_pct: float = 0.2, seed: int = 42, get_items=None):
+    """The fastai DataBlock train.ipynb trains with, for code that trains as it does (tests, benchmarks).
+
+    Photos found by `get_image_files` (or `get_items`), labelled by their folder, a fixed random validation split,
+    `RandomResizedCrop(size, min_scale=0.35)` per photo and `aug_transforms(max_lighting=0.4)` per batch. The
+    notebook writes these calls out itself (the course teaches them): tests/test_training.py checks that its
+    cells build this same recipe.
+    """
+    from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, RandomResizedCrop, RandomSplitter,
+                                   aug_transforms, get_image_files, parent_label)
+
+    return DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_items or get_image_files,
+                     splitter=RandomSplitter(valid_pct=valid_pct, seed=seed), get_y=parent_label,
+                     item_tfms=RandomResizedCrop(size, min_scale=0.35), batch_tfms=aug_transforms(max_lighting=0.4))
 
 
 def fitting_batch_size(counts: Mapping[str, int], wanted: int, valid_pct: float = 0.2) -> int:
