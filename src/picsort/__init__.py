@@ -2,7 +2,7 @@
 
 import os
 
-# The one place that keeps picsort off the Hugging Face hub: timm asks it for weights unless told not to, and
+# Keeps picsort off the Hugging Face hub: timm asks it for weights unless told not to, and
 # without internet it retries for about a minute before failing. picsort's weights are local files, so the
 # hub is never needed. Set here, before anything in picsort can import huggingface_hub (which reads it once).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

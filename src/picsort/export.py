@@ -115,7 +115,7 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
 def model_card(*, classes: list[str], backbone: str, head: dict, preprocessing: dict, threshold: float,
                none_of_these: dict, recipe: str, data_source: str, images_per_class: dict, validation: dict,
                notes: str = "") -> dict:
-    """A model card (`model.json`), its keys in the one order every exporter writes, dated and with the
+    """A model card (`model.json`), its keys in the order every exporter writes them, dated and with the
     library versions of this run."""
     return {
         "classes": list(classes),

@@ -1,4 +1,5 @@
-"""The one way picsort writes a file: whole or not at all, readable by others (0644)."""
+"""How picsort writes a file it keeps (labels, records, model cards): whole or not at all, readable by others
+(0644)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The one place that knows where picsort's folders are, and which environment variables move them."""
+"""Where picsort's folders are (the model to serve, examples, labels, Teach mode's models, caches, training data)
+in a clone or an installed copy, and the environment variables that move them."""
 
 from __future__ import annotations
 

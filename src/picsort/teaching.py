@@ -168,7 +168,7 @@ def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
               other_features: torch.Tensor | None = None, backbone: str = DEFAULT_BACKBONE,
               body: torch.nn.Module | None = None, C: float = HEAD_C, data_source: str = "",
               unread: tuple[int, int] = (0, 0)) -> Fitted:
-    """The one fitting `teach` and the app's Teach mode use, on features already computed: held-out accuracy
+    """The fitting both `teach` and the app's Teach mode use, on features already computed: held-out accuracy
     (`_validate`), "none of these" calibrated on the photos given (and `other_features`, photos of other things),
     and the head (`logistic_head`) on every photo. `features`: raw average-pooled features (N×C) of `backbone`'s
     pretrained body (`body`, loaded when not given); `labels`: N indexes into `classes`. `unread`: photos of the

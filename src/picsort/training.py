@@ -150,7 +150,7 @@ def logistic_head(features: torch.Tensor, labels: Sequence[int], classes: Sequen
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """(weight, bias) of a linear layer whose softmax is an L2-regularised logistic regression on `features`
     (N×C raw average-pooled body features) with `labels` (N indexes into `classes`), fitted to convergence
-    with scikit-learn. The one head fitting train.ipynb (through `fit_linear_head`) and anything without fastai use.
+    with scikit-learn. train.ipynb fits its head with it (through `fit_linear_head`), and so does `picsort teach`.
     """
     import numpy as np
     from sklearn.linear_model import LogisticRegression
