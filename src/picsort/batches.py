@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from picsort.classify import Classifier, Prediction, Prepared, classify_stream
+from picsort.classify import BATCH_SIZE, Classifier, Prediction, Prepared, classify_stream
 from picsort.images import UnusableImageError
 
 __all__ = ["DECODE_WORKERS", "Result", "classify_batches", "classify_files", "prepare_file"]
@@ -31,7 +31,7 @@ def prepare_file(classifier: Classifier, path: str) -> Prepared:
         raise UnusableImageError(f"'{Path(path).name}' could not be used ({type(exc).__name__}: {exc})") from exc
 
 
-def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier, batch_size: int = 32, *,
+def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier, batch_size: int = BATCH_SIZE, *,
                      workers: int = DECODE_WORKERS, threshold: float | None = None) -> Iterator[list[Result]]:
     """Classify files in batches: yields, per model batch, `(path, Prediction or UnusableImageError)` in input order.
 
@@ -44,7 +44,7 @@ def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier,
                            prepare=lambda path: prepare_file(classifier, path), workers=workers, threshold=threshold)
 
 
-def classify_files(paths: Iterable[str | os.PathLike], classifier: Classifier, batch_size: int = 32, *,
+def classify_files(paths: Iterable[str | os.PathLike], classifier: Classifier, batch_size: int = BATCH_SIZE, *,
                    workers: int = DECODE_WORKERS, threshold: float | None = None) -> Iterator[Result]:
     """Classify files one result at a time: `(path, Prediction or UnusableImageError)`, in input order."""
     for batch in classify_batches(paths, classifier, batch_size, workers=workers, threshold=threshold):
