@@ -29,16 +29,7 @@ function render({ model, el }) {
   let taken = 0;
   let sending = false;
   let holding = null;
-  let nextId = 0;
-  const waiting = new Map();
-
-  const onAck = (message) => {
-    if (message && message.type === "ack" && waiting.has(message.id)) {
-      waiting.get(message.id)();
-      waiting.delete(message.id);
-    }
-  };
-  model.on("msg:custom", onAck);
+  const kernel = acknowledgedMessages(model);  // acknowledged_messages.js, put before this file
 
   function stopCamera() {
     if (holding) { clearInterval(holding); holding = null; }
@@ -102,11 +93,7 @@ function render({ model, el }) {
     if (!blob) return;
     const data = await blob.arrayBuffer();
     taken += 1;
-    await new Promise((resolve) => {
-      const id = ++nextId;
-      waiting.set(id, resolve);
-      model.send({ type: "photo", name: `camera-${taken}.jpg`, id }, undefined, [data]);
-    });
+    await kernel.send({ type: "photo", name: `camera-${taken}.jpg` }, [data]);
   }
 
   // One photo per click or key press, each taken in turn.
@@ -136,7 +123,7 @@ function render({ model, el }) {
   return () => {
     clearInterval(hiddenCheck);
     stopCamera();
-    model.off("msg:custom", onAck);
+    kernel.close();
   };
 }
 

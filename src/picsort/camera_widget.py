@@ -14,7 +14,7 @@ import anywidget
 import traitlets
 
 from picsort.images import MAX_UPLOAD_BYTES
-from picsort.upload_widget import REFUSED, acknowledge
+from picsort.upload_widget import REFUSED, acknowledge, with_acknowledged_messages
 
 __all__ = ["Camera"]
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class Camera(anywidget.AnyWidget):
     """"Use the camera", then a button that takes a photo per click (a burst while held)."""
 
-    _esm = (Path(__file__).with_name("camera_widget.js")).read_text()
+    _esm = with_acknowledged_messages(Path(__file__).with_name("camera_widget.js").read_text())
 
     side = traitlets.Int(300).tag(sync=True)
 

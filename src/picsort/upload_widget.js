@@ -54,24 +54,7 @@ function render({ model, el }) {
   let total = 0;
   let done = 0;
   let pumping = false;
-  let nextId = 0;
-  const waiting = new Map();
-
-  const onAck = (message) => {
-    if (message && message.type === "ack" && waiting.has(message.id)) {
-      waiting.get(message.id)();
-      waiting.delete(message.id);
-    }
-  };
-  model.on("msg:custom", onAck);
-
-  function request(message, buffers) {
-    return new Promise((resolve) => {
-      const id = ++nextId;
-      waiting.set(id, resolve);
-      model.send({ ...message, id }, undefined, buffers);
-    });
-  }
+  const kernel = acknowledgedMessages(model);  // acknowledged_messages.js, put before this file
 
   async function pump() {
     if (pumping) return;
@@ -84,22 +67,22 @@ function render({ model, el }) {
       progress.textContent = `Sending ${done} of ${total}…`;
       const about = { name: file.name || "unnamed file", index: done, total };
       if (file.unreadable) {
-        await request({ type: "unreadable", ...about });
+        await kernel.send({ type: "unreadable", ...about });
       } else if (file.size > maxBytes) {
-        await request({ type: "too_large", size: file.size, ...about });
+        await kernel.send({ type: "too_large", size: file.size, ...about });
       } else {
         let data = null;
         try {
           data = await file.arrayBuffer();
         } catch (error) {
-          await request({ type: "unreadable", ...about });
+          await kernel.send({ type: "unreadable", ...about });
           continue;
         }
-        await request({ type: "file", size: file.size, ...about }, [data]);
+        await kernel.send({ type: "file", size: file.size, ...about }, [data]);
         data = null;
       }
     }
-    await request({ type: "done", total });
+    await kernel.send({ type: "done", total });
     progress.textContent = "";
     total = 0;
     done = 0;
@@ -141,7 +124,7 @@ function render({ model, el }) {
   document.addEventListener("paste", onPaste);
   return () => {
     document.removeEventListener("paste", onPaste);
-    model.off("msg:custom", onAck);
+    kernel.close();
   };
 }
 

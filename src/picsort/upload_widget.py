@@ -18,7 +18,8 @@ import traitlets
 
 from picsort.images import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES
 
-__all__ = ["BadMessage", "REFUSED", "UploadMessage", "UploadZone", "acknowledge", "read_message"]
+__all__ = ["BadMessage", "REFUSED", "UploadMessage", "UploadZone", "acknowledge", "read_message",
+           "with_acknowledged_messages"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -93,6 +94,12 @@ def acknowledge(widget: anywidget.AnyWidget, content: Any, error: str | None = N
     widget.send(ack if error is None else {**ack, "error": error})
 
 
+def with_acknowledged_messages(script: str) -> str:
+    """A widget's front-end code with the page's side of `acknowledge` put before it (acknowledged_messages.js):
+    anywidget loads each widget's code from a blob URL, where it cannot import another file."""
+    return (_HERE / "acknowledged_messages.js").read_text() + "\n" + script
+
+
 def _count(content: dict, key: str, least: int = 0) -> int:
     value = content.get(key)
     # bool is an int to Python, never to the page.
@@ -110,7 +117,7 @@ class UploadZone(anywidget.AnyWidget):
     the server's log only, never to the pages).
     """
 
-    _esm = (_HERE / "upload_widget.js").read_text()
+    _esm = with_acknowledged_messages((_HERE / "upload_widget.js").read_text())
     _css = (_HERE / "upload_widget.css").read_text()
 
     max_bytes = traitlets.Int(MAX_UPLOAD_BYTES).tag(sync=True)
