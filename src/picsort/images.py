@@ -3,7 +3,8 @@
 Everything that reads an image (the app's upload widget, the label store, the CLI, the Python API) goes
 through this module, so the accepted formats and the checks for empty, oversized, damaged, hostile and
 oddly-encoded images live in one place. With ``min_side`` an image is decoded no larger than needed:
-JPEGs straight from the DCT at 1/2, 1/4 or 1/8 scale, other formats reduced right after decoding.
+JPEGs straight from the DCT at 1/2, 1/4 or 1/8 scale, other formats reduced right after decoding;
+``decode_image`` says whether it was (``DecodedImage.reduced``).
 """
 
 from __future__ import annotations
