@@ -170,8 +170,8 @@ def main() -> None:
                      f"{row['one_answer']:.3f} s | {row['train_to_answer'] / row['one_answer']:.1f}× |")
     lines += [
         "",
-        f"Goal: Train to answer ≤ 1 s for 100 photos. Under 100 photos every photo is held out once, by one of up "
-        f"to 10 heads; from 100 on one 20 % split is held out by one head: so 50 photos can take longer than 200.",
+        "Goal: Train to answer ≤ 1 s for 100 photos. Under 100 photos every photo is held out once, by one of up "
+        "to 10 heads; from 100 on one 20 % split is held out by one head: so 50 photos can take longer than 200.",
         "",
         f"Memory of a fresh process (RSS): {mib(used['before'])} with the body loaded and one photo added; "
         f"{mib(used['added'])} once {used['photos']} photos ({MEMORY_PHOTOS[0]} classes × {MEMORY_PHOTOS[1]}) are "

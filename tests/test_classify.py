@@ -119,7 +119,7 @@ def phone_photo(classifier, tmp_path_factory):
 
 def every_route(classifier, photo):
     """The photo's answers through each way into the classify path: the API with every kind of input, the app's
-    call (decoded, and a bare picture), the CLI's files on decoding threads."""
+    call, the CLI's files on decoding threads."""
     with open(photo, "rb") as file:
         api = classifier.predict_batch([photo, str(photo), photo.read_bytes(), file])
     data = photo.read_bytes()
@@ -128,7 +128,6 @@ def every_route(classifier, photo):
         "predict_batch": api,
         "predict, a PIL image": [classifier.predict(Image.open(photo))],
         "predict_images": classifier.predict_images([data], [classifier.decode(data)]),
-        "predict_images, a bare picture": classifier.predict_images([data], [classifier.to_image(data)]),
         "classify_files": [answer for _, answer in classify_files([photo, photo, photo], classifier, batch_size=2)],
     }
 
@@ -163,10 +162,8 @@ def test_a_photo_decoded_whole_the_first_time_is_not_decoded_again(classifier, m
     own = answer_to(classifier, image_from_path(photo))
     answers = [classifier.predict(photo), *(answer for _, answer in classify_files([photo], classifier))]
     assert all(answer.probabilities == own.probabilities for answer in answers)
-    assert decodes == []
-    # A bare picture does not say how it was decoded: it is decoded again, to the same picture and answer.
-    (bare,) = classifier.predict_images([photo], [classifier.to_image(photo)])
-    assert decodes == [photo] and bare.probabilities == own.probabilities
+    (app,) = classifier.predict_images([photo], [classifier.decode(photo)])
+    assert decodes == [] and app.probabilities == own.probabilities
 
 
 def test_a_photo_gone_before_its_second_look_keeps_its_reduced_answer(classifier, phone_photo, monkeypatch, tmp_path):

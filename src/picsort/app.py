@@ -305,10 +305,12 @@ class ClassifierApp:
     def _card_for(self, name: str, data: bytes) -> ResultCard | ProblemCard:
         try:
             # Decoded no larger than the network's view needs (JPEG draft, reduce on load), by the one rule.
-            image = self.classifier.to_image(data, name=name)
+            decoded = self.classifier.decode(data, name=name)
         except UnusableImageError as problem:
             return ProblemCard(name, str(problem))
-        prediction = self.classifier.predict_images([data], [image])[0]
+        prediction = self.classifier.predict_images([data], [decoded])[0]
+        image = decoded.image
+        del decoded
         picture, size = jpeg(image, THUMBNAIL_SIZE)
         explain_copy, _ = jpeg(image, EXPLAIN_SIZE, quality=90)
         del image  # the full-size picture goes now, before the next file arrives

@@ -15,8 +15,8 @@ or take the results one by one:
         print(path, result)   # a Prediction (its label: a class, or "none"), or the UnusableImageError saying why
                               # the file can't be used
 
-Every image goes through `Classifier.to_image`, `.to_tensor`, `.predictions` and `.answered_whole_near_edges`, the same steps
-as `Classifier.predict`, so a file gets the same probabilities here as in the app.
+Every image goes through `picsort.classify.classify_stream`, as in `Classifier.predict` and the app, so a file gets
+the same probabilities here as there.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ the API (`predict`, `predict_batch`) and the CLI and Dask workers (`picsort.batc
 from __future__ import annotations
 
 from collections import deque
+from contextlib import closing
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -213,16 +214,11 @@ class Classifier:
         """Classify several images, in batches (`classify_stream`); any unusable image raises `UnusableImageError`."""
         return _every_answer(classify_stream(items, self))
 
-    def predict_images(self, items: Sequence[ImageInput], images: Sequence[DecodedImage | Image.Image],
+    def predict_images(self, items: Sequence[ImageInput], images: Sequence[DecodedImage],
                        threshold: float | None = None) -> list[Prediction]:
         """A `Prediction` for each of `images`, each `decode(item)` of the item at its place in `items` (decoded
-        already, as the app shows it), through `classify_stream`.
-
-        A bare picture (`to_image(item)`) does not say whether it was decoded reduced: it is taken as reduced, so
-        near an edge its item is decoded whole and answered again (the same picture, if it was not reduced).
-        """
-        photos = [(item, image if isinstance(image, DecodedImage) else DecodedImage(image, reduced=True))
-                  for item, image in zip(items, images)]
+        already, as the app shows it), through `classify_stream`."""
+        photos = list(zip(items, images))
         return _every_answer(classify_stream(photos, self, prepare=lambda photo: self.prepare(*photo),
                                              threshold=threshold))
 
@@ -305,19 +301,6 @@ def classify_stream(items: Iterable[Item], classifier: Classifier, batch_size: i
         raise ValueError("batch_size must be at least 1")
     if workers < 0:
         raise ValueError("workers must be 0 or more")
-    prepare = prepare or classifier.prepare
-    items = iter(items)
-    ahead = 2 * batch_size  # one batch decoding while the model runs the other
-    pending: deque[tuple[Item, Future]] = deque()
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="picsort-decode") if workers else _InlinePool()
-
-    def top_up() -> None:
-        while len(pending) < ahead:
-            item = next(items, _END)
-            if item is _END:
-                return
-            pending.append((item, pool.submit(prepare, item)))
-
     def run(batch: list[tuple[Item, Prepared | UnusableImageError]]) -> list[tuple[Item, Prediction |
                                                                                    UnusableImageError]]:
         photos = [photo for _, photo in batch if not isinstance(photo, UnusableImageError)]
@@ -328,25 +311,48 @@ def classify_stream(items: Iterable[Item], classifier: Classifier, batch_size: i
         answers = iter(predictions)
         return [(item, photo if isinstance(photo, UnusableImageError) else next(answers)) for item, photo in batch]
 
-    try:
-        top_up()
-        batch: list[tuple[Item, Prepared | UnusableImageError]] = []
-        good = 0
-        while pending:
-            item, future = pending.popleft()
-            top_up()
-            try:
-                batch.append((item, future.result()))
-                good += 1
-            except UnusableImageError as error:
-                batch.append((item, error))
+    batch: list[tuple[Item, Prepared | UnusableImageError]] = []
+    good = 0
+    # Two batches ahead: one batch decoding while the model runs the other. closing: a caller stopping early
+    # stops the decoding at once.
+    with closing(prepared_ahead(items, prepare or classifier.prepare, workers=workers, ahead=2 * batch_size)) as ahead:
+        for item, photo in ahead:
+            batch.append((item, photo))
+            good += not isinstance(photo, UnusableImageError)
             # A batch is full when it holds batch_size usable images; bad ones ride along for free, up to a
             # limit, so a folder of mostly bad files still gets its rows out (and saved) as it goes.
             if good == batch_size or len(batch) >= 2 * batch_size:
                 yield run(batch)
                 batch, good = [], 0
-        if batch:
-            yield run(batch)
+    if batch:
+        yield run(batch)
+
+
+def prepared_ahead(items: Iterable[Item], prepare: Callable[[Item], Prepared], *, workers: int, ahead: int
+                   ) -> Iterator[tuple[Item, Prepared | UnusableImageError]]:
+    """`(item, prepare(item))` in input order, or `(item, UnusableImageError)` for an item that cannot be used,
+    prepared on `workers` threads (0: on the calling thread, when asked for) at most `ahead` items ahead, so memory
+    stays flat however many items there are. Any other exception from `prepare` ends it."""
+    items = iter(items)
+    pending: deque[tuple[Item, Future]] = deque()
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="picsort-decode") if workers else _InlinePool()
+
+    def top_up() -> None:
+        while len(pending) < ahead:
+            item = next(items, _END)
+            if item is _END:
+                return
+            pending.append((item, pool.submit(prepare, item)))
+
+    try:
+        top_up()
+        while pending:
+            item, future = pending.popleft()
+            top_up()
+            try:
+                yield item, future.result()
+            except UnusableImageError as error:
+                yield item, error
     finally:
         # The caller may stop early (break, Ctrl-C): drop queued decodes, and don't wait for the one in hand
         # (a file on a stuck network drive must not hold up the stop).

@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
@@ -22,7 +20,7 @@ import torch
 
 from picsort.backbones import DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_STD, native_size, pretrained_lite_body
 from picsort.batches import DECODE_WORKERS, prepare_file
-from picsort.classify import FORWARD_CHUNK, Classifier
+from picsort.classify import FORWARD_CHUNK, Classifier, prepared_ahead
 from picsort.export import describe_head, model_card, network_architecture, save_card, save_weights
 from picsort.familiarity import REFERENCE_NAME, calibration
 from picsort.folders import describe_source
@@ -349,20 +347,9 @@ def _pooled_features(classifier: Classifier, files: list[Path], progress: Callab
 
 def _decoded(classifier: Classifier, files: Iterable[Path]) -> Iterator[tuple[Path, torch.Tensor | UnusableImageError]]:
     """Each file's input tensor (or why it cannot be read), in order, decoded by threads a few batches ahead."""
-    files, pending = iter(files), deque()
-    with ThreadPoolExecutor(DECODE_WORKERS, thread_name_prefix="picsort-teach") as pool:
-        def top_up() -> None:
-            while len(pending) < 2 * FORWARD_CHUNK and (file := next(files, None)) is not None:
-                pending.append((file, pool.submit(prepare_file, classifier, str(file))))
-
-        top_up()
-        while pending:
-            file, future = pending.popleft()
-            top_up()
-            try:
-                yield file, future.result()[0]
-            except UnusableImageError as error:
-                yield file, error
+    for file, prepared in prepared_ahead(files, lambda file: prepare_file(classifier, str(file)),
+                                         workers=DECODE_WORKERS, ahead=2 * FORWARD_CHUNK):
+        yield file, prepared if isinstance(prepared, UnusableImageError) else prepared.tensor
 
 
 # ---- held-out photos --------------------------------------------------------------------------------------
