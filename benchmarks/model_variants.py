@@ -154,10 +154,10 @@ def none_of_these(learn, others_for_calibration: list[Path], others: list[Path],
                   ) -> tuple[float, float, float]:
     """Calibrate as export_model does, then the fraction of `others` (held-out Imagenette photos), of the
     validation photos and of the shifted validation photos that are flagged "none of these"."""
-    from picsort.familiarity import FamiliarityIndex, calibrate, pooled_features
+    from picsort.none_of_these import NoneOfTheseCheck, calibrate, pooled_features
 
     reference, settings = calibrate(learn, others=others_for_calibration)
-    index = FamiliarityIndex(reference, settings["k"], settings["threshold"])
+    index = NoneOfTheseCheck(reference, settings["k"], settings["threshold"])
     flagged = lambda files: float((index.similarity_of_pooled(pooled_features(learn, files)) < index.threshold)  # noqa: E731
                                   .float().mean())
     return flagged(others), settings["calibration"]["validation_flagged"], flagged(shifted)
@@ -200,7 +200,7 @@ def write(rows, partial: bool) -> None:
         "Validation split: 83 of the 416 development photos (RandomSplitter(0.2, seed=42)); one photo is 1.2 %.",
         "Shifted: the same 83 photos changed six ways (" + ", ".join(SHIFTS) + "), 498 in all.",
         "",
-        "None of these: the threshold calibrated as export_model does (picsort.familiarity.choose_threshold, with 10 "
+        "None of these: the threshold calibrated as export_model does (picsort.none_of_these.choose_threshold, with 10 "
         "Imagenette photos per class as photos of other things), then measured on 30 other Imagenette photos per "
         "class (300), on the validation photos and on the shifted ones (photos of the classes that should not be "
         "flagged).",

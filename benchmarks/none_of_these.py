@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO / "src"))
 import torch  # noqa: E402
 
 from picsort.classify import Classifier  # noqa: E402
-from picsort.familiarity import FamiliarityIndex  # noqa: E402
+from picsort.none_of_these import NoneOfTheseCheck  # noqa: E402
 from picsort.folders import MODEL_DIR  # noqa: E402
 from results_table import publish  # noqa: E402
 
@@ -57,7 +57,7 @@ def validation_files() -> list[Path]:
 def one_image_cost(classifier: Classifier, data: bytes, runs: int = 60) -> tuple[float, float]:
     """Median seconds of predict(bytes) with the check, and with the check switched off."""
     plain = Classifier(MODEL_DIR)
-    plain.familiarity = FamiliarityIndex(None)
+    plain.none_of_these = NoneOfTheseCheck(None)
     for model in (classifier, plain):
         model.predict(data)
     timings = {id(classifier): [], id(plain): []}

@@ -103,7 +103,7 @@ def small_model(photos, tmp_path_factory) -> Path:
 @pytest.fixture
 def make_prediction():
     """`make(classes, **changes)`: a `Prediction` a test chooses, its first class on top (every other at 0.1) and
-    familiar, with `changes` to its fields; for what a card or the page does with an answer, without a model."""
+    like the training photos, with `changes` to its fields; for what a card or the page does with an answer, without a model."""
     from picsort.classify import Prediction
 
     def make(classes, **changes):

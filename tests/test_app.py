@@ -101,12 +101,12 @@ def photo() -> bytes:
 # ---- classifying, one file at a time ---------------------------------------------------------------------
 
 
-def test_one_photo_gets_a_card_with_the_guess_and_a_bar_per_class(app, classifier, photo):
+def test_one_photo_gets_a_card_with_the_answer_and_a_bar_per_class(app, classifier, photo):
     (card,) = app.handle_upload([{"name": "bear.jpg", "content": memoryview(photo)}])
 
     assert isinstance(card, ResultCard) and card.ok
     assert card.classes == classifier.classes
-    assert card.guess == card.closest == card.classes[int(np.argmax(card.probabilities))]
+    assert card.answer == card.closest == card.classes[int(np.argmax(card.probabilities))]
     assert sum(card.probabilities) == pytest.approx(1, abs=1e-5)
     assert card.percents == [percent(p) for p in card.probabilities]
     assert card.name == "bear.jpg"
@@ -350,7 +350,7 @@ def test_a_photo_like_none_of_the_classes_answers_none_of_these_and_shows_the_cl
     (card,) = app.handle_upload([{"name": "truck.jpg", "content": photo}])
     assert card.none_of_these
     assert card.note.startswith("This photo does not look like any of: " + ", ".join(classifier.classes))
-    assert card.guess == NONE_LABEL and card.closest == classifier.classes[0]
+    assert card.answer == NONE_LABEL and card.closest == classifier.classes[0]
     assert len(card.percents) == len(classifier.classes)
     card.toggle_explanation()  # "Why?" shows what pointed to the closest class: "none" has no heatmap
     assert explained == [classifier.classes[0]] and card.heatmap
@@ -362,36 +362,36 @@ def test_a_photo_like_none_of_the_classes_answers_none_of_these_and_shows_the_cl
 # ---- labelling -------------------------------------------------------------------------------------------
 
 
-def test_confirming_the_guess_saves_the_photo_with_its_label(app, labels, photo):
+def test_confirming_the_answer_saves_the_photo_with_its_label(app, labels, photo):
     (card,) = app.handle_upload([{"name": "my bear.jpg", "content": photo}])
-    guess = card.guess
+    answer = card.answer
 
-    card._message(card, {"type": "label", "label": guess}, [])  # what the button (or its key) sends
+    card._message(card, {"type": "label", "label": answer}, [])  # what the button (or its key) sends
 
     digest = hashlib.sha256(photo).hexdigest()
-    assert (labels / guess / f"{digest}.jpg").read_bytes() == photo
+    assert (labels / answer / f"{digest}.jpg").read_bytes() == photo
     (line,) = manifest(labels)
-    assert line["label"] == guess and line["predicted"] == guess and line["original_name"] == "my bear.jpg"
+    assert line["label"] == answer and line["predicted"] == answer and line["original_name"] == "my bear.jpg"
     assert line["probabilities"] == pytest.approx(dict(zip(card.classes, card.probabilities)))
-    assert card.saved_as == guess and card.status_kind == "saved"
-    assert card.status.startswith(f"Saved as {guess} (confirmed; 1 {guess} picture labelled so far")
-    assert f"{guess}: <b>1</b>" in app.counts.value
+    assert card.saved_as == answer and card.status_kind == "saved"
+    assert card.status.startswith(f"Saved as {answer} (confirmed; 1 {answer} picture labelled so far")
+    assert f"{answer}: <b>1</b>" in app.counts.value
 
 
 def test_correcting_to_another_class_moves_the_photo(app, classifier, labels, photo):
     (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
-    guess = card.guess
-    other = next(name for name in classifier.classes if name != guess)
+    answer = card.answer
+    other = next(name for name in classifier.classes if name != answer)
     digest = hashlib.sha256(photo).hexdigest()
 
-    card.choose(guess)
+    card.choose(answer)
     card.choose(other)
 
-    assert not (labels / guess / f"{digest}.jpg").exists()
+    assert not (labels / answer / f"{digest}.jpg").exists()
     assert (labels / other / f"{digest}.jpg").read_bytes() == photo
     assert LabelStore(labels).label_of(digest) == other
-    assert f"Saved as {other} (corrected from {guess}" in card.status
-    assert f"{other}: <b>1</b>" in app.counts.value and f"{guess}: <b>0</b>" in app.counts.value
+    assert f"Saved as {other} (corrected from {answer}" in card.status
+    assert f"{other}: <b>1</b>" in app.counts.value and f"{answer}: <b>0</b>" in app.counts.value
 
 
 def test_none_of_these_is_saved_apart_from_the_classes(app, labels, photo):
@@ -442,7 +442,7 @@ def test_a_full_disk_says_so_on_the_card(app, photo, monkeypatch):
         raise DiskFullError("the disk holding the labels is full")
 
     monkeypatch.setattr(app.store, "save", disk_full)
-    card.choose(card.guess)
+    card.choose(card.answer)
     assert card.status.startswith("Not saved:") and "full" in card.status
     assert card.saved_as == "" and card.status_kind == "error"
 
@@ -450,7 +450,7 @@ def test_a_full_disk_says_so_on_the_card(app, photo, monkeypatch):
 def test_an_unexpected_save_failure_shows_a_plain_message(app, photo, monkeypatch):
     (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
     monkeypatch.setattr(app.store, "save", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("cheese")))
-    card.choose(card.guess)
+    card.choose(card.answer)
     assert "Something went wrong with 'bear.jpg'" in card.status and "cheese" not in card.status
 
 
@@ -593,7 +593,7 @@ def test_the_download_button_sends_the_file_or_says_why_not(app, classifier, sen
     app.download._message(app.download, {"type": "download"}, [])
     assert sent[-1] == ({"type": "message", "text": "Nothing labelled yet."}, None)
     (card,) = app.handle_upload([{"name": "a.jpg", "content": EXAMPLES[0].read_bytes()}])
-    card.choose(card.guess)
+    card.choose(card.answer)
     app.download._message(app.download, {"type": "download"}, [])
     content, (data,) = sent[-1]
     assert content["type"] == "file" and content["name"].endswith(".zip")
@@ -836,11 +836,11 @@ def test_the_app_the_cli_and_the_api_give_the_same_answers(app, classifier, tmp_
         rows = {Path(row["path"]).name: row for row in csv.DictReader(handle)}
 
     # All three answer "none of these" for the stripes, each naming the same closest class beside it.
-    assert cards["stripes.png"].guess == rows["stripes.png"]["class"] == api["stripes.png"].label == NONE_LABEL
+    assert cards["stripes.png"].answer == rows["stripes.png"]["class"] == api["stripes.png"].label == NONE_LABEL
     assert not any(prediction.none_of_these for name, prediction in api.items() if name != "stripes.png")
     for name, prediction in api.items():
         card, row = cards[name], rows[name]
-        assert card.guess == row["class"] == prediction.label, name
+        assert card.answer == row["class"] == prediction.label, name
         assert card.closest == row["closest"] == prediction.closest in classifier.classes, name
         assert card.none_of_these == prediction.none_of_these == (row["none_of_these"] == "true"), name
         for index, class_name in enumerate(classifier.classes):

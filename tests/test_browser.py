@@ -265,14 +265,14 @@ def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
         assert f"does not look like any of: {', '.join(classes)}" in stripes.inner_text()
         assert stripes.locator(".picsort-verdict").inner_text() == "none of these"
         assert not verdict.search(stripes.inner_text())
-        closest = stripes.locator(".picsort-guess-small .picsort-closest").inner_text()
+        closest = stripes.locator(".picsort-answer-small .picsort-closest").inner_text()
         assert re.fullmatch(rf"closest class: ({'|'.join(map(re.escape, classes))}) \((<1|>99|\d+)%\)", closest)
-        assert stripes.locator(".picsort-guess-small b").count() == 0
-        assert stripes.locator(".picsort-guess-small").evaluate("e => parseFloat(getComputedStyle(e).fontSize)") < \
+        assert stripes.locator(".picsort-answer-small b").count() == 0
+        assert stripes.locator(".picsort-answer-small").evaluate("e => parseFloat(getComputedStyle(e).fontSize)") < \
             stripes.locator(".picsort-verdict").evaluate("e => parseFloat(getComputedStyle(e).fontSize)")
         assert stripes.locator(".picsort-bar").count() == len(classes)
-        assert stripes.locator(".picsort-bar-guess").count() == 0  # green marks an answer's bar
-        assert stripes.locator(".picsort-guess").inner_text().endswith("✓ none of these")
+        assert stripes.locator(".picsort-bar-answer").count() == 0  # green marks an answer's bar
+        assert stripes.locator(".picsort-answer").inner_text().endswith("✓ none of these")
 
         # "Why?" shows the heatmap; this is the README's screenshot.
         card(page, EXAMPLES[1].name).locator(".picsort-why").click()

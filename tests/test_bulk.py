@@ -77,7 +77,7 @@ def test_pandas_reads_the_flags_as_booleans_and_class_never_names_a_none_of_thes
     flagged = frame[frame["none_of_these"]]
     assert list(flagged["class"]) == [NONE_LABEL] and list(flagged["closest"]) == ["teddy"]
     assert frame[frame["class"] == "teddy"].empty
-    assert (frame["class"] == frame["closest"]).sum() == 2  # the black and the grizzly: sure and familiar
+    assert (frame["class"] == frame["closest"]).sum() == 2  # the black and the grizzly: sure, and like the training photos
 
 
 def test_a_csv_an_older_picsort_wrote_is_rewritten_in_today_s_columns_and_resumed(mixed, tmp_path):

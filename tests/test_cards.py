@@ -127,8 +127,8 @@ def test_a_closed_card_lets_go_of_its_pictures_and_callbacks(new_card):
 def test_the_note_says_when_an_answer_should_not_be_taken_at_face_value(new_card, changes, note):
     card = new_card(**changes)
     assert card.note == note
-    assert card.guess == changes.get("answer", CLASSES[0]) and card.closest == CLASSES[0]
-    assert card.none_of_these == (card.guess == NONE_LABEL)
+    assert card.answer == changes.get("answer", CLASSES[0]) and card.closest == CLASSES[0]
+    assert card.none_of_these == (card.answer == NONE_LABEL)
 
 
 def test_a_card_shows_the_bars_in_the_order_given_and_explains_the_closest_class(new_card):

@@ -137,11 +137,11 @@ def every_route(classifier, photo):
     ({"DECODE_WHOLE_BELOW": 1.01}, "whole"),
     ({"DECODE_WHOLE_BELOW": 0.0, "DECODE_WHOLE_WITHIN": 2.0}, "whole"),
 ], ids=["a sure answer stands", "a top probability under DECODE_WHOLE_BELOW",
-        "a familiarity within DECODE_WHOLE_WITHIN of the 'none of these' threshold"])
+        "a similarity within DECODE_WHOLE_WITHIN of the 'none of these' threshold"])
 def test_a_reduced_photo_s_answer_near_an_edge_is_the_whole_photo_s_on_every_route(
         classifier, phone_photo, monkeypatch, edge, expected):
     photo, answers = phone_photo
-    assert classifier.familiarity.threshold is not None  # else the last case would test nothing
+    assert classifier.none_of_these.threshold is not None  # else the last case would test nothing
     for name, value in edge.items():
         monkeypatch.setattr(classify, name, value)
     for route, predictions in every_route(classifier, photo).items():

@@ -49,13 +49,13 @@ def import_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_cycle_finder_finds_a_cycle():
-    assert import_cycle({"model": {"familiarity"}, "familiarity": {"files", "model"}, "files": set()}) == [
-        "familiarity", "model", "familiarity"]
-    assert import_cycle({"export": {"model", "familiarity"}, "familiarity": {"model"}, "model": set()}) is None
+    assert import_cycle({"model": {"none_of_these"}, "none_of_these": {"files", "model"}, "files": set()}) == [
+        "model", "none_of_these", "model"]
+    assert import_cycle({"export": {"model", "none_of_these"}, "none_of_these": {"model"}, "model": set()}) is None
 
 
 def test_no_picsort_module_imports_itself_through_others():
     graph = {path.stem: picsort_imports(path) for path in PACKAGE.glob("*.py")}
-    assert graph["export"] >= {"model", "familiarity"}  # the walk sees the package's imports at all
+    assert graph["export"] >= {"model", "none_of_these"}  # the walk sees the package's imports at all
     cycle = import_cycle(graph)
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"

@@ -1,4 +1,4 @@
-"""train.ipynb shows the app's labels, grouped by label with the model's guess, before they are trained on."""
+"""train.ipynb shows the app's labels, grouped by label with the model's answer, before they are trained on."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from picsort.sources import labels_to_review  # noqa: E402
 from tests.conftest import EXAMPLES  # noqa: E402
 
 
-def test_labelled_photos_are_shown_by_label_with_the_models_guess(tmp_path):
+def test_labelled_photos_are_shown_by_label_with_the_models_answer(tmp_path):
     store = LabelStore(tmp_path / "labels", classes=["black", "grizzly", "teddy"])
     store.save((EXAMPLES / "black-1.jpg").read_bytes(), "black", predicted="grizzly",
                probabilities={"black": 0.3, "grizzly": 0.6, "teddy": 0.1})
@@ -22,7 +22,7 @@ def test_labelled_photos_are_shown_by_label_with_the_models_guess(tmp_path):
     titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
     assert len(titles) == 2
     assert any("model: grizzly 60%" in title for title in titles)
-    assert any("no guess recorded" in title for title in titles)
+    assert any("no answer recorded" in title for title in titles)
     row_labels = [text.get_text() for axis in figure.axes for text in axis.texts]
     assert row_labels == ["black\n(1)", "none of these\n(1)"]  # none of these comes last
 

@@ -344,7 +344,7 @@ def test_labels_wait_for_review_until_gathered(labelled):
                probabilities={"black": 0.8, "grizzly": 0.15, "teddy": 0.05}, original_name="IMG_1.jpg")
     store.save(_photo(photos, "teddy"), NONE_LABEL, predicted="teddy",
                probabilities={"black": 0.1, "grizzly": 0.3, "teddy": 0.6})
-    store.save(_photo(photos, "grizzly"), "black")  # no guess recorded
+    store.save(_photo(photos, "grizzly"), "black")  # no answer recorded
     pending = labels_to_review(store.root, data)
     assert [(p.label, p.predicted, p.confidence) for p in pending] == [
         ("black", None, None), ("grizzly", "black", 0.8), (NONE_LABEL, "teddy", 0.6)]

@@ -105,7 +105,7 @@ def test_teach_two_classes_train_and_the_page_answers_with_the_new_model(app, ph
     for name in CLASSES:
         send(app.upload, f"try-{name}.jpg", photos[name][6])
         (card,) = [card for card in app.cards if card.name == f"try-{name}.jpg"]
-        assert isinstance(card, ResultCard) and card.guess == name and card.classes == list(CLASSES)
+        assert isinstance(card, ResultCard) and card.answer == name and card.classes == list(CLASSES)
     # A try-it photo labelled with a taught class joins the taught photos (the Teach folder), not the shared labels.
     assert "Saved as light" in app._save_label(app.cards[0], "light")
     assert "light: <b>6</b>" in app.counts.value and str(tmp_path / "taught") in app.counts.value

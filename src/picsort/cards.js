@@ -34,7 +34,7 @@ function focusNextCard(card) {
 const PARTS_OF = {
   name: ["title"], picture: ["picture"], picture_width: ["picture"], picture_height: ["picture"],
   classes: ["details", "buttons"], percents: ["details"], probabilities: ["details"],
-  guess: ["look", "details", "marks"], closest: ["details", "heatmap"], unsure: ["look"],
+  answer: ["look", "details", "marks"], closest: ["details", "heatmap"], unsure: ["look"],
   none_of_these: ["look", "details"], note: ["details"], saved_as: ["look", "marks"], skipped: ["look"],
   status: ["status"], status_kind: ["status"], heatmap: ["heatmap"], explaining: ["why"], can_explain: ["why"],
   can_label: ["marks"], none_label: ["details", "buttons"], none_text: ["details", "buttons"],
@@ -99,13 +99,13 @@ function render({ model, el }) {
       card.className = "picsort-card picsort-card-result" + (model.get("unsure") ? " picsort-card-unsure" : "")
         + (model.get("none_of_these") ? " picsort-card-none" : "") + (model.get("saved_as") ? " picsort-card-saved" : "")
         + (model.get("skipped") ? " picsort-card-skipped" : "");
-      card.dataset.guess = model.get("guess");
+      card.dataset.answer = model.get("answer");
     },
     details() {
       const classes = model.get("classes");
       const percents = model.get("percents");
       const probabilities = model.get("probabilities");
-      const guess = model.get("guess");
+      const answer = model.get("answer");
       const closest = model.get("closest");
       const none = model.get("none_of_these");
       const whyHadFocus = why !== null && why === document.activeElement;
@@ -114,12 +114,12 @@ function render({ model, el }) {
       const closestIndex = classes.indexOf(closest);
       const verdict = none
         ? h("div", { class: "picsort-verdict picsort-verdict-none" }, h("b", {}, model.get("none_text")))
-        : h("div", { class: "picsort-verdict" }, h("b", {}, guess), ` — ${percents[closestIndex]}`);
+        : h("div", { class: "picsort-verdict" }, h("b", {}, answer), ` — ${percents[closestIndex]}`);
       const notes = model.get("note")
         ? [h("div", { class: none ? "picsort-none-note" : "picsort-unsure-note" }, model.get("note"))] : [];
       const bars = h("div", { class: "picsort-bars" }, classes.map((name, i) =>
         // Green marks the answer's bar: none for "none of these", whose closest class is no answer.
-        h("div", { class: "picsort-bar" + (name === guess ? " picsort-bar-guess" : ""), "data-class": name },
+        h("div", { class: "picsort-bar" + (name === answer ? " picsort-bar-answer" : ""), "data-class": name },
           h("span", { class: "picsort-bar-name" }, name),
           h("span", { class: "picsort-bar-track" },
             h("span", { class: "picsort-bar-fill", style: `width: ${(probabilities[i] * 100).toFixed(1)}%` })),
@@ -127,7 +127,7 @@ function render({ model, el }) {
       why = h("button", { class: "picsort-why", type: "button" });
       why.addEventListener("click", () => send({ type: "why" }));
       details.replaceChildren(...(none
-        ? [verdict, ...notes, h("div", { class: "picsort-guess-small" },
+        ? [verdict, ...notes, h("div", { class: "picsort-answer-small" },
           h("div", { class: "picsort-closest" }, `closest class: ${closest} (${percents[closestIndex]})`), bars), why]
         : [verdict, ...notes, bars, why]));
       if (whyHadFocus) why.focus();
@@ -170,16 +170,16 @@ function render({ model, el }) {
     },
     marks() {
       // The model's answer is marked: a class, or "none of these" when the photo looks like none of them.
-      const guess = model.get("guess");
+      const answer = model.get("answer");
       const saved = model.get("saved_as");
       const noneLabel = model.get("none_label");
       for (const { button, label, text } of buttons) {
         button.disabled = !model.get("can_label");
         if (label === null) continue;
         const shown = label === noneLabel ? model.get("none_text") : label;
-        button.classList.toggle("picsort-guess", label === guess);
+        button.classList.toggle("picsort-answer", label === answer);
         button.classList.toggle("picsort-chosen", label === saved);
-        text.textContent = label === guess ? `✓ ${shown}` : shown;
+        text.textContent = label === answer ? `✓ ${shown}` : shown;
       }
     },
   };

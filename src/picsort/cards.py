@@ -93,7 +93,7 @@ class ResultCard(_Card):
     classes = traitlets.List(traitlets.Unicode()).tag(sync=True)
     probabilities = traitlets.List(traitlets.Float()).tag(sync=True)
     percents = traitlets.List(traitlets.Unicode()).tag(sync=True)
-    guess = traitlets.Unicode("").tag(sync=True)  # the answer: a class or NONE_LABEL
+    answer = traitlets.Unicode("").tag(sync=True)  # a class or NONE_LABEL
     closest = traitlets.Unicode("").tag(sync=True)  # the top class, the one "Why?" explains
     unsure = traitlets.Bool(False).tag(sync=True)
     none_of_these = traitlets.Bool(False).tag(sync=True)
@@ -125,7 +125,7 @@ class ResultCard(_Card):
         super().__init__(
             name=shown_name(name), picture=picture, picture_width=picture_size[0], picture_height=picture_size[1],
             classes=classes, probabilities=[float(probabilities[c]) for c in classes],
-            percents=[percent(probabilities[c]) for c in classes], guess=answer,
+            percents=[percent(probabilities[c]) for c in classes], answer=answer,
             closest=answer if answer != NONE_LABEL else closest, unsure=bool(unsure),
             none_of_these=answer == NONE_LABEL,
             status="Is this right? Choose the correct label to save the photo.",

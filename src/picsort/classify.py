@@ -19,7 +19,7 @@ let_idle_threads_sleep()  # before torch loads OpenMP: this module serves the ap
 import torch  # noqa: E402
 from PIL import Image
 
-from picsort.familiarity import FamiliarityIndex
+from picsort.none_of_these import NoneOfTheseCheck
 from picsort.images import (DecodedImage, ImageInput, UnusableImageError, decode_image, image_from_any,
                             is_file_object, read_file_object)
 from picsort.labels import NONE_LABEL
@@ -35,7 +35,7 @@ BATCH_SIZE = 4 * FORWARD_CHUNK
 
 # A photo decoded reduced (`Classifier.decode`) gets the answers of the photo decoded whole where the network is
 # sure, but near an edge its small pixel differences move them. There the answer is computed again from the whole
-# photo (tests/test_classify.py): a top probability under DECODE_WHOLE_BELOW, or a familiarity within
+# photo (tests/test_classify.py): a top probability under DECODE_WHOLE_BELOW, or a similarity within
 # DECODE_WHOLE_WITHIN of the "none of these" threshold. With the shipped logistic-regression head, on the 416
 # development photos at 12 MP decoded reduced, answers with a top probability of 0.9 or more were at most 0.013
 # from fastai's (all of them: 0.027); the 12 below 0.9 are decoded whole.
@@ -88,20 +88,20 @@ class Classifier:
     def __init__(self, folder: Path | str | None = None):
         self.folder = model_dir(folder)
         network, card = load_network(self.folder)
-        self._use(network, card, FamiliarityIndex.load(self.folder, card))
+        self._use(network, card, NoneOfTheseCheck.load(self.folder, card))
 
     @classmethod
     def from_network(cls, network: torch.nn.Module, card: dict,
-                     familiarity: FamiliarityIndex | None = None) -> "Classifier":
+                     none_of_these: NoneOfTheseCheck | None = None) -> "Classifier":
         """A Classifier for a network and card not (yet) in a model folder: `picsort.teach` prepares its photos
         with one, so it sees them exactly as the app will."""
         classifier = cls.__new__(cls)
         classifier.folder = None
-        classifier._use(network.eval(), card, familiarity or FamiliarityIndex(None))
+        classifier._use(network.eval(), card, none_of_these or NoneOfTheseCheck(None))
         return classifier
 
-    def _use(self, network: torch.nn.Module, card: dict, familiarity: FamiliarityIndex) -> None:
-        self.network, self.card, self.familiarity = network, card, familiarity
+    def _use(self, network: torch.nn.Module, card: dict, none_of_these: NoneOfTheseCheck) -> None:
+        self.network, self.card, self.none_of_these = network, card, none_of_these
         # Channels-last runs this CNN 1.3-2x faster on CPU for batches of 4 or more, no slower for one (2 cores).
         self.network = self.network.to(memory_format=torch.channels_last)
         self.classes: list[str] = list(self.card["classes"])
@@ -173,20 +173,20 @@ class Classifier:
             yield body(chunk.contiguous(memory_format=torch.channels_last))
 
     def scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax probabilities (N×classes) and familiarity (N) for a prepared batch (N×3×size×size).
+        """Softmax probabilities (N×classes) and similarity to the training photos (N) for a prepared batch (N×3×size×size).
 
-        One forward pass: the body's feature map feeds both the head and the familiarity check.
+        One forward pass: the body's feature map feeds both the head and the "none of these" check.
         """
         head = self.network[1]
         probabilities, similarities = [], []
         with torch.inference_mode():
             for features in self.feature_maps(batch):
                 probabilities.append(torch.softmax(head(features), dim=1))
-                similarities.append(self.familiarity.similarity(features))
+                similarities.append(self.none_of_these.similarity(features))
         return torch.cat(probabilities), torch.cat(similarities)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
-        """The network's softmax alone, without the familiarity check: the bare model benchmarks compare with."""
+        """The network's softmax alone, without the "none of these" check: the bare model benchmarks compare with."""
         head = self.network[1]
         with torch.inference_mode():
             return torch.cat([torch.softmax(head(features), dim=1) for features in self.feature_maps(batch)])
@@ -198,13 +198,13 @@ class Classifier:
                 for row, similarity in zip(probabilities.tolist(), similarities.tolist())]
 
     def prediction(self, row: Sequence[float], similarity: float, threshold: float | None = None) -> Prediction:
-        """A `Prediction` from one row of class probabilities and the photo's familiarity."""
+        """A `Prediction` from one row of class probabilities and the photo's similarity to the training photos."""
         probabilities = {name: float(p) for name, p in zip(self.classes, row)}
         closest = max(probabilities, key=probabilities.__getitem__)
         probability = probabilities[closest]
         unsure = probability < (self.threshold if threshold is None else threshold)
         return Prediction(closest, probability, probabilities, unsure=unsure,
-                          none_of_these=self.familiarity.is_unfamiliar(similarity), similarity=float(similarity))
+                          none_of_these=self.none_of_these.is_none_of_these(similarity), similarity=float(similarity))
 
     def predict(self, item: ImageInput) -> Prediction:
         """Classify one image (path, bytes or PIL image)."""
@@ -224,8 +224,8 @@ class Classifier:
 
     def near_an_edge(self, prediction: Prediction) -> bool:
         """Whether a small change of pixels could move this answer noticeably (see DECODE_WHOLE_BELOW)."""
-        near_threshold = (self.familiarity.threshold is not None
-                          and abs(prediction.similarity - self.familiarity.threshold) < DECODE_WHOLE_WITHIN)
+        near_threshold = (self.none_of_these.threshold is not None
+                          and abs(prediction.similarity - self.none_of_these.threshold) < DECODE_WHOLE_WITHIN)
         return prediction.probability < DECODE_WHOLE_BELOW or near_threshold
 
     def answered_whole_near_edges(self, photos: Sequence[Prepared], predictions: list[Prediction],

@@ -241,7 +241,7 @@ def summary(report) -> str:
     for name in report.classes:
         lines.append(f"  {name:<{width}} {report.counts[name]:>7}")
     lines.append(f"  {'unsure':<{width}} {report.unsure:>7}  (top probability below {report.threshold:g}; "
-                 f"best guess in the CSV)")
+                 f"its top class in the CSV)")
     lines.append(f"  {'none of these':<{width}} {report.none_of_these:>7}  (look like none of the classes; class "
                  f"none, the closest class beside it)")
     lines.append(f"  {'errors':<{width}} {report.errors:>7}  (not usable as images; reason in the error column)")

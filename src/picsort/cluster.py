@@ -38,7 +38,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from picsort.batches import Result, classify_batches
 from picsort.copies import answer_folder, copy_into
 from picsort.classify import Classifier
-from picsort.familiarity import REFERENCE_NAME
+from picsort.none_of_these import REFERENCE_NAME
 from picsort.images import UnusableImageError
 from picsort.model import CARD_NAME, WEIGHTS_NAME
 
@@ -51,7 +51,7 @@ __all__ = ["SHARD_FILES", "ModelFiles", "ModelFolderPlugin", "classify_on_cluste
 SHARD_FILES = 128
 # Shards submitted ahead per worker thread: one running, one waiting, so no worker idles between shards.
 AHEAD_PER_THREAD = 2
-# What serving a model folder reads (picsort.model, picsort.familiarity); export.pkl (fastai's) is not needed.
+# What serving a model folder reads (picsort.model, picsort.none_of_these); export.pkl (fastai's) is not needed.
 SERVED_FILES = (CARD_NAME, WEIGHTS_NAME, REFERENCE_NAME)
 # A file that crashes its worker this many times in a row gets an error row (local_cluster's scheduler setting).
 ALLOWED_FAILURES = 1

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from picsort.backbones import LITE_BACKBONES, TORCHVISION_BACKBONES
-from picsort.familiarity import DEFAULT_KEEP, REFERENCE_NAME, calibrate
+from picsort.none_of_these import DEFAULT_KEEP, REFERENCE_NAME, calibrate
 from picsort.files import write_atomically
 from picsort.model import (CARD_NAME, DEFAULT_THRESHOLD, LEARNER_NAME, WEIGHTS_NAME, centre_crop_extra, model_dir,
                            read_card)
@@ -92,7 +92,7 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
     """Write `export.pkl`, `model.safetensors`, `reference.safetensors` and `model.json` for a trained learner.
 
     The "none of these" threshold keeps `keep` of the validation photos, with a margin when photos of other
-    things (`others`, files) are given (picsort.familiarity.calibrate). Returns the card.
+    things (`others`, files) are given (picsort.none_of_these.calibrate). Returns the card.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -137,7 +137,7 @@ def model_card(*, classes: list[str], backbone: str, head: dict, preprocessing: 
 
 def save_weights(folder: Path | str, network: nn.Module, reference: torch.Tensor) -> None:
     """`model.safetensors` (the network's state) and `reference.safetensors` (unit-length pooled features of the
-    training photos, picsort.familiarity) in `folder`."""
+    training photos, picsort.none_of_these) in `folder`."""
     from safetensors.torch import save
 
     folder = Path(folder)

@@ -4,7 +4,7 @@ A model folder holds:
 - `export.pkl`: fastai's `learn.export()`, for the course's `load_learner` and for more training. It is a
   pickle, so loading it runs code; it is never loaded to serve users.
 - `model.safetensors`: the trained weights, plain tensors.
-- `reference.safetensors`: pooled features of the training photos, for "none of these" (picsort.familiarity).
+- `reference.safetensors`: pooled features of the training photos, for "none of these" (picsort.none_of_these).
 - `model.json`: the card: classes, backbone, preprocessing, "none of these" threshold, validation error,
   library versions.
 The app and the command line rebuild the network from the card with plain torch (and timm for timm

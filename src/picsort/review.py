@@ -13,10 +13,10 @@ COLUMNS = 6
 
 def caption(photo: LabelledPhoto) -> str:
     """The file name, and what the model had guessed: the label's reviewer decides whether it is right."""
-    guess = "model: no guess recorded" if photo.predicted is None else (
+    answer = "model: no answer recorded" if photo.predicted is None else (
         f"model: {shown_label(photo.predicted)} {photo.confidence:.0%}" if photo.confidence is not None
         else f"model: {shown_label(photo.predicted)}")
-    return f"{photo.path.name[:14]}\n{guess}"
+    return f"{photo.path.name[:14]}\n{answer}"
 
 
 def show_labelled(photos: Sequence[LabelledPhoto], columns: int = COLUMNS):

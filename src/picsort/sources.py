@@ -107,8 +107,8 @@ class LabelledPhoto:
 
     path: Path
     label: str
-    predicted: str | None  # the model's guess, None if the app did not record one
-    confidence: float | None  # the model's probability for its guess
+    predicted: str | None  # the model's answer, None if the app did not record one
+    confidence: float | None  # the model's probability for its answer
     sha256: str
     original_name: str | None = None
     time: str | None = None
@@ -168,7 +168,7 @@ def labels_to_review(source: Path | str, dest: Path | str, *, classes: list[str]
                      ) -> list[LabelledPhoto]:
     """Photos labelled (or relabelled) since the last `gather_labels(source, dest)`, grouped by label.
 
-    Each comes with the model's guess and its confidence from the manifest, so a notebook can show them
+    Each comes with the model's answer and its confidence from the manifest, so a notebook can show them
     before they are added to the training data. "None of these" photos are listed too (under NONE_LABEL):
     gathering leaves them out.
     """

