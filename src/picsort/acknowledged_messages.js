@@ -1,7 +1,7 @@
 // Messages to the kernel, each answered by an ack carrying its id (picsort.upload_widget.acknowledge): shared by
 // the upload zone and the camera, which send one message at a time and wait for its answer. anywidget loads each
 // widget's code alone from a blob URL, where one file cannot import another, so Python puts this text before
-// each widget's own (upload_widget.with_acknowledged_messages).
+// each widget's own (picsort.widget_scripts).
 
 // `send(message, buffers)` sends `message` with a fresh id and resolves on its ack; `close()` stops listening.
 function acknowledgedMessages(model) {

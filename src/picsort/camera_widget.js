@@ -1,16 +1,7 @@
 // The webcam for Teach: one click takes one photo, holding the button takes a burst. Each photo is drawn at the
 // size the model needs (its shortest side `side` px, not the camera's resolution) and sent as a JPEG, waiting for
 // the kernel's answer before the next, so a burst never piles up messages.
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (key === "class") el.className = value;
-    else el.setAttribute(key, value);
-  }
-  el.append(...children);
-  return el;
-}
+// h() is dom.js's, put before this file (picsort.widget_scripts).
 
 const BURST_MS = 300;
 

@@ -7,14 +7,14 @@ for the kernel's answer before sending the next, as the upload zone does.
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Callable
 
 import anywidget
 import traitlets
 
 from picsort.images import MAX_UPLOAD_BYTES
-from picsort.upload_widget import REFUSED, acknowledge, with_acknowledged_messages
+from picsort.upload_widget import REFUSED, acknowledge
+from picsort.widget_scripts import widget_script
 
 __all__ = ["Camera"]
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class Camera(anywidget.AnyWidget):
     """"Use the camera", then a button that takes a photo per click (a burst while held)."""
 
-    _esm = with_acknowledged_messages(Path(__file__).with_name("camera_widget.js").read_text())
+    _esm = widget_script("dom.js", "acknowledged_messages.js", "camera_widget.js")
 
     side = traitlets.Int(300).tag(sync=True)
 

@@ -1,22 +1,7 @@
 // One card per file: for a classified photo its picture, verdict, one bar per class, "Why?" and the label buttons
 // (ResultCard); for a file that could not be used, why (ProblemCard, the traits name and problem).
 // The "none of these" label, its words and the keys on a card in focus come from cards.py (none_label, none_text,
-// class_keys, action_keys), written there only.
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (key === "class") el.className = value;
-    else if (key === "style") el.style.cssText = value;
-    else el.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return el;
-}
+// class_keys, action_keys), written there only. h() is dom.js's, put before this file (picsort.widget_scripts).
 
 function blobUrl(data, type) {
   if (!data || data.byteLength === 0) return null;

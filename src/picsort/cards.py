@@ -19,6 +19,7 @@ import traitlets
 
 from picsort.images import shown_name
 from picsort.labels import NONE_LABEL, NONE_TEXT
+from picsort.widget_scripts import widget_script
 
 __all__ = ["ACTION_KEYS", "LabelNotSaved", "ProblemCard", "ResultCard", "keys_help", "percent", "shown_name"]
 
@@ -31,7 +32,7 @@ FORGOTTEN = "This photo is no longer held (too many photos on the page): upload 
 CLASS_KEYS = "123456789"
 ACTION_KEYS = {"none": ("0", NONE_TEXT), "skip": ("S", "skip"), "undo": ("U", "undo")}  # action: (key, words)
 _STYLE = Path(__file__).with_name("cards.css").read_text()
-_SCRIPT = Path(__file__).with_name("cards.js").read_text()
+_SCRIPT = widget_script("dom.js", "cards.js")
 
 
 class LabelNotSaved(Exception):

@@ -1,17 +1,7 @@
 // The drop zone: click to choose, drag and drop (files or folders), or paste. Files go to the kernel one at a
 // time, each waiting for the kernel's answer, so a selection of any size never makes one huge message and the
 // browser holds only one file's bytes at a time. Files over the size limit are reported, never sent.
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (key === "class") el.className = value;
-    else el.setAttribute(key, value === true ? "" : value);
-  }
-  el.append(...children);
-  return el;
-}
+// h() is dom.js's, put before this file (picsort.widget_scripts).
 
 // Every file inside a dropped folder (Chromium and Firefox give folders as entries).
 async function filesOfEntry(entry, out) {

@@ -17,9 +17,9 @@ import anywidget
 import traitlets
 
 from picsort.images import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES
+from picsort.widget_scripts import widget_script
 
-__all__ = ["BadMessage", "REFUSED", "UploadMessage", "UploadZone", "acknowledge", "read_message",
-           "with_acknowledged_messages"]
+__all__ = ["BadMessage", "REFUSED", "UploadMessage", "UploadZone", "acknowledge", "read_message"]
 
 log = logging.getLogger(__name__)
 _HERE = Path(__file__).parent
@@ -86,18 +86,13 @@ def read_message(content: Any, buffers: list, max_bytes: int) -> UploadMessage:
 
 def acknowledge(widget: anywidget.AnyWidget, content: Any, error: str | None = None) -> None:
     """Answer one message of the page with an ack carrying its id (and `error`, when it was not handled), so the
-    page sends its next one: the page waits for each answer, here and in picsort.camera_widget."""
+    page sends its next one: the page waits for each answer, here and in picsort.camera_widget (the page's side
+    is acknowledged_messages.js)."""
     message_id = content.get("id") if isinstance(content, dict) else None
     if not isinstance(message_id, int) or isinstance(message_id, bool):
         message_id = None  # the page numbers its messages; anything else is not worth echoing
     ack = {"type": "ack", "id": message_id}
     widget.send(ack if error is None else {**ack, "error": error})
-
-
-def with_acknowledged_messages(script: str) -> str:
-    """A widget's front-end code with the page's side of `acknowledge` put before it (acknowledged_messages.js):
-    anywidget loads each widget's code from a blob URL, where it cannot import another file."""
-    return (_HERE / "acknowledged_messages.js").read_text() + "\n" + script
 
 
 def _count(content: dict, key: str, least: int = 0) -> int:
@@ -117,7 +112,7 @@ class UploadZone(anywidget.AnyWidget):
     the server's log only, never to the pages).
     """
 
-    _esm = with_acknowledged_messages((_HERE / "upload_widget.js").read_text())
+    _esm = widget_script("dom.js", "acknowledged_messages.js", "upload_widget.js")
     _css = (_HERE / "upload_widget.css").read_text()
 
     max_bytes = traitlets.Int(MAX_UPLOAD_BYTES).tag(sync=True)
