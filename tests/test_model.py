@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import json
 from pathlib import Path
 
 import pytest
@@ -16,16 +14,6 @@ from picsort.model import ModelFolderError, read_card
 from picsort.sources import class_folders
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def test_export_writes_weights_card_and_learner(small_model, photos):
-    assert {p.name for p in small_model.iterdir()} >= {"export.pkl", "model.safetensors", "model.json"}
-    card = json.loads((small_model / "model.json").read_text())
-    assert card["classes"] == sorted(class_folders(photos[0]))
-    assert card["backbone"] == "efficientnet_lite0"
-    assert card["preprocessing"]["size"] == 64 and card["preprocessing"]["mean"] == [0.5, 0.5, 0.5]
-    assert 0 <= card["validation"]["error_rate"] <= 1
-    assert card["versions"]["fastai"] and card["versions"]["torch"]
 
 
 def test_classifier_matches_learn_predict(small_model, photos):
@@ -118,28 +106,6 @@ def test_shipped_card_describes_the_shipped_weights():
 def test_missing_model_folder_says_what_to_do(tmp_path):
     with pytest.raises(ModelFolderError, match="train.ipynb"):
         Classifier(tmp_path)
-
-
-def test_loading_the_pickle_without_timm_says_what_to_install(small_model, monkeypatch):
-    real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "timm" else real_find_spec(name, *a))
-    with pytest.raises(ImportError, match=r"pip install timm==\d"):
-        load_learner_checked(small_model)
-
-
-def test_plain_torch_lite0_equals_timm_on_the_shipped_weights():
-    from safetensors.torch import load_file
-
-    from picsort.model import WEIGHTS_NAME, build_network
-
-    card = read_card(MODEL_DIR)
-    weights = load_file(MODEL_DIR / WEIGHTS_NAME)
-    plain, with_timm = build_network(card).eval(), build_network(card, use_timm=True).eval()
-    plain.load_state_dict(weights)
-    with_timm.load_state_dict(weights)
-    batch = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-    with torch.inference_mode():
-        assert torch.allclose(plain(batch), with_timm(batch), atol=1e-5)
 
 
 def test_serving_imports_neither_fastai_nor_timm():

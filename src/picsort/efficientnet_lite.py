@@ -2,7 +2,7 @@
 
 Importing timm pulls in torchvision and torch._dynamo: measured 1.4 s and about 200 MB in every app kernel
 (benchmarks/app_speed.py). Serving needs only these fixed architectures, so they are spelled out here and
-load the same saved weights; training still builds them with timm. tests/test_model.py checks both give
+load the same saved weights; training still builds them with timm. tests/test_efficientnet_lite.py checks both give
 the same outputs.
 """
 
