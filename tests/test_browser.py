@@ -235,6 +235,10 @@ def test_the_whole_loop_in_a_real_browser(serve, browser, tmp_path):
         card(page, second.name).focus()
         page.keyboard.press("2")
         card(page, second.name).locator(".picsort-saved", has_text=f"Saved as {classes[1]}").wait_for(timeout=30_000)
+        shown = page.locator(".picsort-card-result .picsort-filename").all_inner_texts()
+        focused = page.locator(".picsort-card-result:focus .picsort-filename").inner_text(timeout=5_000)
+        keyed = card(page, second.name).locator(".picsort-filename").inner_text()
+        assert shown.index(focused) == shown.index(keyed) + 1  # the key moved focus to the next card
         assert card(page, second.name).locator(".picsort-chosen").inner_text().endswith(classes[1])
         page.locator(".picsort-counts", has_text=f"{classes[1]}: 1").wait_for(timeout=30_000)
         page.keyboard.press("u")  # focus moved on to the next card: undo is page-wide

@@ -8,8 +8,12 @@ function blobUrl(data, type) {
   return URL.createObjectURL(new Blob([data], { type }));
 }
 
+// The result card after this one in the box the page put the cards in (the parent of each card's widget element):
+// never another widget's element elsewhere on the page.
 function focusNextCard(card) {
-  const cards = [...document.querySelectorAll(".picsort-card-result")];
+  const box = card.parentElement?.parentElement;
+  if (!box) return;
+  const cards = [...box.querySelectorAll(":scope > * > .picsort-card-result")];
   const next = cards[cards.indexOf(card) + 1];
   if (next) next.focus();
 }
