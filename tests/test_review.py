@@ -6,9 +6,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from PIL import Image  # noqa: E402
+
 from picsort.labels import NONE_LABEL, LabelStore  # noqa: E402
 from picsort.review import show_labelled  # noqa: E402
-from picsort.sources import labels_to_review  # noqa: E402
+from picsort.sources import LabelledPhoto, labels_to_review  # noqa: E402
 from tests.conftest import EXAMPLES  # noqa: E402
 
 
@@ -40,3 +42,21 @@ def test_a_photo_the_model_called_none_of_these_says_so_in_words(tmp_path):
     figure = show_labelled([photo])
     titles = [axis.get_title() for axis in figure.axes if axis.get_title()]
     assert titles == [f"{photo.path.name[:14]}\nmodel: none of these"]
+
+
+def test_a_phone_photo_is_shown_upright_as_its_exif_says(tmp_path):
+    # Stored 600 wide and 400 high, red in its top-left corner, with EXIF orientation 6: shown turned a quarter
+    # clockwise, so taller than wide with the red at the top right, as the app and training see it.
+    stored = Image.new("RGB", (600, 400), "white")
+    stored.paste((255, 0, 0), (0, 0, 100, 100))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation
+    path = tmp_path / "phone.jpg"
+    stored.save(path, exif=exif)
+    figure = show_labelled([LabelledPhoto(path, "black", None, None, "0" * 64)])
+    (shown,) = [axis.images[0].get_array() for axis in figure.axes if axis.images]
+    height, width, _ = shown.shape
+    assert height > width and height == 300 and width == 200  # decoded small: shortest side 200, not 400
+    red, green, blue = (int(value) for value in shown[5, width - 5])
+    assert red > 200 and green < 60 and blue < 60  # the red corner, at the top right
+    assert min(int(value) for value in shown[5, 5]) > 200  # white at the top left

@@ -5,10 +5,12 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Sequence
 
+from picsort.images import image_from_path
 from picsort.labels import NONE_LABEL, shown_label
 from picsort.sources import LabelledPhoto
 
 COLUMNS = 6
+THUMBNAIL_SIDE = 200  # pixels, the shortest side a photo is decoded at for its place in the grid
 
 
 def caption(photo: LabelledPhoto) -> str:
@@ -25,7 +27,6 @@ def show_labelled(photos: Sequence[LabelledPhoto], columns: int = COLUMNS):
         print("No new photos labelled in the app.")
         return None
     import matplotlib.pyplot as plt
-    from PIL import Image
 
     order = sorted(photos, key=lambda p: (p.label == NONE_LABEL, p.label))
     groups = [(label, list(group)) for label, group in groupby(order, key=lambda p: p.label)]
@@ -39,9 +40,8 @@ def show_labelled(photos: Sequence[LabelledPhoto], columns: int = COLUMNS):
                 axis.axis("off")
                 if start + column < len(group):
                     photo = group[start + column]
-                    with Image.open(photo.path) as image:
-                        image.draft("RGB", (200, 200))
-                        axis.imshow(image.convert("RGB"))
+                    # The package's decoder: upright as the app showed it (a phone photo's EXIF turn), and small.
+                    axis.imshow(image_from_path(photo.path, min_side=THUMBNAIL_SIDE))
                     axis.set_title(caption(photo), fontsize=8)
             title = shown_label(label)
             axes[row][0].text(-0.1, 0.5, f"{title}\n({len(group)})" if start == 0 else "", rotation=90,
