@@ -31,9 +31,10 @@ from picsort.cpu_quota import fit_torch_threads
 from picsort.download_widget import DownloadButton, NothingToDownload
 from picsort.folders import EXAMPLES_DIR, labels_dir, teach_dir
 from picsort.images import (ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_from_bytes,
-                            is_image_file, jpeg)
+                            jpeg)
 from picsort.labels import NONE_LABEL, NONE_TEXT, LabelStore, LabelStoreError, shown_label
 from picsort.model import ModelFolderError
+from picsort.photo_folders import photos_in
 from picsort.process_memory import return_freed_memory
 from picsort.server_log import send_log_to_server
 from picsort.session_widget import SessionWatch
@@ -129,8 +130,7 @@ class ClassifierApp:
         self.page = 0
         self._batch: list[ResultCard | ProblemCard] = []
         self._batch_started: float | None = None
-        self.examples = sorted(p for p in examples_folder.iterdir() if is_image_file(p)) \
-            if examples_folder is not None and examples_folder.is_dir() else []
+        self.examples = photos_in(examples_folder) if examples_folder is not None else []
 
         self.upload = UploadZone(on_file=self._upload_file, on_refused=self._upload_refused,
                                  on_done=lambda _total: self.finish_batch(), limits_text=self.limits_text())
