@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from picsort.files import fsync_folder, is_temporary, write_atomically
-from picsort.images import IMAGE_FORMATS, image_format_extension, image_from_bytes
+from picsort.images import IMAGE_FORMATS, usable_image_extension
 from picsort.photo_folders import class_folders_in, photos_in
 
 __all__ = ["NONE_LABEL", "NONE_TEXT", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
@@ -189,10 +189,10 @@ class LabelStore:
             raise TypeError(f"original_name must be a string or None, not {type(original_name).__name__}")
         probabilities = _clean_probabilities(probabilities)
         raw = memoryview(data).tobytes()
-        # Full decode, so only images training can actually read get stored.
-        image_from_bytes(raw, name=original_name or "image")
+        # Decoded whole, so only images training can actually read get stored.
+        extension = usable_image_extension(raw, name=original_name or "image")
         digest = hashlib.sha256(raw).hexdigest()
-        filename = f"{digest}.{image_format_extension(raw)}"
+        filename = f"{digest}.{extension}"
         target = self.root / label / filename
         entry = {
             "id": uuid.uuid4().hex,
