@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +157,50 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=timeout)
+
+
+# ---- a served app, seen from a client (test_server_safety, test_voila_server, test_kernel_limit) ----------
+def port_of(server) -> int:
+    """The port of a server started by picsort.browser_rehearsal."""
+    return int(server.base_url.rsplit(":", 1)[1].strip("/"))
+
+
+def listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def open_page(port: int, path: str = "/") -> tuple[int, str]:
+    """GET the app's page until its kernel id is in it: (status, kernel id or "")."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = b""
+        while response.status == 200:
+            chunk = response.read1(65536)
+            found = re.search(rb'"kernelId": "([0-9a-f-]{36})"', body + chunk)
+            if found:
+                return response.status, found.group(1).decode()
+            if not chunk:
+                break
+            body += chunk
+        return response.status, ""
+    finally:
+        connection.close()
+
+
+def get(port: int, path: str, headers: dict | None = None, timeout: float = 30) -> tuple[int, float]:
+    """(status, seconds) of one GET."""
+    started = time.monotonic()
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request("GET", path, headers=headers or {})
+        response = connection.getresponse()
+        response.read()
+        return response.status, time.monotonic() - started
+    finally:
+        connection.close()

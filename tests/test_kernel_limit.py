@@ -18,7 +18,7 @@ import psutil
 from picsort.browser_rehearsal import binder_route, picsort_app_route
 from picsort.kernel_limit import KERNEL_BYTES, SERVER_BYTES, default_max_kernels, memory_limit
 from test_cpu_quota import fake_proc, write
-from test_server_safety import open_page, port_of
+from tests.conftest import open_page, port_of
 
 GIB = 2**30
 LIMIT_OPTIONS = ("--BoundedKernelManager.max_kernels=2", "--BoundedKernelManager.wait_seconds=1")

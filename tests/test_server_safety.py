@@ -12,9 +12,6 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
-import os
-import re
-import signal
 import socket
 import struct
 import threading
@@ -29,9 +26,10 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
-from picsort.browser_rehearsal import REPO, Server, binder_route, picsort_app_route
+from picsort.browser_rehearsal import REPO, binder_route, picsort_app_route
 from picsort.images import MAX_UPLOAD_BYTES
 from picsort.kernel_websocket import INVALID_PAYLOAD, MAX_CONNECTIONS, V1_PROTOCOL, check_v1_frame
+from tests.conftest import get, open_page, port_of
 
 ANSWER_SECONDS = 3
 GROWTH_LIMIT = 100 * 2**20
@@ -50,38 +48,6 @@ class Running:
     def path(self, path: str) -> str:
         joiner = "&" if "?" in path else "?"
         return f"/{path}{joiner}token={self.token}" if self.token else f"/{path}"
-
-
-def port_of(server: Server) -> int:
-    return int(server.base_url.rsplit(":", 1)[1].strip("/"))
-
-
-def listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def open_page(port: int, path: str = "/") -> tuple[int, str]:
-    """GET the app's page until its kernel id is in it: (status, kernel id or "")."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        body = b""
-        while response.status == 200:
-            chunk = response.read1(65536)
-            found = re.search(rb'"kernelId": "([0-9a-f-]{36})"', body + chunk)
-            if found:
-                return response.status, found.group(1).decode()
-            if not chunk:
-                break
-            body += chunk
-        return response.status, ""
-    finally:
-        connection.close()
 
 
 @pytest.fixture(scope="module")
@@ -112,19 +78,6 @@ def server(request):
 
 
 # ---- clients -------------------------------------------------------------------------------------------
-def get(port: int, path: str, headers: dict | None = None, timeout: float = 30) -> tuple[int, float]:
-    """(status, seconds) of one GET."""
-    started = time.monotonic()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        connection.request("GET", path, headers=headers or {})
-        response = connection.getresponse()
-        response.read()
-        return response.status, time.monotonic() - started
-    finally:
-        connection.close()
-
-
 def answers_within(server: Running, seconds: float) -> float:
     """Seconds the server takes to answer a new request (an API call through its event loop)."""
     try:
@@ -395,37 +348,6 @@ def test_a_websocket_from_another_site_is_refused(app_server, host):
         return 101
 
     assert asyncio.run(connect()) == 403
-
-
-# ---- picsort app --lan, and stopping -----------------------------------------------------------------------
-def test_lan_prints_an_address_with_a_token_and_refuses_requests_without_it(tmp_path):
-    with picsort_app_route(tmp_path, "--lan") as app:
-        port = port_of(app)
-        printed = re.search(rf"http://\S+:{port}/\?token=([0-9a-f]+)", app.log.read_text())
-        assert printed, app.log_tail()
-        token = printed.group(1)
-        assert len(token) >= 32
-        assert get(port, "/")[0] in (302, 403)  # to the login page, not the app
-        assert get(port, "/?token=wrong")[0] in (302, 403)
-        assert get(port, "/api/kernels/00000000-0000-0000-0000-000000000000")[0] == 403
-        # With it, from any host name (people type the machine's address).
-        assert get(port, f"/api/kernels/00000000-0000-0000-0000-000000000000?token={token}",
-                   {"Host": f"192.0.2.7:{port}"})[0] == 404
-        status, kernel_id = open_page(port, f"/?token={token}")
-        assert status == 200 and kernel_id
-
-
-def test_sigterm_to_picsort_stops_voila_and_its_kernels(tmp_path):
-    with picsort_app_route(tmp_path) as app:
-        status, kernel_id = open_page(port_of(app))
-        assert status == 200 and kernel_id
-        family = psutil.Process(app.process.pid).children(recursive=True)
-        assert any(kernel_id in " ".join(member.cmdline()) for member in family), "no kernel process found"
-        os.kill(app.process.pid, signal.SIGTERM)  # as `kill PID` does: picsort alone, not its process group
-        assert app.process.wait(timeout=30) == 128 + signal.SIGTERM
-        gone, alive = psutil.wait_procs(family, timeout=30)
-        assert not alive, f"still running after picsort stopped: {[member.cmdline() for member in alive]}"
-        assert not listening(port_of(app))
 
 
 @pytest.mark.parametrize("config", ["voila.json", "binder/jupyter_server_config.json"])

@@ -1,0 +1,43 @@
+"""voila_server.py (`picsort app`): with --lan, an address with a token to hand out and nothing without it; a
+SIGTERM to picsort stops Voila and its kernels and frees the port. Real servers on this machine."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+
+import psutil
+
+from picsort.browser_rehearsal import picsort_app_route
+from tests.conftest import get, listening, open_page, port_of
+
+
+def test_lan_prints_an_address_with_a_token_and_refuses_requests_without_it(tmp_path):
+    with picsort_app_route(tmp_path, "--lan") as app:
+        port = port_of(app)
+        printed = re.search(rf"http://\S+:{port}/\?token=([0-9a-f]+)", app.log.read_text())
+        assert printed, app.log_tail()
+        token = printed.group(1)
+        assert len(token) >= 32
+        assert get(port, "/")[0] in (302, 403)  # to the login page, not the app
+        assert get(port, "/?token=wrong")[0] in (302, 403)
+        assert get(port, "/api/kernels/00000000-0000-0000-0000-000000000000")[0] == 403
+        # With it, from any host name (people type the machine's address).
+        assert get(port, f"/api/kernels/00000000-0000-0000-0000-000000000000?token={token}",
+                   {"Host": f"192.0.2.7:{port}"})[0] == 404
+        status, kernel_id = open_page(port, f"/?token={token}")
+        assert status == 200 and kernel_id
+
+
+def test_sigterm_to_picsort_stops_voila_and_its_kernels(tmp_path):
+    with picsort_app_route(tmp_path) as app:
+        status, kernel_id = open_page(port_of(app))
+        assert status == 200 and kernel_id
+        family = psutil.Process(app.process.pid).children(recursive=True)
+        assert any(kernel_id in " ".join(member.cmdline()) for member in family), "no kernel process found"
+        os.kill(app.process.pid, signal.SIGTERM)  # as `kill PID` does: picsort alone, not its process group
+        assert app.process.wait(timeout=30) == 128 + signal.SIGTERM
+        gone, alive = psutil.wait_procs(family, timeout=30)
+        assert not alive, f"still running after picsort stopped: {[member.cmdline() for member in alive]}"
+        assert not listening(port_of(app))
