@@ -43,7 +43,7 @@ import psutil
 import pytest
 
 from picsort.binder_rehearsal import (DEFAULT_URL, PodSetupError, binder_pod_route, pod_cgroup, pod_environment,
-                                      pod_user, runtime_python)
+                                      pod_user)
 from picsort.browser_rehearsal import (EXAMPLES, FAKE_CAMERA, REPO, MemorySampler, browser, chromium_path,
                                        kernel_pid, make_phone_photos, off_the_machine, record_requests, teach, visit)
 from picsort.throwaway_cgroup import CgroupUnavailable
@@ -173,14 +173,3 @@ def test_a_binder_pod_takes_sixty_phone_photos_and_teaches_five_classes(chromium
     assert kernel_cpus == sorted(os.sched_getaffinity(0))
     assert len(requests) > 10  # the recording works: the page's own scripts and styles are in it
     assert off_the_machine(requests) == []
-
-
-def test_runtime_txt_naming_a_python_this_machine_lacks_stops_the_build_saying_so(tmp_path):
-    runtime = tmp_path / "runtime.txt"
-    runtime.write_text("python-3.99\n")
-    with pytest.raises(PodSetupError, match=r"asks for Python 3\.99 .*no python3\.99 .*apt-get install python3\.99"):
-        runtime_python(runtime)
-    runtime.write_text("python3.11\n")  # no dash: repo2docker would not read it either
-    with pytest.raises(PodSetupError, match=r"says 'python3\.11'; repo2docker reads a Python version as python-3\.X"):
-        runtime_python(runtime)
-    assert runtime_python()  # the repository's own binder/runtime.txt names one this machine has
