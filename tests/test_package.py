@@ -1,4 +1,4 @@
-"""The package's shape: which picsort module imports which."""
+"""The package's shape: which picsort module imports which, and that each has a test file of its own."""
 
 from __future__ import annotations
 
@@ -59,3 +59,11 @@ def test_no_picsort_module_imports_itself_through_others():
     assert graph["export"] >= {"model", "none_of_these"}  # the walk sees the package's imports at all
     cycle = import_cycle(graph)
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
+
+
+def test_every_module_has_a_test_file_of_its_own():
+    tests = Path(__file__).resolve().parent
+    modules = {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    assert "labels" in modules  # the glob sees the package at all
+    untested = sorted(module for module in modules if not (tests / f"test_{module}.py").is_file())
+    assert not untested, f"no tests/test_<module>.py for: {', '.join(untested)}"
