@@ -204,3 +204,15 @@ def get(port: int, path: str, headers: dict | None = None, timeout: float = 30) 
         return response.status, time.monotonic() - started
     finally:
         connection.close()
+
+
+@pytest.fixture(scope="module")
+def examples_and_bad_files(tmp_path_factory) -> Path:
+    """a.jpg, b.jpg, c.jpg (one black bear, one grizzly, one teddy of the examples) and two bad files named .jpg:
+    empty.jpg and text.jpg."""
+    root = tmp_path_factory.mktemp("mixed")
+    for name, photo in zip("abc", sorted(EXAMPLES.glob("*-1.jpg"))):
+        (root / f"{name}.jpg").write_bytes(photo.read_bytes())
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "text.jpg").write_text("not a picture, just words\n")
+    return root

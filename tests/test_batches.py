@@ -8,22 +8,10 @@ import pytest
 
 from picsort.batches import classify_batches, classify_files
 from picsort.classify import load_model
-from picsort.folders import EXAMPLES_DIR
 from picsort.images import UnusableImageError
 
 
-@pytest.fixture(scope="module")
-def mixed(tmp_path_factory) -> Path:
-    """Three of the examples' photos and two bad files named .jpg."""
-    root = tmp_path_factory.mktemp("mixed")
-    for number, photo in enumerate(sorted(EXAMPLES_DIR.glob("*-1.jpg"))):  # one black, one grizzly, one teddy
-        (root / f"{'abc'[number]}.jpg").write_bytes(photo.read_bytes())
-    (root / "empty.jpg").write_bytes(b"")
-    (root / "text.jpg").write_text("not a picture, just words\n")
-    return root
-
-
-def test_streaming_reads_paths_lazily_and_keeps_order(mixed):
+def test_streaming_reads_paths_lazily_and_keeps_order(examples_and_bad_files):
     """classify_batches pulls paths a couple of batches ahead, never the whole list."""
     model = load_model()
     pulled = []
@@ -31,22 +19,22 @@ def test_streaming_reads_paths_lazily_and_keeps_order(mixed):
     def paths():
         for number in range(1000):
             pulled.append(number)
-            yield str(mixed / "a.jpg") if number % 2 else str(mixed / "empty.jpg")
+            yield str(examples_and_bad_files / "a.jpg") if number % 2 else str(examples_and_bad_files / "empty.jpg")
 
     batches = classify_batches(paths(), model, batch_size=4)
     first = next(batches)
     assert len([r for _, r in first if not isinstance(r, UnusableImageError)]) == 4
     assert len(pulled) <= 3 * 4 + 8  # two batches ahead (plus bad files riding along), not 1000
     batches.close()
-    results = list(classify_files([mixed / "empty.jpg", mixed / "a.jpg", mixed / "text.jpg"], model, batch_size=2))
+    results = list(classify_files([examples_and_bad_files / "empty.jpg", examples_and_bad_files / "a.jpg", examples_and_bad_files / "text.jpg"], model, batch_size=2))
     assert [Path(p).name for p, _ in results] == ["empty.jpg", "a.jpg", "text.jpg"]
     # Only bad files: they still come out in bounded batches (so the CLI saves their rows as it goes).
-    assert [len(b) for b in classify_batches([mixed / "text.jpg"] * 10, model, batch_size=2)] == [4, 4, 2]
+    assert [len(b) for b in classify_batches([examples_and_bad_files / "text.jpg"] * 10, model, batch_size=2)] == [4, 4, 2]
 
 
-def test_decoding_threads_change_no_answer(mixed):
+def test_decoding_threads_change_no_answer(examples_and_bad_files):
     model = load_model()
-    files = sorted(mixed.glob("*.jpg")) * 3
+    files = sorted(examples_and_bad_files.glob("*.jpg")) * 3
     on_threads = list(classify_files(files, model, batch_size=4, workers=2))
     inline = list(classify_files(files, model, batch_size=4, workers=0))
     assert [path for path, _ in on_threads] == [str(file) for file in files]
@@ -57,7 +45,7 @@ def test_decoding_threads_change_no_answer(mixed):
             assert threaded.probabilities == alone.probabilities  # exactly: the same batches, the same passes
 
 
-def test_a_file_that_breaks_the_decoder_gets_an_error_naming_it_and_the_run_goes_on(mixed, monkeypatch):
+def test_a_file_that_breaks_the_decoder_gets_an_error_naming_it_and_the_run_goes_on(examples_and_bad_files, monkeypatch):
     model = load_model()
     real = model.decode
 
@@ -67,7 +55,7 @@ def test_a_file_that_breaks_the_decoder_gets_an_error_naming_it_and_the_run_goes
         return real(item, name)
 
     monkeypatch.setattr(model, "decode", decode)
-    (_, a), (_, b), (_, c) = classify_files([mixed / "a.jpg", mixed / "b.jpg", mixed / "c.jpg"], model)
+    (_, a), (_, b), (_, c) = classify_files([examples_and_bad_files / "a.jpg", examples_and_bad_files / "b.jpg", examples_and_bad_files / "c.jpg"], model)
     assert isinstance(b, UnusableImageError)
     assert str(b) == "'b.jpg' could not be used (MemoryError: the decoder ran out of memory)"
     assert not isinstance(a, UnusableImageError) and not isinstance(c, UnusableImageError)
@@ -75,6 +63,6 @@ def test_a_file_that_breaks_the_decoder_gets_an_error_naming_it_and_the_run_goes
 
 @pytest.mark.parametrize("arguments, words", [({"batch_size": 0}, "batch_size must be at least 1"),
                                               ({"workers": -1}, "workers must be 0 or more")])
-def test_impossible_settings_are_refused_by_name(mixed, arguments, words):
+def test_impossible_settings_are_refused_by_name(examples_and_bad_files, arguments, words):
     with pytest.raises(ValueError, match=words):
-        next(classify_batches([mixed / "a.jpg"], load_model(), **arguments))
+        next(classify_batches([examples_and_bad_files / "a.jpg"], load_model(), **arguments))

@@ -21,17 +21,6 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
 
-@pytest.fixture(scope="module")
-def mixed(tmp_path_factory) -> Path:
-    """The examples' photos, bad files named .jpg, and a .txt a scan must leave out."""
-    root = tmp_path_factory.mktemp("mixed")
-    for number, photo in enumerate(sorted(EXAMPLES.glob("*-1.jpg"))):  # one black, one grizzly, one teddy
-        (root / f"{'abc'[number]}.jpg").write_bytes(photo.read_bytes())
-    (root / "empty.jpg").write_bytes(b"")
-    (root / "text.jpg").write_text("not a picture, just words\n")
-    return root
-
-
 # ---- resuming --------------------------------------------------------------------------------------------------
 
 
@@ -53,9 +42,9 @@ class _NoneForTeddies:
                 for real in self.model.predictions(batch, threshold)]
 
 
-def test_sort_files_counts_and_copies_none_of_these_apart(mixed, tmp_path):
+def test_sort_files_counts_and_copies_none_of_these_apart(examples_and_bad_files, tmp_path):
     out, sorted_dir = tmp_path / "results.csv", tmp_path / "sorted"
-    report = sort_files([mixed], _NoneForTeddies(), out, copy_to=sorted_dir)
+    report = sort_files([examples_and_bad_files], _NoneForTeddies(), out, copy_to=sorted_dir)
     rows = list(csv.DictReader(open(out, encoding="utf-8")))
     assert {Path(row["path"]).name for row in rows} == {"a.jpg", "b.jpg", "c.jpg", "empty.jpg", "text.jpg"}
     teddies = [row for row in rows if row["closest"] == "teddy"]
@@ -65,13 +54,13 @@ def test_sort_files_counts_and_copies_none_of_these_apart(mixed, tmp_path):
     assert report.processed == 5 and report.copied == 3 and not report.interrupted
     assert sorted(p.name for p in (sorted_dir / "none").iterdir()) == sorted(Path(r["path"]).name for r in teddies)
     assert report.counts["teddy"] == 0
-    again = sort_files([mixed], _NoneForTeddies(), out)
+    again = sort_files([examples_and_bad_files], _NoneForTeddies(), out)
     assert again.already_done == 5 and again.processed == 0
 
 
-def test_pandas_reads_the_flags_as_booleans_and_class_never_names_a_none_of_these_photo(mixed, tmp_path):
+def test_pandas_reads_the_flags_as_booleans_and_class_never_names_a_none_of_these_photo(examples_and_bad_files, tmp_path):
     out = tmp_path / "results.csv"
-    sort_files([mixed], _NoneForTeddies(), out)
+    sort_files([examples_and_bad_files], _NoneForTeddies(), out)
     frame = pandas.read_csv(out)
     assert frame["unsure"].dtype == bool and frame["none_of_these"].dtype == bool  # error rows included
     flagged = frame[frame["none_of_these"]]
@@ -80,21 +69,21 @@ def test_pandas_reads_the_flags_as_booleans_and_class_never_names_a_none_of_thes
     assert (frame["class"] == frame["closest"]).sum() == 2  # the black and the grizzly: sure, and like the training photos
 
 
-def test_a_csv_an_older_picsort_wrote_is_rewritten_in_today_s_columns_and_resumed(mixed, tmp_path):
+def test_a_csv_an_older_picsort_wrote_is_rewritten_in_today_s_columns_and_resumed(examples_and_bad_files, tmp_path):
     model = load_model()
     p = ",".join(f"p_{name}" for name in model.classes)
     others = ",".join("0.00000001" for _ in model.classes[1:])
     # As picsort wrote it before `closest`: a "none of these" photo headlined its closest class, flags yes/no;
     # an odd name's cell escaped; the last row cut short by a kill.
     old = (f"path,class,probability,{p},unsure,none_of_these,error\n"
-           f"{mixed / 'a.jpg'},teddy,0.99999998,{others},0.99999998,no,yes,\n"
+           f"{examples_and_bad_files / 'a.jpg'},teddy,0.99999998,{others},0.99999998,no,yes,\n"
            f"'=gone\\nnow.jpg,black,0.51,0.51,0.48,0.01,yes,no,\n"
-           f"{mixed / 'empty.jpg'},,,{','.join('' for _ in model.classes)},,,{mixed / 'empty.jpg'} is empty\n"
-           f"{mixed / 'b.jpg'},gri")
+           f"{examples_and_bad_files / 'empty.jpg'},,,{','.join('' for _ in model.classes)},,,{examples_and_bad_files / 'empty.jpg'} is empty\n"
+           f"{examples_and_bad_files / 'b.jpg'},gri")
     out = tmp_path / "results.csv"
     out.write_text(old, encoding="utf-8")
 
-    report = sort_files([mixed], model, out)
+    report = sort_files([examples_and_bad_files], model, out)
 
     assert report.upgraded and report.already_done == 2 and report.processed == 3
     assert "written by an older picsort" in summary(report)
@@ -107,16 +96,16 @@ def test_a_csv_an_older_picsort_wrote_is_rewritten_in_today_s_columns_and_resume
     assert by_name["a.jpg"]["none_of_these"] is True and by_name["a.jpg"]["unsure"] is False
     assert by_name["empty.jpg"]["error"].endswith("is empty") and by_name["empty.jpg"]["class"] == ""
     assert frame["unsure"].dtype == bool and frame["none_of_these"].dtype == bool
-    again = sort_files([mixed], model, out)
+    again = sort_files([examples_and_bad_files], model, out)
     assert not again.upgraded and again.already_done == 5 and again.processed == 0
     assert again.out.read_text().count("path,class,") == 1
 
 
-def test_sort_files_refuses_a_file_that_is_not_its_results(mixed, tmp_path):
+def test_sort_files_refuses_a_file_that_is_not_its_results(examples_and_bad_files, tmp_path):
     out = tmp_path / "notes.txt"
     out.write_text("dear diary")
     with pytest.raises(ResultsFileError, match="not a picsort results file"):
-        sort_files([mixed], load_model(), out)
+        sort_files([examples_and_bad_files], load_model(), out)
     assert out.read_text() == "dear diary"
 
 
