@@ -309,11 +309,9 @@ class ClassifierApp:
         except UnusableImageError as problem:
             return ProblemCard(name, str(problem))
         prediction = self.classifier.predict_images([data], [decoded])[0]
-        image = decoded.image
-        del decoded
-        picture, size = jpeg(image, THUMBNAIL_SIZE)
-        explain_copy, _ = jpeg(image, EXPLAIN_SIZE, quality=90)
-        del image  # the full-size picture goes now, before the next file arrives
+        picture, size = jpeg(decoded.image, THUMBNAIL_SIZE)
+        explain_copy, _ = jpeg(decoded.image, EXPLAIN_SIZE, quality=90)
+        del decoded  # the full-size picture goes now, before the next file arrives
         card = ResultCard(name, picture, size, {c: prediction.probabilities[c] for c in self.classifier.classes},
                           prediction.label, unsure=prediction.unsure,
                           on_label=lambda label: self._save_label(card, label),

@@ -233,6 +233,3 @@ class ProblemCard(_Card):
 
     ok = False
     sort_key = (0, 0.0)
-
-    def cannot_label(self) -> None:
-        pass

@@ -180,7 +180,7 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
     run = uuid.uuid4().hex[:8]
     submitted = 0
     suspects: deque[str] = deque()  # files whose one-file shard died beside others: each to be tried alone
-    alone: set = set()  # the future of the suspect running alone, while it runs
+    alone = None  # the future of the latest suspect run alone on the cluster
 
     def submit(shard: list[str]):
         nonlocal submitted
@@ -192,9 +192,10 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
         return future
 
     def top_up() -> None:
+        nonlocal alone
         if suspects:  # new shards wait: a suspect runs only once the cluster has nothing else to do
             if not pending:
-                alone.add(submit([suspects.popleft()]))
+                alone = submit([suspects.popleft()])
             return
         # Ask the scheduler each time: workers may join or leave during a long run.
         ahead = max(2, AHEAD_PER_THREAD * sum(client.nthreads().values()))
@@ -215,11 +216,10 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
                 if len(shard) > 1:
                     for path in shard:  # one file a shard: the one that kills its worker is found, the rest run
                         submit([path])
-                elif future in alone:
+                elif future is alone:
                     results = [(shard[0], UnusableImageError(crashed_message(shard[0])))]
                 else:
                     suspects.append(shard[0])
-            alone.discard(future)
             if results is not None:
                 yield results
             top_up()  # also when nothing was yielded: as_completed ends once no future is left
