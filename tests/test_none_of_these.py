@@ -126,36 +126,91 @@ def test_the_threshold_leans_below_the_validation_photos_and_rises_to_photos_of_
     assert choose_threshold(own, torch.linspace(0.5, 0.7, 100)) == pytest.approx(low - spread / 4, abs=1e-4)
 
 
-def test_without_photos_of_other_things_the_taught_classes_stand_in_for_them():
-    """Three classes of photos, each a cluster; a fourth cluster as far from them as they are from each other is
-    "none of these" once the classes score against each other, and not by the lean rule alone."""
-    from picsort.none_of_these import calibration
+def imagenet_world(seed: int = 0):
+    """A small stand-in for ImageNet: 20 classes of 64-feature photos (pooled features are all positive, so every
+    photo shares a common part and lies near every other in cosine terms), and a linear head that reads them."""
+    from picsort.none_of_these import ImageNetHead
 
-    generator = torch.Generator().manual_seed(0)
-    common = torch.randn(64, generator=generator)  # what photos share (pooled features are all positive)
-    centres = torch.nn.functional.normalize(0.5 * common + torch.randn(4, 64, generator=generator), dim=1)
+    generator = torch.Generator().manual_seed(seed)
+    common = 3 * torch.ones(64)
+    centres = torch.randn(20, 64, generator=generator)
+    weight = 4 * torch.nn.functional.normalize(centres, dim=1)
+    head = ImageNetHead(weight, -weight @ common)  # reads what sets a photo apart, not what all share
 
     def photos(centre: int, count: int) -> torch.Tensor:
-        # some photos far off their class's centre (a long tail, as real ones): the lean rule goes far below
-        spread = 0.08 + 0.17 * torch.rand(count, 1, generator=generator) ** 2
-        return torch.nn.functional.normalize(centres[centre] + spread * torch.randn(count, 64, generator=generator),
-                                             dim=1)
+        return common + centres[centre] + 0.3 * torch.randn(count, 64, generator=generator)
 
+    return head, photos
+
+
+def test_with_your_own_photos_alone_a_photo_of_another_thing_is_none_of_these():
+    """Three classes, no photos of other things: a photo that ImageNet reads as a class none of the training photos
+    was read as is "none of these"; the classes' own new photos are not flagged."""
+    from picsort.none_of_these import calibration, resemblance_threshold
+
+    head, photos = imagenet_world()
     reference = torch.cat([photos(c, 32) for c in range(3)])
-    labels = [c for c in range(3) for _ in range(32)]
     held_out = torch.cat([photos(c, 8) for c in range(3)])
-    held_out_labels = [c for c in range(3) for _ in range(8)]
-    unseen, other_thing = torch.cat([photos(c, 100) for c in range(3)]), photos(3, 100)
-    no_others = torch.empty(0, 64)
+    unseen, other_thing = torch.cat([photos(c, 100) for c in range(3)]), photos(7, 100)
+    settings = calibration(reference, held_out, torch.empty(0, 64), imagenet=head)
 
-    lean = calibration(reference, held_out, no_others)
-    stand_in = calibration(reference, held_out, no_others, labels=labels, held_out_labels=held_out_labels)
-    index = NoneOfTheseCheck(reference, stand_in["k"])
-    flagged = lambda scores, settings: float((scores < settings["threshold"]).float().mean())  # noqa: E731
-    assert flagged(index.similarity_of_pooled(other_thing), lean) < 0.5
-    assert flagged(index.similarity_of_pooled(other_thing), stand_in) >= 0.9
-    assert flagged(index.similarity_of_pooled(unseen), stand_in) <= 0.05
-    assert stand_in["calibration"]["other_classes_scores"] == 96 + 24
-    # Photos of other things, when given, are the evidence: the classes do not stand in for them.
-    given = calibration(reference, held_out, photos(3, 20), labels=labels, held_out_labels=held_out_labels)
-    assert given["calibration"]["other_images"] == 20 and given["calibration"]["other_classes_scores"] == 0
+    covered = settings["imagenet"]["covered"]
+    assert {0, 1, 2} <= set(covered) and 7 not in covered
+    assert settings["imagenet"]["threshold"] == resemblance_threshold(len(covered), 20)
+    check = NoneOfTheseCheck(torch.nn.functional.normalize(reference, dim=1), settings["k"], settings["threshold"],
+                             imagenet=head, covered=covered, resemblance_threshold=settings["imagenet"]["threshold"])
+
+    def flagged(features):
+        similarity = check.similarity_of_pooled(torch.nn.functional.normalize(features, dim=1))
+        resemblance = check.resemblance_of_pooled(features)
+        return sum(check.is_none_of_these(float(s), float(r)) for s, r in zip(similarity, resemblance)) / len(features)
+
+    assert flagged(other_thing) >= 0.95
+    assert flagged(unseen) <= 0.02
+    assert float((check.resemblance_of_pooled(other_thing) < settings["imagenet"]["threshold"]).float().mean()) >= 0.95
+    assert settings["calibration"]["validation_flagged"] <= 0.05
+
+
+def test_the_resemblance_threshold_is_a_chance_share_of_the_covered_classes_within_bounds():
+    from picsort.none_of_these import CHANCE_FACTOR, RESEMBLANCE_BOUNDS, resemblance_threshold
+
+    assert resemblance_threshold(40, 1000) == pytest.approx(CHANCE_FACTOR * 0.04)
+    assert resemblance_threshold(1, 1000) == RESEMBLANCE_BOUNDS[0]    # few photos: not below the floor
+    assert resemblance_threshold(900, 1000) == RESEMBLANCE_BOUNDS[1]  # photos of everything: not above the ceiling
+
+
+def test_photos_of_other_things_only_ever_flag_more():
+    """Given photos of other things near the classes, the similarity threshold rises: whatever was flagged without
+    them is still flagged, and more of the other things are."""
+    from picsort.none_of_these import calibration
+
+    head, photos = imagenet_world(1)
+    reference = torch.cat([photos(c, 32) for c in range(3)])
+    held_out = torch.cat([photos(c, 8) for c in range(3)])
+    near = torch.cat([photos(c, 40) for c in range(3)]) * 0.7 + photos(8, 120) * 0.3  # other things, near them
+    without = calibration(reference, held_out, torch.empty(0, 64), imagenet=head)
+    given = calibration(reference, held_out, near, imagenet=head)
+    assert given["threshold"] >= without["threshold"]
+    assert given["imagenet"] == without["imagenet"]
+    assert given["calibration"]["other_images"] == 120 and given["calibration"]["others_flagged"] > 0
+
+
+def test_a_model_folder_keeps_its_imagenet_classifier_and_says_none_of_these_from_it(tmp_path):
+    """What `picsort teach` writes (save_weights + the card) loads back with the same check."""
+    from picsort.none_of_these import calibration
+    from picsort.export import save_weights
+
+    head, photos = imagenet_world(2)
+    reference = torch.cat([photos(c, 16) for c in range(3)])
+    settings = calibration(reference, torch.empty(0, 64), torch.empty(0, 64), imagenet=head)
+    save_weights(tmp_path, torch.nn.Linear(2, 2), torch.nn.functional.normalize(reference, dim=1), head)
+    loaded = NoneOfTheseCheck.load(tmp_path, {"none_of_these": settings})
+    other = photos(9, 5)[:, :, None, None]
+    assert torch.allclose(loaded.imagenet.weight, head.weight, atol=1e-2)
+    assert all(loaded.is_none_of_these(1.0, float(r)) for r in loaded.resemblance(other))
+    assert not any(loaded.is_none_of_these(1.0, float(r)) for r in loaded.resemblance(photos(0, 5)[:, :, None, None]))
+    card = {"none_of_these": {**settings, "imagenet": {**settings["imagenet"]}}}
+    (tmp_path / REFERENCE_NAME).write_bytes(__import__("safetensors.torch", fromlist=["save"]).save(
+        {"features": torch.zeros(3, 64)}))
+    with pytest.raises(ModelFolderError, match="ImageNet"):
+        NoneOfTheseCheck.load(tmp_path, card)

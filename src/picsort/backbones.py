@@ -88,3 +88,42 @@ def learner_architecture(backbone: str = DEFAULT_BACKBONE):
         # The course's route: torchvision downloads these weights on first use, so they need internet.
         return getattr(torchvision.models, backbone), {}
     raise ValueError(f"unknown backbone {backbone!r}: choose one of {', '.join(BACKBONES)}")
+
+
+def imagenet_classifier(backbone: str = DEFAULT_BACKBONE, body=None):
+    """The backbone's pretrained ImageNet classifier (picsort.none_of_these.ImageNetHead), which describes "other
+    things" with no photos of them. None when `body` (the model's) is not the pretrained body any more (a body
+    trained further no longer feeds that classifier what it was fitted on) or for a backbone without one."""
+    import torch
+
+    from picsort.none_of_these import ImageNetHead
+
+    if backbone in LITE_BACKBONES:
+        weights = torch.load(lite_weights_file(backbone), map_location="cpu", weights_only=True)
+        body_weights = [value for key, value in weights.items() if not key.startswith("classifier.")]
+        head = ImageNetHead(weights["classifier.weight"].float(), weights["classifier.bias"].float())
+    elif backbone in TORCHVISION_BACKBONES:
+        import torchvision.models
+
+        # The weights vision_learner downloaded already (torch's cache): the course's route, online.
+        resnet = getattr(torchvision.models, backbone)(weights="DEFAULT")
+        state = resnet.state_dict()
+        body_weights = [value for key, value in state.items() if not key.startswith("fc.")]
+        head = ImageNetHead(state["fc.weight"].float(), state["fc.bias"].float())
+    else:
+        return None
+    if body is not None and not _same_weights(body_weights, list(body.state_dict().values())):
+        return None
+    return head
+
+
+def _same_weights(expected: list, actual: list) -> bool:
+    """Whether a body's state holds the pretrained tensors (the same shapes and values, in order)."""
+    import torch
+
+    # Weights and batch-norm statistics; batch norm's step counters change without changing what it computes.
+    actual = [tensor for tensor in actual if tensor.dtype.is_floating_point]
+    expected = [tensor for tensor in expected if tensor.dtype.is_floating_point]
+    return len(actual) == len(expected) and all(
+        a.shape == e.shape and torch.allclose(a.detach().float().cpu(), e.float(), atol=1e-6)
+        for a, e in zip(actual, expected))

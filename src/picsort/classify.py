@@ -41,6 +41,8 @@ BATCH_SIZE = 4 * FORWARD_CHUNK
 # from fastai's (all of them: 0.027); the 12 below 0.9 are decoded whole.
 DECODE_WHOLE_BELOW = 0.9
 DECODE_WHOLE_WITHIN = 0.05
+# ... or a resemblance within this fraction of its threshold (a probability mass: near it, small changes count).
+DECODE_WHOLE_NEAR = 0.5
 
 
 @dataclass(repr=False)
@@ -52,7 +54,9 @@ class Prediction:
     class means little. `closest` is always the top class and `probability` its probability, so
     `probabilities[closest] == probability`, while `probabilities[label]` raises KeyError for a "none of these"
     answer rather than quietly giving the probability of a class the answer is not.
-    `similarity`: the score behind `none_of_these` (higher = more like the training photos).
+    `similarity` and `resemblance`: the scores behind `none_of_these` (picsort.none_of_these): how near the
+    training photos it lies, and how much of the ImageNet classifier's probability falls on the ImageNet classes
+    the training photos resemble (higher = more like them; 1 for a model without that classifier).
     `unsure`: the top probability is low, so which class is unclear (it may be none of them).
     """
 
@@ -62,6 +66,7 @@ class Prediction:
     unsure: bool = False
     none_of_these: bool = False
     similarity: float = 1.0
+    resemblance: float = 1.0
 
     @property
     def label(self) -> str:
@@ -172,18 +177,20 @@ class Classifier:
         for chunk in batch.split(FORWARD_CHUNK):
             yield body(chunk.contiguous(memory_format=torch.channels_last))
 
-    def scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Softmax probabilities (N×classes) and similarity to the training photos (N) for a prepared batch (N×3×size×size).
+    def scores(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Softmax probabilities (N×classes), similarity to the training photos (N) and resemblance (N) for a
+        prepared batch (N×3×size×size).
 
         One forward pass: the body's feature map feeds both the head and the "none of these" check.
         """
         head = self.network[1]
-        probabilities, similarities = [], []
+        probabilities, similarities, resemblances = [], [], []
         with torch.inference_mode():
             for features in self.feature_maps(batch):
                 probabilities.append(torch.softmax(head(features), dim=1))
                 similarities.append(self.none_of_these.similarity(features))
-        return torch.cat(probabilities), torch.cat(similarities)
+                resemblances.append(self.none_of_these.resemblance(features))
+        return torch.cat(probabilities), torch.cat(similarities), torch.cat(resemblances)
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """The network's softmax alone, without the "none of these" check: the bare model benchmarks compare with."""
@@ -193,18 +200,21 @@ class Classifier:
 
     def predictions(self, batch: torch.Tensor, threshold: float | None = None) -> list[Prediction]:
         """A `Prediction` per image of a prepared batch; `threshold` overrides the card's for `unsure`."""
-        probabilities, similarities = self.scores(batch)
-        return [self.prediction(row, similarity, threshold)
-                for row, similarity in zip(probabilities.tolist(), similarities.tolist())]
+        probabilities, similarities, resemblances = self.scores(batch)
+        return [self.prediction(row, similarity, threshold, resemblance)
+                for row, similarity, resemblance in zip(probabilities.tolist(), similarities.tolist(),
+                                                        resemblances.tolist())]
 
-    def prediction(self, row: Sequence[float], similarity: float, threshold: float | None = None) -> Prediction:
-        """A `Prediction` from one row of class probabilities and the photo's similarity to the training photos."""
+    def prediction(self, row: Sequence[float], similarity: float, threshold: float | None = None,
+                   resemblance: float = 1.0) -> Prediction:
+        """A `Prediction` from one row of class probabilities and the photo's "none of these" scores."""
         probabilities = {name: float(p) for name, p in zip(self.classes, row)}
         closest = max(probabilities, key=probabilities.__getitem__)
         probability = probabilities[closest]
         unsure = probability < (self.threshold if threshold is None else threshold)
         return Prediction(closest, probability, probabilities, unsure=unsure,
-                          none_of_these=self.none_of_these.is_none_of_these(similarity), similarity=float(similarity))
+                          none_of_these=self.none_of_these.is_none_of_these(similarity, resemblance),
+                          similarity=float(similarity), resemblance=float(resemblance))
 
     def predict(self, item: ImageInput) -> Prediction:
         """Classify one image (path, bytes or PIL image)."""
@@ -224,9 +234,12 @@ class Classifier:
 
     def near_an_edge(self, prediction: Prediction) -> bool:
         """Whether a small change of pixels could move this answer noticeably (see DECODE_WHOLE_BELOW)."""
-        near_threshold = (self.none_of_these.threshold is not None
-                          and abs(prediction.similarity - self.none_of_these.threshold) < DECODE_WHOLE_WITHIN)
-        return prediction.probability < DECODE_WHOLE_BELOW or near_threshold
+        check = self.none_of_these
+        near_threshold = check.threshold is not None and abs(prediction.similarity - check.threshold) < DECODE_WHOLE_WITHIN
+        near_resemblance = (check.resemblance_threshold is not None
+                            and abs(prediction.resemblance - check.resemblance_threshold)
+                            < DECODE_WHOLE_NEAR * check.resemblance_threshold)
+        return prediction.probability < DECODE_WHOLE_BELOW or near_threshold or near_resemblance
 
     def answered_whole_near_edges(self, photos: Sequence[Prepared], predictions: list[Prediction],
                                   threshold: float | None = None) -> list[Prediction]:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from picsort.backbones import LITE_BACKBONES, TORCHVISION_BACKBONES
+from picsort.backbones import LITE_BACKBONES, TORCHVISION_BACKBONES, imagenet_classifier
 from picsort.none_of_these import DEFAULT_KEEP, REFERENCE_NAME, calibrate
 from picsort.files import write_atomically
 from picsort.model import (CARD_NAME, DEFAULT_THRESHOLD, LEARNER_NAME, WEIGHTS_NAME, centre_crop_extra, model_dir,
@@ -97,7 +97,10 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     loss, error_rate = learn.validate()[:2]
-    reference, none_of_these = calibrate(learn, keep=DEFAULT_KEEP if keep is None else keep, others=others)
+    # The ImageNet classifier fits the body only while the body is the pretrained one (train.ipynb freezes it).
+    imagenet = imagenet_classifier(backbone, learn.model[0])
+    reference, none_of_these = calibrate(learn, keep=DEFAULT_KEEP if keep is None else keep, others=others,
+                                         imagenet=imagenet)
     card = model_card(
         classes=[str(c) for c in learn.dls.vocab], backbone=backbone, head=describe_head(learn.model[1]),
         preprocessing=describe_preprocessing(learn.dls), threshold=threshold, none_of_these=none_of_these,
@@ -105,7 +108,7 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
         validation={"error_rate": round(float(error_rate), 4), "loss": round(float(loss), 4),
                     "images": len(learn.dls.valid_ds)},
         notes=notes)
-    save_weights(folder, learn.model, reference)
+    save_weights(folder, learn.model, reference, imagenet if "imagenet" in none_of_these else None)
     learn.export(folder.resolve() / LEARNER_NAME)
     os.chmod(folder / LEARNER_NAME, 0o644)  # readable by the server and by git, whatever the umask
     save_card(folder, card)
@@ -135,15 +138,18 @@ def model_card(*, classes: list[str], backbone: str, head: dict, preprocessing: 
     }
 
 
-def save_weights(folder: Path | str, network: nn.Module, reference: torch.Tensor) -> None:
+def save_weights(folder: Path | str, network: nn.Module, reference: torch.Tensor, imagenet=None) -> None:
     """`model.safetensors` (the network's state) and `reference.safetensors` (unit-length pooled features of the
-    training photos, picsort.none_of_these) in `folder`."""
+    training photos and, when given, the body's ImageNet classifier: picsort.none_of_these) in `folder`."""
     from safetensors.torch import save
 
     folder = Path(folder)
     state = {key: value.detach().cpu().contiguous() for key, value in network.state_dict().items()}
     write_atomically(folder / WEIGHTS_NAME, save(state))
-    write_atomically(folder / REFERENCE_NAME, save({"features": reference.half().contiguous()}))
+    tensors = {"features": reference.half().contiguous()}
+    if imagenet is not None:
+        tensors |= {"imagenet.weight": imagenet.weight.half().contiguous(), "imagenet.bias": imagenet.bias.half().contiguous()}
+    write_atomically(folder / REFERENCE_NAME, save(tensors))
 
 
 def save_card(folder: Path | str, card: dict) -> None:

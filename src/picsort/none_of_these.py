@@ -1,32 +1,72 @@
 """Does a photo look like the training photos at all? The check behind a "none of these" answer.
 
 Softmax gives some class most of the probability whatever the photo shows (a dog shown to a bears model
-comes out "black bear, 78 %"), so the top probability cannot say "none of these". Instead the model folder
-keeps the pooled body features of its training photos (`reference.safetensors`, plain tensors), and a photo
-whose features are far from all of them is flagged. train.ipynb keeps the body's pretrained features
-(frozen body and batch norm), where photos of other things lie far from the training photos, and
-calibrates the threshold on the validation photos (`choose_threshold`); the card records the method, the rule
-and the threshold.
+comes out "black bear, 78 %"), so the top probability cannot say "none of these". Two descriptions of the
+training photos, both from the user's own photos alone, say it instead:
+
+- **What ImageNet calls them** (`resemblance`). The pretrained body comes with its ImageNet classifier, 1000
+  classes of everyday things: a description of "other things" that needs no extra photos. The ImageNet classes
+  among the two most probable of any training photo are the ones the classes *resemble*; a photo to which the
+  ImageNet classifier gives less than a chance share of its probability on those is none of these. The chance
+  share is what a photo of something unrelated, its probability spread evenly, would put there: the covered
+  classes' share of the 1000, times CHANCE_FACTOR, kept between RESEMBLANCE_BOUNDS (more photos cover more classes,
+  and the threshold follows: benchmarks/own_model_none_of_these.py has the figures for 10 to 150 photos a class).
+  It cannot tell apart things ImageNet lumps together (two breeds of one dog class, two kinds of one
+  plant), nor things ImageNet has no class for, both of which lean on the second description.
+- **How near the training photos it lies** (`similarity`): the pooled body features of the training photos
+  (`reference.safetensors`, plain tensors), and a photo far from all of them is flagged; the threshold leans
+  below the held-out photos' own scores and, given photos of other things, rises to flag 99 % of them.
+
+A photo is none of these when either says so. Photos of other things (train.ipynb's OTHER_THINGS, `picsort
+teach --others`, photos labelled "none of these") only raise the second threshold, so they can only flag more
+other things. The card records both thresholds and the rule (`RULE`).
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from picsort.model import ModelFolderError
 
 REFERENCE_NAME = "reference.safetensors"
-METHOD = "cosine similarity of average-pooled body features, mean over the k most similar training photos"
-RULE = ("1st percentile of the validation photos' scores (with each training photo left out, under 20 validation "
-        "photos), minus its distance to their median; raised to the 99th percentile of photos of other things when "
-        "given (when not, of each class's photos scored against the other classes' photos only), never above that "
-        "1st percentile minus a quarter of that distance")
+METHOD = ("a photo is none of these when the pretrained ImageNet classifier puts less than a chance share of its "
+          "probability on the ImageNet classes the training photos resemble, or when its average-pooled body "
+          "features are far from every training photo's (cosine similarity, mean over the k most similar)")
 MIN_VALIDATION = 20
 DEFAULT_K = 5
 DEFAULT_KEEP = 0.99
+# The ImageNet classes a training photo counts as: its two most probable (one misses a photo's second reading,
+# as church/monastery; three let outsiders' probability in: benchmarks/own_model_none_of_these.py).
+IMAGENET_TOP = 2
+# How far above a chance share of the probability a photo of the classes must put on their ImageNet classes.
+CHANCE_FACTOR = 1.25
+RESEMBLANCE_BOUNDS = (0.03, 0.15)
+RULE = (f"ImageNet: the classes among the top {IMAGENET_TOP} of any training photo are covered; a photo is none of "
+        f"these below {CHANCE_FACTOR:g} x the covered share of the ImageNet classes on them (threshold kept within "
+        f"{RESEMBLANCE_BOUNDS[0]:g}-{RESEMBLANCE_BOUNDS[1]:g}). Similarity: 1st percentile of the validation photos' "
+        "scores (with each training photo left out, under 20 validation photos), minus its distance to their median; "
+        "raised to the 99th percentile of photos of other things when given, never above that 1st percentile minus "
+        "a quarter of that distance")
+
+
+class ImageNetHead(NamedTuple):
+    """The pretrained body's ImageNet classifier (weight classes×C, bias), as the model folder stores it."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+
+    def probabilities(self, pooled_features: torch.Tensor) -> torch.Tensor:
+        """ImageNet class probabilities (N×classes) of raw average-pooled body features (N×C)."""
+        return torch.softmax(pooled_features.float() @ self.weight.T + self.bias, dim=1)
+
+    def stored(self) -> "ImageNetHead":
+        """This head rounded to half precision as `reference.safetensors` keeps it, so answers computed before
+        saving are the saved folder's answers."""
+        return ImageNetHead(self.weight.half().float(), self.bias.half().float())
 
 
 def pooled(features: torch.Tensor) -> torch.Tensor:
@@ -35,16 +75,22 @@ def pooled(features: torch.Tensor) -> torch.Tensor:
 
 
 class NoneOfTheseCheck:
-    """The training photos' pooled features, and the similarity below which a photo is "none of these"."""
+    """The training photos' pooled features and the ImageNet classes they resemble, with the similarity and the
+    resemblance below which a photo is "none of these"."""
 
-    def __init__(self, reference: torch.Tensor | None, k: int = DEFAULT_K, threshold: float | None = None):
+    def __init__(self, reference: torch.Tensor | None, k: int = DEFAULT_K, threshold: float | None = None, *,
+                 imagenet: ImageNetHead | None = None, covered: list[int] | None = None,
+                 resemblance_threshold: float | None = None):
         self.reference = reference
         self.k = k
         self.threshold = threshold
+        self.imagenet = imagenet
+        self.covered = torch.tensor(sorted(covered or []), dtype=torch.long)
+        self.resemblance_threshold = resemblance_threshold if imagenet is not None else None
 
     @classmethod
     def load(cls, folder: Path | str, card: dict) -> "NoneOfTheseCheck":
-        """The index a model folder's card describes; models exported without one never say "none of these"."""
+        """The check a model folder's card describes; models exported without one never say "none of these"."""
         from safetensors.torch import load_file
 
         settings = card.get("none_of_these")
@@ -53,8 +99,17 @@ class NoneOfTheseCheck:
         path = Path(folder) / settings.get("reference", REFERENCE_NAME)
         if not path.exists():
             raise ModelFolderError(f"{path} is missing: re-export the model with train.ipynb")
-        reference = load_file(path)["features"].float()
-        return cls(reference, int(settings["k"]), float(settings["threshold"]))
+        tensors = load_file(path)
+        imagenet = settings.get("imagenet")
+        head = None
+        if imagenet:
+            if "imagenet.weight" not in tensors or "imagenet.bias" not in tensors:
+                raise ModelFolderError(f"{path} lacks the ImageNet classifier its card's none_of_these.imagenet "
+                                       f"names: re-export the model")
+            head = ImageNetHead(tensors["imagenet.weight"].float(), tensors["imagenet.bias"].float())
+        return cls(tensors["features"].float(), int(settings["k"]), float(settings["threshold"]), imagenet=head,
+                   covered=[int(index) for index in imagenet["covered"]] if imagenet else None,
+                   resemblance_threshold=float(imagenet["threshold"]) if imagenet else None)
 
     def similarity(self, features: torch.Tensor) -> torch.Tensor:
         """Similarity to the training photos (N) of a body's feature map (N×C×H×W): 1 for a training photo, lower for other things."""
@@ -67,19 +122,47 @@ class NoneOfTheseCheck:
         similarities = vectors @ self.reference.T
         return similarities.topk(min(self.k, self.reference.shape[0]), dim=1).values.mean(dim=1)
 
-    def is_none_of_these(self, similarity: float) -> bool:
-        """Whether a photo with this similarity looks like none of the classes."""
-        return self.threshold is not None and similarity < self.threshold
+    def resemblance(self, features: torch.Tensor) -> torch.Tensor:
+        """The ImageNet classifier's probability on the classes the training photos resemble (N), of a body's
+        feature map (N×C×H×W); 1 where the model has no ImageNet classifier."""
+        return self.resemblance_of_pooled(features.float().mean(dim=(2, 3)))
+
+    def resemblance_of_pooled(self, pooled_features: torch.Tensor) -> torch.Tensor:
+        """`resemblance` of raw average-pooled features (N×C)."""
+        if self.imagenet is None:
+            return torch.ones(pooled_features.shape[0])
+        return self.imagenet.probabilities(pooled_features)[:, self.covered].sum(dim=1)
+
+    def is_none_of_these(self, similarity: float, resemblance: float = 1.0) -> bool:
+        """Whether a photo with this similarity and resemblance looks like none of the classes."""
+        return ((self.threshold is not None and similarity < self.threshold)
+                or (self.resemblance_threshold is not None and resemblance < self.resemblance_threshold))
 
 
 # ---- training side -----------------------------------------------------------------------------------
 
 
 def pooled_features(learn, items) -> torch.Tensor:
-    """Unit-length pooled body features (N×C) of files, prepared as the learner validates (no augmentation)."""
+    """Raw average-pooled body features (N×C) of files, prepared as the learner validates (no augmentation)."""
     from picsort.training import body_features
 
-    return torch.nn.functional.normalize(body_features(learn, items), dim=1)
+    return body_features(learn, items)
+
+
+def covered_classes(imagenet: ImageNetHead, pooled_features: torch.Tensor) -> list[int]:
+    """The ImageNet classes the photos resemble: those among the IMAGENET_TOP most probable of any photo."""
+    if not len(pooled_features):
+        return []
+    top = imagenet.probabilities(pooled_features).topk(IMAGENET_TOP, dim=1).indices
+    return sorted({int(index) for index in top.flatten()})
+
+
+def resemblance_threshold(covered: int, classes: int) -> float:
+    """The resemblance below which a photo is none of these: CHANCE_FACTOR times the share of the ImageNet classes
+    that are covered (what a photo with its probability spread evenly would put on them), within
+    RESEMBLANCE_BOUNDS."""
+    low, high = RESEMBLANCE_BOUNDS
+    return round(min(max(CHANCE_FACTOR * covered / classes, low), high), 4)
 
 
 def leave_one_out(reference: torch.Tensor, k: int = DEFAULT_K) -> torch.Tensor:
@@ -90,25 +173,6 @@ def leave_one_out(reference: torch.Tensor, k: int = DEFAULT_K) -> torch.Tensor:
     similarities = reference @ reference.T
     similarities.fill_diagonal_(-math.inf)
     return similarities.topk(min(k, reference.shape[0] - 1), dim=1).values.mean(dim=1)
-
-
-def other_class_scores(reference: torch.Tensor, labels: list[int], held_out: torch.Tensor | None = None,
-                       held_out_labels: list[int] | None = None, k: int = DEFAULT_K) -> torch.Tensor:
-    """Each photo's similarity to the photos of the other classes only (the reference's, and the held-out ones'
-    when given): what a class the model was not taught looks like to it. A model is taught two classes at least,
-    so these are photos of other things that every calibration has, where none were given; empty for one class."""
-    scores = []
-    reference_labels = torch.tensor(labels)
-    held_out_labels = torch.tensor(held_out_labels if held_out_labels is not None else [], dtype=torch.long)
-    for label in sorted(set(labels)):
-        others = reference[reference_labels != label]
-        if not len(others):
-            continue
-        index = NoneOfTheseCheck(others, k)
-        scores.append(index.similarity_of_pooled(reference[reference_labels == label]))
-        if held_out is not None and len(held_out):
-            scores.append(index.similarity_of_pooled(held_out[held_out_labels == label]))
-    return torch.cat(scores) if scores else torch.empty(0)
 
 
 def choose_threshold(own: torch.Tensor, others: torch.Tensor | None = None, keep: float = DEFAULT_KEEP) -> float:
@@ -122,12 +186,8 @@ def choose_threshold(own: torch.Tensor, others: torch.Tensor | None = None, keep
     percentile), but never above `q01 - (median - q01) / 4`, so the classes' own photos keep priority: on three
     Imagenette classes of 40 photos each (ten draws), that cap flagged 0.1-1.8 % of their other photos where
     `q01` itself flagged 0.9-4.6 %, and still flagged 99.5-100 % of the bears in nine draws (82 % in the tenth).
-
-    Without photos of other things, `calibration` passes each class's photos scored against the other classes'
-    (`other_class_scores`) as `others`: the lean rule alone sits far below anything (taught on 3 of the 10
-    Imagenette classes, 40 photos each, all 120 triples: 28 % of the 416 bears flagged on average, at least 90 %
-    in 19 triples; benchmarks/teach.py's draw 0 %), with the classes standing in for other things 98 % (at least
-    90 % in 115 triples), while 0.7 % of the classes' other photos were flagged on average (at most 3.4 %).
+    Without photos of other things the lean threshold alone flags few of them (28 % of the bears, taught three
+    Imagenette classes): the ImageNet resemblance says "none of these" there.
     """
     if not len(own):
         return 0.0
@@ -139,44 +199,72 @@ def choose_threshold(own: torch.Tensor, others: torch.Tensor | None = None, keep
     return round(min(max(lean, ceiling), low - (low - lean) / 4), 4)
 
 
-def calibrate(learn, *, k: int = DEFAULT_K, keep: float = DEFAULT_KEEP, others=()) -> tuple[torch.Tensor, dict]:
-    """Reference features of the training photos, and the card's settings (`choose_threshold`'s rule on the
-    validation photos, and on `others`, files of photos of other things; see RULE)."""
+def calibrate(learn, *, k: int = DEFAULT_K, keep: float = DEFAULT_KEEP, others=(),
+              imagenet: ImageNetHead | None = None) -> tuple[torch.Tensor, dict]:
+    """Reference features of the training photos, and the card's settings (`calibration` on the validation
+    photos, on `others`, files of photos of other things, and with the body's ImageNet classifier)."""
     reference = pooled_features(learn, learn.dls.train_ds.items)
     others = list(others)
     settings = calibration(reference, pooled_features(learn, learn.dls.valid_ds.items),
                            pooled_features(learn, others) if others else torch.empty(0, reference.shape[1]),
-                           k=k, keep=keep)
-    return reference, settings
+                           k=k, keep=keep, imagenet=imagenet)
+    return torch.nn.functional.normalize(reference, dim=1), settings
 
 
 def calibration(reference: torch.Tensor, held_out: torch.Tensor, others: torch.Tensor, *, k: int = DEFAULT_K,
-                keep: float = DEFAULT_KEEP, labels: list[int] | None = None,
-                held_out_labels: list[int] | None = None) -> dict:
-    """The card's "none of these" settings from unit-length pooled features: `reference` (training photos),
-    `held_out` (photos of the classes the reference does not hold) and `others` (photos of other things, may be
-    empty), by `choose_threshold` (see RULE). With `others` empty and the classes of the photos given (`labels`
-    of the reference, `held_out_labels`), the classes stand in for other things (`other_class_scores`); photos of
-    other things, when given, are the better evidence, and train.ipynb's shipped threshold stays as it was."""
-    index = NoneOfTheseCheck(reference, k)
-    validation = index.similarity_of_pooled(held_out) if len(held_out) else torch.empty(0)
+                keep: float = DEFAULT_KEEP, imagenet: ImageNetHead | None = None,
+                covering: torch.Tensor | None = None) -> dict:
+    """The card's "none of these" settings (see RULE), the one rule train.ipynb, `picsort teach` and Teach mode
+    use, from raw average-pooled features: `reference` (training photos), `held_out` (photos of the classes the
+    reference does not hold) and `others` (photos of other things, may be empty); `imagenet`, the body's ImageNet
+    classifier (None for a body without one: the similarity alone then); `covering`, the photos whose ImageNet
+    classes count as covered, when not `reference` (teach's reference holds every photo, calibrated on a part)."""
+    unit = lambda features: torch.nn.functional.normalize(features.float(), dim=1)  # noqa: E731
+    index = NoneOfTheseCheck(unit(reference), k)
+    validation = index.similarity_of_pooled(unit(held_out)) if len(held_out) else torch.empty(0)
     # Left-out training photos score higher than new ones (a scrape holds near-duplicates): used only where the
     # validation photos are too few for percentiles to mean anything.
-    own = validation if len(validation) >= MIN_VALIDATION else torch.cat([validation, leave_one_out(reference, k)])
-    other_scores = index.similarity_of_pooled(others) if len(others) else torch.empty(0)
-    stand_in = torch.empty(0)
-    if not len(others) and labels is not None:
-        stand_in = other_class_scores(reference, labels, held_out, held_out_labels, k)
-    threshold = choose_threshold(own, other_scores if len(others) else stand_in, keep)
-    flagged = lambda scores: round(float((scores < threshold).float().mean()), 4) if len(scores) else None  # noqa: E731
-    return {
-        "method": METHOD,
-        "k": k,
-        "threshold": threshold,
-        "reference": REFERENCE_NAME,
-        "reference_images": int(reference.shape[0]),
-        "calibration": {"rule": RULE, "keep": keep, "validation_images": int(len(validation)),
-                        "validation_flagged": flagged(validation), "training_images_left_out": int(len(own) - len(validation)),
-                        "other_images": int(len(others)), "others_flagged": flagged(other_scores),
-                        "other_classes_scores": int(len(stand_in)), "other_classes_flagged": flagged(stand_in)},
-    }
+    own = validation if len(validation) >= MIN_VALIDATION else torch.cat([validation, leave_one_out(unit(reference), k)])
+    other_scores = index.similarity_of_pooled(unit(others)) if len(others) else torch.empty(0)
+    threshold = choose_threshold(own, other_scores, keep)
+    check = NoneOfTheseCheck(unit(reference), k, threshold)
+    settings = {"method": METHOD, "k": k, "threshold": threshold, "reference": REFERENCE_NAME,
+                "reference_images": int(reference.shape[0])}
+    if imagenet is not None:
+        imagenet = imagenet.stored()
+        covered = covered_classes(imagenet, reference if covering is None else covering)
+        check = NoneOfTheseCheck(unit(reference), k, threshold, imagenet=imagenet, covered=covered,
+                                 resemblance_threshold=resemblance_threshold(len(covered), imagenet.weight.shape[0]))
+        settings["imagenet"] = {"covered": covered, "threshold": check.resemblance_threshold,
+                                "classes": int(imagenet.weight.shape[0]), "top": IMAGENET_TOP,
+                                "chance_factor": CHANCE_FACTOR, "bounds": list(RESEMBLANCE_BOUNDS)}
+
+    def flagged(features: torch.Tensor, similarities: torch.Tensor) -> float | None:
+        if not len(features):
+            return None
+        resemblances = check.resemblance_of_pooled(features)
+        return round(sum(check.is_none_of_these(float(s), float(r)) for s, r in zip(similarities, resemblances))
+                     / len(features), 4)
+
+    settings["calibration"] = {
+        "rule": RULE, "keep": keep, "validation_images": int(len(validation)),
+        "validation_flagged": flagged(held_out, validation),
+        "training_images_left_out": int(len(own) - len(validation)),
+        "other_images": int(len(others)), "others_flagged": flagged(others, other_scores)}
+    return settings
+
+
+def describe(settings: dict) -> str:
+    """The card's "none of these" settings in a sentence, for `picsort teach`'s summary and Teach mode."""
+    calibrated = settings["calibration"]
+    rules = [f"similarity to the training photos below {settings['threshold']:g}"]
+    if settings.get("imagenet"):
+        imagenet = settings["imagenet"]
+        rules.insert(0, f"under {imagenet['threshold']:.0%} of ImageNet's probability on the "
+                        f"{len(imagenet['covered'])} ImageNet classes the photos resemble")
+    flagged = []
+    if calibrated["validation_images"]:
+        flagged.append(f"{calibrated['validation_flagged']:.0%} of the {calibrated['validation_images']} held-out photos")
+    if calibrated["other_images"]:
+        flagged.append(f"{calibrated['others_flagged']:.0%} of {calibrated['other_images']} photos of other things")
+    return " or ".join(rules) + (f"; flags {' and '.join(flagged)}" if flagged else "")

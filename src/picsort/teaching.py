@@ -18,11 +18,12 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from picsort.backbones import DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_STD, native_size, pretrained_lite_body
+from picsort.backbones import (DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_STD, imagenet_classifier,
+                                native_size, pretrained_lite_body)
 from picsort.batches import DECODE_WORKERS, prepare_file
 from picsort.classify import FORWARD_CHUNK, Classifier, prepared_ahead
 from picsort.export import describe_head, model_card, network_architecture, save_card, save_weights
-from picsort.none_of_these import REFERENCE_NAME, calibration
+from picsort.none_of_these import REFERENCE_NAME, calibration, describe
 from picsort.folders import describe_source
 from picsort.images import UnusableImageError, is_image_file
 from picsort.photo_folders import photos_in
@@ -74,15 +75,7 @@ class Taught:
             shown = ", ".join(f"{Path(file).name} ({label}) as {answer}" for file, label, answer in self.mistakes[:5])
             more = f" and {len(self.mistakes) - 5} more" if len(self.mistakes) > 5 else ""
             lines.append(f"held out and answered wrong: {shown}{more}")
-        calibrated = settings["calibration"]
-        own = (f"flags {calibrated['validation_flagged']:.0%} of the {calibrated['validation_images']} held-out "
-               f"photos" if calibrated["validation_images"] else "set on each photo left out of the others in turn")
-        others = (f", {calibrated['others_flagged']:.0%} of {calibrated['other_images']} photos of other things"
-                  if calibrated["other_images"] else
-                  f", {calibrated['other_classes_flagged']:.0%} of the photos scored against the other classes' only "
-                  f"(what a class it was not taught looks like; photos of other things, --others, would set it "
-                  f"better)")
-        lines.append(f"none of these: similarity below {settings['threshold']:g}, {own}{others}")
+        lines.append(f"none of these: {describe(settings)}")
         if self.skipped:
             shown = "; ".join(f"{Path(file).name}: {reason}" for file, reason in self.skipped[:5])
             more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
@@ -157,7 +150,7 @@ class Fitted:
         """Write the model folder (weights, reference, card last) to `out`."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        save_weights(out, self.classifier.network, self.reference)
+        save_weights(out, self.classifier.network, self.reference, self.classifier.none_of_these.imagenet)
         save_card(out, self.card)
         return out
 
@@ -179,13 +172,11 @@ def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
     unit = torch.nn.functional.normalize(features, dim=1)
     held_set = set(held)
     measured_against = [index for index in range(len(labels)) if index not in held_set]
-    # Without photos of other things, the classes stand in for them (none_of_these.other_class_scores): held are the
-    # held-out photos (none when each photo was held out in turn), measured against the rest.
-    none_of_these = calibration(unit[measured_against], unit[held],
-                                torch.nn.functional.normalize(others, dim=1) if len(others) else others,
-                                labels=[labels[index] for index in measured_against],
-                                held_out_labels=[labels[index] for index in held])
-    # The folder's reference holds every photo, as the head learns from every photo (see the card's notes).
+    # The similarity is calibrated on the held-out photos (none when each photo was held out in turn) measured
+    # against the rest; the ImageNet classes covered are every photo's, as the folder's reference holds every photo.
+    imagenet = imagenet_classifier(backbone)
+    none_of_these = calibration(features[measured_against], features[held], others, imagenet=imagenet,
+                                covering=features)
     none_of_these["calibration"]["reference_images"] = none_of_these["reference_images"]
     none_of_these["reference_images"] = int(unit.shape[0])
 
@@ -206,7 +197,11 @@ def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
         notes=_notes(len(labels), validation, none_of_these, *unread))
     # The reference as the folder stores it (half precision), so answers here are the saved folder's answers.
     reference = unit.half().float()
-    check = NoneOfTheseCheck(reference, none_of_these["k"], none_of_these["threshold"])
+    settings = none_of_these.get("imagenet")
+    check = NoneOfTheseCheck(reference, none_of_these["k"], none_of_these["threshold"],
+                             imagenet=imagenet.stored() if settings else None,
+                             covered=settings["covered"] if settings else None,
+                             resemblance_threshold=settings["threshold"] if settings else None)
     return Fitted(Classifier.from_network(classifier.network, card, check), unit, wrong)
 
 
