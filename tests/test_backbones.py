@@ -55,3 +55,22 @@ def test_pretrained_lite0_beats_random_init_by_a_wide_margin(real_photos, tmp_pa
     # weights and 77 % for random ones, so these bounds leave room for run-to-run noise.
     assert pretrained_error < 0.25, pretrained_error
     assert random_error - pretrained_error >= 0.2, (pretrained_error, random_error)
+
+
+def test_the_lite_body_comes_with_its_imagenet_classifier_and_class_names():
+    from picsort.backbones import imagenet_classifier, pretrained_lite_body
+
+    head = imagenet_classifier("efficientnet_lite0")
+    assert head.weight.shape == (1000, 1280) and head.bias.shape == (1000,)
+    assert head.names[294] == "brown bear" and head.names[850] == "teddy"
+    assert imagenet_classifier("efficientnet_lite0", pretrained_lite_body("efficientnet_lite0")) is not None
+
+
+def test_a_body_trained_further_has_no_imagenet_classifier_any_more():
+    """Its features no longer are the ones the classifier was fitted on: no "what ImageNet calls it" from it."""
+    from picsort.backbones import imagenet_classifier, pretrained_lite_body
+
+    body = pretrained_lite_body("efficientnet_lite0")
+    with torch.no_grad():
+        body.conv_stem.weight.add_(0.01)
+    assert imagenet_classifier("efficientnet_lite0", body) is None

@@ -205,7 +205,7 @@ def test_a_model_folder_keeps_its_imagenet_classifier_and_says_none_of_these_fro
     settings = calibration(reference, torch.empty(0, 64), torch.empty(0, 64), imagenet=head)
     save_weights(tmp_path, torch.nn.Linear(2, 2), torch.nn.functional.normalize(reference, dim=1), head)
     loaded = NoneOfTheseCheck.load(tmp_path, {"none_of_these": settings})
-    other = photos(9, 5)[:, :, None, None]
+    other = photos(min(set(range(20)) - set(settings["imagenet"]["covered"])), 5)[:, :, None, None]
     assert torch.allclose(loaded.imagenet.weight, head.weight, atol=1e-2)
     assert all(loaded.is_none_of_these(1.0, float(r)) for r in loaded.resemblance(other))
     assert not any(loaded.is_none_of_these(1.0, float(r)) for r in loaded.resemblance(photos(0, 5)[:, :, None, None]))
@@ -214,3 +214,25 @@ def test_a_model_folder_keeps_its_imagenet_classifier_and_says_none_of_these_fro
         {"features": torch.zeros(3, 64)}))
     with pytest.raises(ModelFolderError, match="ImageNet"):
         NoneOfTheseCheck.load(tmp_path, card)
+
+
+def test_the_notebooks_picture_puts_each_score_beside_its_threshold():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from picsort.classify import Prediction
+    from picsort.none_of_these import plot_scores
+
+    head, _ = imagenet_world()
+    check = NoneOfTheseCheck(torch.zeros(1, 64), 5, 0.4, imagenet=head, covered=[0, 1], resemblance_threshold=0.05)
+    answer = lambda similarity, resemblance: Prediction("a", 0.9, {"a": 0.9, "b": 0.1}, similarity=similarity,  # noqa: E731
+                                                        resemblance=resemblance)
+    figure = plot_scores(check, [answer(0.8, 0.9), answer(0.7, 0.6)], [answer(0.2, 0.001)])
+    resemblance_axis, similarity_axis = figure.axes
+    assert "ImageNet" in resemblance_axis.get_xlabel() and resemblance_axis.get_xscale() == "log"
+    assert [line.get_xdata()[0] for line in resemblance_axis.lines] == [0.05]
+    assert [line.get_xdata()[0] for line in similarity_axis.lines] == [0.4]
+    assert {text.get_text() for text in similarity_axis.get_legend().get_texts()} >= {
+        "validation photos (2)", "photos of other things (1)"}
+    # A model without the ImageNet classifier: the similarity alone.
+    assert len(plot_scores(NoneOfTheseCheck(torch.zeros(1, 64), 5, 0.4), [answer(0.8, 1.0)]).axes) == 1

@@ -39,21 +39,23 @@ def test_app_notebook_runs(tmp_path):
 
 # --- train.ipynb as a learner runs it: edit the first cell, run all ------------------------------------------
 
-def run_train_notebook(tmp_path, categories: dict, source, output, data_root, timeout: int = 900):
-    """Execute train.ipynb (smoke settings) with CATEGORIES edited as a learner edits the first cell, from the
-    repository as its working folder; returns (the executed notebook, the error it stopped on or None)."""
+def run_train_notebook(tmp_path, categories: dict | None, source, output, data_root, timeout: int = 900,
+                       env_extra: dict | None = None):
+    """Execute train.ipynb (smoke settings) with CATEGORIES edited as a learner edits the first cell (unless None),
+    from the repository as its working folder; returns (the executed notebook, the error it stopped on or None)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
     notebook = nbformat.read(REPO / "train.ipynb", as_version=4)
-    first = next(cell for cell in notebook.cells if cell.cell_type == "code" and "CATEGORIES = {" in cell.source)
-    start = first.source.index("CATEGORIES = {")
-    end = first.source.index("}", start) + 1
-    first.source = first.source[:start] + f"CATEGORIES = {categories!r}" + first.source[end:]
+    if categories is not None:
+        first = next(cell for cell in notebook.cells if cell.cell_type == "code" and "CATEGORIES = {" in cell.source)
+        start = first.source.index("CATEGORIES = {")
+        end = first.source.index("}", start) + 1
+        first.source = first.source[:start] + f"CATEGORIES = {categories!r}" + first.source[end:]
     env = {"PICSORT_SMOKE": "1", "PICSORT_SOURCE": str(source), "PICSORT_OUTPUT": str(output),
            "PICSORT_DATA": str(data_root), "PICSORT_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
-           "MPLBACKEND": "Agg"}
+           "MPLBACKEND": "Agg", "PICSORT_CATEGORIES": "", **(env_extra or {})}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)  # the kernel inherits the environment of the process that starts it
     try:
@@ -110,6 +112,24 @@ def test_a_second_run_with_other_categories_learns_exactly_those(photos, tmp_pat
     folders = sorted(p for p in data_root.iterdir() if p.is_dir())
     assert len(folders) == 2
     assert {sorted(c.name for c in f.iterdir() if c.is_dir()) == sorted(bears) for f in folders} == {True, False}
+
+
+def test_a_headless_run_trains_the_categories_picsort_categories_names(tmp_path):
+    """Issue 24: scripts and CI train other categories without editing the tracked notebook; a source whose
+    folders differ from CATEGORIES stops with a message saying how to name them."""
+    import json
+
+    source = make_synthetic_photos(tmp_path / "photos", classes=("church", "golf_ball", "parachute"), per_class=8)
+    notebook, error = run_train_notebook(tmp_path, None, source, tmp_path / "model", tmp_path / "data",
+                                         env_extra={"PICSORT_CATEGORIES": "church, golf_ball=golf ball, parachute"})
+    assert error is None, _outputs_text(notebook)[-3000:]
+    card = json.loads((tmp_path / "model" / "model.json").read_text())
+    assert card["classes"] == ["church", "golf_ball", "parachute"]
+    assert "imagenet" in card["none_of_these"]  # the frozen body keeps its ImageNet classifier for "none of these"
+    assert "your photos look to ImageNet like:" in _outputs_text(notebook)
+    notebook, error = run_train_notebook(tmp_path, None, source, tmp_path / "bears", tmp_path / "data")
+    assert error is not None and "PICSORT_CATEGORIES=church,golf_ball,parachute" in _outputs_text(notebook)
+    assert not (tmp_path / "bears").exists()
 
 
 def test_a_five_minute_labels_zip_trains_and_a_missing_category_is_named(tmp_path):

@@ -37,8 +37,28 @@ def test_a_photo_cut_short_is_not_gathered(tmp_path):
 
 def test_gather_from_folder_names_missing_classes(tmp_path):
     source = make_synthetic_photos(tmp_path / "source", per_class=2)
-    with pytest.raises(FileNotFoundError, match="polar"):
+    with pytest.raises(FileNotFoundError, match="polar") as raised:
         gather_from_folder(source, tmp_path / "data", classes=["black", "polar"])
+    # ... and how to train the categories the folder has, without editing the notebook
+    assert "PICSORT_CATEGORIES=black,grizzly,teddy" in str(raised.value)
+
+
+def test_categories_from_text_reads_names_and_search_terms():
+    from picsort.sources import categories_from_text
+
+    assert categories_from_text("church, gas_pump=gas  pump") == {"church": "church", "gas_pump": "gas pump"}
+    assert categories_from_text("golf_ball,parachute,") == {"golf_ball": "golf ball", "parachute": "parachute"}
+
+
+@pytest.mark.parametrize("text, problem", [("church", "at least two"), ("a,a", "more than once"),
+                                           ("a,../etc", "must not contain '/'"), ("a,b\nc", "printable"),
+                                           ("a,none", "none of the classes"), ("a,=term", "")])
+def test_categories_from_text_refuses_what_cannot_be_a_folder(text, problem):
+    from picsort.sources import categories_from_text
+
+    with pytest.raises(ValueError, match="PICSORT_CATEGORIES") as raised:
+        categories_from_text(text)
+    assert problem in str(raised.value)
 
 
 def test_a_folder_without_class_folders_says_what_is_expected(tmp_path):

@@ -114,7 +114,26 @@ def imagenet_classifier(backbone: str = DEFAULT_BACKBONE, body=None):
         return None
     if body is not None and not _same_weights(body_weights, list(body.state_dict().values())):
         return None
-    return head
+    return head._replace(names=imagenet_class_names())
+
+
+def imagenet_class_names() -> tuple[str, ...] | None:
+    """The 1000 ImageNet classes' short names in the classifier's order ("brown bear", "teddy", ...), from the
+    lists timm ships (read as files: importing timm costs seconds), or None without timm."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("timm")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    info = Path(next(iter(spec.submodule_search_locations))) / "data" / "_info"
+    try:
+        synsets = (info / "imagenet_synsets.txt").read_text().split()
+        lemmas = dict(line.split("\t", 1) for line in (info / "imagenet_synset_to_lemma.txt").read_text().splitlines()
+                      if "\t" in line)
+    except OSError:
+        return None
+    names = tuple(lemmas.get(synset, synset).split(",")[0].strip() for synset in synsets)
+    return names if len(names) == IMAGENET_CLASSES else None
 
 
 def _same_weights(expected: list, actual: list) -> bool:

@@ -58,6 +58,7 @@ class ImageNetHead(NamedTuple):
 
     weight: torch.Tensor
     bias: torch.Tensor
+    names: tuple[str, ...] | None = None  # each class's short name, for people reading the card
 
     def probabilities(self, pooled_features: torch.Tensor) -> torch.Tensor:
         """ImageNet class probabilities (N×classes) of raw average-pooled body features (N×C)."""
@@ -66,7 +67,7 @@ class ImageNetHead(NamedTuple):
     def stored(self) -> "ImageNetHead":
         """This head rounded to half precision as `reference.safetensors` keeps it, so answers computed before
         saving are the saved folder's answers."""
-        return ImageNetHead(self.weight.half().float(), self.bias.half().float())
+        return ImageNetHead(self.weight.half().float(), self.bias.half().float(), self.names)
 
 
 def pooled(features: torch.Tensor) -> torch.Tensor:
@@ -238,6 +239,8 @@ def calibration(reference: torch.Tensor, held_out: torch.Tensor, others: torch.T
         settings["imagenet"] = {"covered": covered, "threshold": check.resemblance_threshold,
                                 "classes": int(imagenet.weight.shape[0]), "top": IMAGENET_TOP,
                                 "chance_factor": CHANCE_FACTOR, "bounds": list(RESEMBLANCE_BOUNDS)}
+        if imagenet.names:
+            settings["imagenet"]["covered_names"] = [imagenet.names[index] for index in covered]
 
     def flagged(features: torch.Tensor, similarities: torch.Tensor) -> float | None:
         if not len(features):
@@ -268,3 +271,29 @@ def describe(settings: dict) -> str:
     if calibrated["other_images"]:
         flagged.append(f"{calibrated['others_flagged']:.0%} of {calibrated['other_images']} photos of other things")
     return " or ".join(rules) + (f"; flags {' and '.join(flagged)}" if flagged else "")
+
+
+def plot_scores(check: NoneOfTheseCheck, photos: list, others: list = ()):
+    """train.ipynb's picture of the check: the resemblance and the similarity of `photos` (Predictions of the
+    classes' validation photos) and of `others` (Predictions of photos of other things), each beside its
+    threshold. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    panels = [("similarity", "similarity to the training photos", check.threshold, "linear")]
+    if check.resemblance_threshold is not None:
+        panels.insert(0, ("resemblance", "ImageNet's probability on the classes your photos look like",
+                          check.resemblance_threshold, "log"))
+    figure, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.2), squeeze=False)
+    for axis, (score, label, threshold, scale) in zip(axes[0], panels):
+        for group, name in ((photos, "validation photos"), (others, "photos of other things")):
+            values = [max(getattr(prediction, score), 1e-4) for prediction in group]
+            if values:
+                bins = torch.logspace(-4, 0, 30).tolist() if scale == "log" else 30
+                axis.hist(values, bins=bins, alpha=0.6, label=f"{name} ({len(values)})")
+        if threshold is not None:
+            axis.axvline(threshold, color="black", linestyle="--", label="threshold: below it, none of these")
+        axis.set_xscale(scale)
+        axis.set_xlabel(label)
+        axis.legend(fontsize="small")
+    figure.tight_layout()
+    return figure

@@ -40,6 +40,23 @@ _MAX_ZIP_BYTES = 16 * 1024 ** 3
 _REFUSALS_SHOWN = 5
 
 
+def categories_from_text(text: str) -> dict[str, str]:
+    """Categories (folder name -> search term) from `PICSORT_CATEGORIES`'s text: comma-separated folder names, each
+    with `=search term` or searched for by its name ("church, gas_pump=gas pump"). ValueError names a bad one."""
+    from picsort.labels import check_class_names
+
+    pairs = [(name.strip(), " ".join(term.split())) for name, _, term in
+             (item.partition("=") for item in text.split(",") if item.strip())]
+    try:
+        check_class_names([name for name, _ in pairs])  # one rule for names; a name given twice is refused too
+    except ValueError as error:
+        raise ValueError(f"PICSORT_CATEGORIES={text!r}: {error}") from None
+    categories = {name: term or name.replace("_", " ") for name, term in pairs}
+    if len(categories) < 2:
+        raise ValueError(f"PICSORT_CATEGORIES={text!r}: name at least two categories, separated by commas")
+    return categories
+
+
 def class_folders(source: Path | str) -> dict[str, list[Path]]:
     """The image files of each class sub-folder of `source`, sorted by name (hidden files skipped)."""
     source = Path(source)
@@ -65,7 +82,9 @@ def gather_from_folder(source: Path | str, dest: Path | str, *, classes: list[st
     found = class_folders(source)
     missing = [c for c in classes or [] if c not in found]
     if missing:
-        raise FileNotFoundError(f"{source} has no photos for {', '.join(missing)} (it has {', '.join(found)})")
+        raise FileNotFoundError(f"{source} has no photos for {', '.join(missing)} (it has {', '.join(found)}): set "
+                                f"CATEGORIES in train.ipynb's first cell to the categories to train, or run it with "
+                                f"PICSORT_CATEGORIES={','.join(found)}")
     counts = {}
     for name in classes or list(found):
         files = list(found[name])
