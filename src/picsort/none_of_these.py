@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from picsort.model import ModelFolderError
+from picsort.model import ModelFolderError, model_file, tensor_shapes
 
 REFERENCE_NAME = "reference.safetensors"
 METHOD = "cosine similarity of average-pooled body features, mean over the k most similar training photos"
@@ -43,16 +43,22 @@ class NoneOfTheseCheck:
         self.threshold = threshold
 
     @classmethod
-    def load(cls, folder: Path | str, card: dict) -> "NoneOfTheseCheck":
-        """The index a model folder's card describes; models exported without one never say "none of these"."""
+    def load(cls, folder: Path | str, card: dict, width: int | None = None) -> "NoneOfTheseCheck":
+        """The index a model folder's card (checked: picsort.model.read_card) describes; models exported without one
+        never say "none of these". `width`: the width of the network's features (picsort.model.feature_width), which
+        the reference's must equal; the file's shape is read from its header before its tensor is."""
         from safetensors.torch import load_file
 
         settings = card.get("none_of_these")
         if not settings:
             return cls(None)
-        path = Path(folder) / settings.get("reference", REFERENCE_NAME)
-        if not path.exists():
-            raise ModelFolderError(f"{path} is missing: re-export the model with train.ipynb")
+        path = model_file(folder, settings.get("reference", REFERENCE_NAME))
+        shape = tensor_shapes(path).get("features")
+        if shape is None or len(shape) != 2 or not shape[0] or (width is not None and shape[1] != width):
+            wanted = f"N×{width}" if width is not None else "N×features"
+            found = "no 'features' tensor" if shape is None else f"features of {'×'.join(map(str, shape)) or '1'}"
+            raise ModelFolderError(f"{path} does not fit its model: it holds {found}, the network's features are "
+                                   f"{wanted} (re-export the model with train.ipynb)")
         reference = load_file(path)["features"].float()
         return cls(reference, int(settings["k"]), float(settings["threshold"]))
 
