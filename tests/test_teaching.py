@@ -184,6 +184,18 @@ def test_a_photo_filed_under_the_wrong_class_is_named_when_held_out(tmp_path, ca
     assert taught.card["validation"]["error_rate"] == round(1 / 36, 4)
 
 
+def test_teach_runs_without_ddgs_installed_as_on_binder(tmp_path, cache):
+    """binder/requirements.txt has no search package: teach's imports (picsort.sources, picsort.search) must not
+    need it."""
+    code = ("import sys\nsys.modules['ddgs'] = sys.modules['ddgs.exceptions'] = None  # not installed\n"
+            "from picsort.cli import main\nsys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "PICSORT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code, "teach", tmp_path / "no-photos", "--out", tmp_path / "model"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2 and "no such folder or file" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "model").exists()
+
+
 def test_teach_help_is_quick_and_says_what_a_folder_holds(cache):
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "picsort", "teach", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
