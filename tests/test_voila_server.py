@@ -41,3 +41,23 @@ def test_sigterm_to_picsort_stops_voila_and_its_kernels(tmp_path):
         gone, alive = psutil.wait_procs(family, timeout=30)
         assert not alive, f"still running after picsort stopped: {[member.cmdline() for member in alive]}"
         assert not listening(port_of(app))
+
+
+def test_sigint_stops_picsort_app_started_with_sigint_ignored_as_a_background_job(tmp_path):
+    """A shell starts `picsort app &` (in a script) or `nohup picsort app &` with SIGINT ignored; a SIGINT (kill
+    -INT, or Ctrl-C once it is brought to the foreground) must still stop it and its kernels."""
+    import sys
+
+    ignoring = tmp_path / "python-ignoring-sigint"
+    ignoring.write_text(f"#!/bin/sh\ntrap '' INT\nexec {sys.executable} \"$@\"\n")  # as the shell does for `&`
+    ignoring.chmod(0o755)
+    with picsort_app_route(tmp_path, python=str(ignoring)) as app:
+        status, kernel_id = open_page(port_of(app))
+        assert status == 200 and kernel_id
+        family = psutil.Process(app.process.pid).children(recursive=True)
+        assert any(kernel_id in " ".join(member.cmdline()) for member in family), "no kernel process found"
+        os.kill(app.process.pid, signal.SIGINT)
+        assert app.process.wait(timeout=30) == 130
+        gone, alive = psutil.wait_procs(family, timeout=30)
+        assert not alive, f"still running after picsort stopped: {[member.cmdline() for member in alive]}"
+        assert not listening(port_of(app))
