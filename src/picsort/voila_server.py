@@ -118,13 +118,47 @@ def serve_app(voila_options: list[str], *, lan: bool, port: int) -> int:
     return status
 
 
+def template_static_handler():
+    """Voila's handler of `/voila/templates/<template>/static/<file>`, answering 404 to a path not of that form.
+
+    Voila's own unpacks the path without checking it, so `/voila/templates/picsort/static/` (nothing after static/)
+    raised inside the handler: a 500 and a traceback in the log for any client, without a token (static files need
+    none)."""
+    import tornado.web
+    from voila.static_file_handler import TemplateStaticFileHandler
+
+    def check(path: str) -> None:
+        template, static, file = (path.split("/", 2) + ["", ""])[:3]
+        if not template or template in (".", "..") or static != "static" or not file:
+            raise tornado.web.HTTPError(404)
+
+    class CheckedTemplateStaticFileHandler(TemplateStaticFileHandler):
+        def parse_url_path(self, path):
+            check(path)
+            return super().parse_url_path(path)
+
+        @classmethod
+        def get_absolute_path(cls, root, path):
+            check(os.path.normpath(path).replace(os.path.sep, "/"))  # `picsort/static/..` normalises to `picsort`
+            return super().get_absolute_path(root, path)
+
+    return TemplateStaticFileHandler, CheckedTemplateStaticFileHandler
+
+
 def launch_voila() -> None:
-    """Voila's own command, reading request bodies no larger than MAX_BODY_BYTES (Voila offers no setting)."""
+    """Voila's own command, reading request bodies no larger than MAX_BODY_BYTES (Voila offers no setting), its
+    template files served by `template_static_handler`'s handler."""
     import functools
 
     from voila.app import Voila
 
+    voila_handler, checked_handler = template_static_handler()
+
     class BoundedBodyVoila(Voila):
+        def init_handlers(self):
+            return [(pattern, checked_handler if handler is voila_handler else handler, *rest)
+                    for pattern, handler, *rest in super().init_handlers()]
+
         def listen(self):
             self.app.listen = functools.partial(self.app.listen, max_body_size=MAX_BODY_BYTES)
             super().listen()
