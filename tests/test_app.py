@@ -760,6 +760,22 @@ def test_a_model_with_an_unsafe_class_name_gets_a_page_that_says_so(tmp_path):
     assert not (tmp_path / "labels").exists()
 
 
+@pytest.mark.parametrize("card_changes, said", [
+    ({"preprocessing": {"size": 0, "extra": 0, "mean": [0.5] * 3, "std": [0.5] * 3}},
+     "preprocessing.size is 0: a whole number of pixels from 32 to 1024"),
+    ({"head": {"hidden": 10**6, "pool": "avg", "batchnorm": True}}, "head.hidden is 1000000"),
+    ({"architecture": {"library": "torchvision", "name": "resnet18"}},
+     "reference.safetensors does not fit its model: it holds features of 333×1280, the network's features are N×512"),
+])
+def test_a_model_folder_that_cannot_be_served_gets_the_app_s_own_page_naming_the_problem(tmp_path, card_changes, said):
+    """What app.ipynb's one call gives Voila to show: the app's message, never an exception (Voila's "error
+    executing cell")."""
+    folder = model_with_classes(tmp_path / "model", ["black", "grizzly", "teddy"], **card_changes)
+    page = build_app(folder, tmp_path / "labels")
+    assert "This app cannot start" in page.value and html.escape(said, quote=True) in page.value
+    assert not (tmp_path / "labels").exists()
+
+
 def test_build_app_uses_the_labels_folder_from_the_environment(tmp_path, monkeypatch, photo):
     monkeypatch.setenv("PICSORT_LABELS_DIR", str(tmp_path / "from-env"))
     page = build_app()

@@ -552,6 +552,27 @@ def test_a_model_with_an_unsafe_class_name_is_refused(tmp_path):
     assert not sorted_dir.exists() and not (tmp_path / "r.csv").exists()
 
 
+def test_a_model_folder_that_cannot_be_served_is_refused_in_one_line_at_once(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("model.safetensors", "reference.safetensors"):
+        shutil.copyfile(REPO / "model" / name, model / name)
+    card = json.loads((REPO / "model" / "model.json").read_text())
+    card["architecture"] = {"library": "torchvision", "name": "vit_h_14"}  # gigabytes, were it built
+    (model / "model.json").write_text(json.dumps(card))
+    result = cli("classify", REPO / "examples", "--model", model, "--out", tmp_path / "r.csv")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().count("\n") == 0 and "architecture is" in result.stderr
+    assert "picsort builds only timm efficientnet_lite0" in result.stderr
+    (model / "model.json").unlink()
+    os.mkfifo(model / "model.json")  # no writer: reading it would wait for ever
+    result = subprocess.run([sys.executable, "-m", "picsort", "classify", str(REPO / "examples"), "--model",
+                             str(model), "--out", str(tmp_path / "r.csv")], capture_output=True, text=True,
+                            env={**subprocess_env(), "PICSORT_MODEL_DIR": ""}, timeout=60)
+    assert result.returncode == 2 and "model.json is a FIFO" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
 def test_picsort_app_serves_the_page_with_the_offline_template_from_any_folder(tmp_path):
     """`picsort app` runs Voila on app.ipynb with the template that loads nothing from the internet."""
     import socket

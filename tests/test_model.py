@@ -116,3 +116,160 @@ def test_serving_imports_neither_fastai_nor_timm():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastai', 'timm', 'torchvision'}))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+# ---- model folders from anyone: checked before anything is built ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def shipped_files(tmp_path_factory) -> Path:
+    """One copy of the shipped model's files, for each test's folder to link to (links on one filesystem)."""
+    import shutil
+
+    folder = tmp_path_factory.mktemp("shipped")
+    for path in MODEL_DIR.iterdir():
+        if path.name != "export.pkl":
+            shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+def model_folder(shipped: Path, folder: Path, change=None) -> Path:
+    """A model folder of the shipped files (hard links), its card changed by `change(card)`."""
+    import json
+    import os
+
+    folder.mkdir()
+    for path in shipped.iterdir():
+        os.link(path, folder / path.name)
+    if change is not None:
+        card = json.loads((folder / "model.json").read_text())
+        change(card)
+        (folder / "model.json").unlink()
+        (folder / "model.json").write_text(json.dumps(card))
+    return folder
+
+
+def setting(path: str, value):
+    """A change to the card: `path` ("head.hidden") set to `value`."""
+
+    def change(card):
+        *parents, key = path.split(".")
+        for parent in parents:
+            card = card[parent]
+        card[key] = value
+
+    return change
+
+
+@pytest.mark.parametrize("path, value, said", [
+    ("classes", "abc", "classes is \"abc\": a list of class names"),
+    ("classes", ["bears"], "classes lists 1 names: a model has 2 to 1000 classes"),
+    ("classes", [f"c{i}" for i in range(1001)], "a model has 2 to 1000 classes"),
+    ("classes", ["black", "black", "teddy"], "listed more than once: black"),
+    ("classes", ["black", "griz\nzly", "teddy"], "must contain only printable characters"),
+    ("classes", ["black", 3, "teddy"], "must be text"),
+    ("architecture", {"library": "torchvision", "name": "vit_h_14"}, "picsort builds only timm efficientnet_lite0"),
+    ("architecture", "efficientnet_lite2", "architecture is \"efficientnet_lite2\""),
+    ("head.hidden", 10**6, "head.hidden is 1000000: null (no hidden layer) or a whole number from 1 to 4096"),
+    ("head.pool", "max", "head.pool is \"max\": one of avg, concat"),
+    ("head.batchnorm", "no", "head.batchnorm is \"no\": true or false"),
+    ("preprocessing.size", 0, "preprocessing.size is 0: a whole number of pixels from 32 to 1024"),
+    ("preprocessing.size", 10**9, "preprocessing.size is 1000000000"),
+    ("preprocessing.extra", -8, "preprocessing.extra is -8"),
+    ("preprocessing.mean", [0.5, 0.5], "preprocessing.mean is [0.5, 0.5]: a list of 3 finite numbers"),
+    ("preprocessing.std", [0.5, 0, 0.5], "a list of 3 finite numbers above 0"),
+    ("preprocessing.std", [0.5, float("nan"), 0.5], "preprocessing.std is [0.5, NaN, 0.5]"),
+    ("preprocessing.resample", "lanczos", "picsort resizes with 'bilinear' only"),
+    ("threshold", 1.5, "threshold is 1.5: a probability from 0 to 1"),
+    ("none_of_these.k", 0, "none_of_these.k is 0: a whole number from 1 to 1000"),
+    ("none_of_these.threshold", float("inf"), "none_of_these.threshold is Infinity: a finite number"),
+    ("none_of_these.reference", "../../../../etc/passwd", "is not a file name in the model folder"),
+    ("none_of_these.reference", "/etc/passwd", "is not a file name in the model folder"),
+])
+def test_a_card_picsort_cannot_serve_is_refused_naming_the_problem_before_anything_is_built(
+        shipped_files, tmp_path, monkeypatch, path, value, said):
+    import torchvision.models
+
+    import picsort.model
+
+    def never(*_args, **_kwargs):
+        raise AssertionError("a network was built from a card that cannot be served")
+
+    # Building is where a card's sizes cost memory (10**6 hidden units, vit_h_14: gigabytes): never reached.
+    monkeypatch.setattr(picsort.model, "classifier_head", never)
+    monkeypatch.setattr(torchvision.models, "vit_h_14", never)
+    folder = model_folder(shipped_files, tmp_path / "model", setting(path, value))
+    with pytest.raises(ModelFolderError) as refused:
+        Classifier(folder)
+    assert said in str(refused.value) and "model.json cannot be served" in str(refused.value)
+
+
+def test_a_card_may_carry_keys_picsort_does_not_know(shipped_files, tmp_path):
+    """Cards a newer picsort writes (more in none_of_these, more records) still serve."""
+
+    def change(card):
+        card["none_of_these"]["imagenet"] = {"threshold": 0.3, "anything": [1, 2]}
+        card["written_by"] = "someone"
+
+    folder = model_folder(shipped_files, tmp_path / "model", change)
+    assert Classifier(folder).classes == ["black", "grizzly", "teddy"]
+
+
+@pytest.mark.parametrize("make, said", [
+    (lambda path: path.write_text("{not json"), "is not a model card (not valid JSON"),
+    (lambda path: path.write_text(" " * (2**20 + 1)), "larger than a model card can be"),
+    (lambda path: path.write_text("[1, 2]"), "a model card is a JSON object, not list"),
+    (lambda path: path.mkdir(), "is a folder, not a file picsort can read"),
+])
+def test_a_card_file_that_is_no_card_is_refused(shipped_files, tmp_path, make, said):
+    folder = model_folder(shipped_files, tmp_path / "model")
+    (folder / "model.json").unlink()
+    make(folder / "model.json")
+    with pytest.raises(ModelFolderError, match=said.replace("(", r"\(")):
+        Classifier(folder)
+
+
+def test_a_fifo_card_is_refused_at_once_rather_than_waited_on(shipped_files, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    folder = model_folder(shipped_files, tmp_path / "model")
+    (folder / "model.json").unlink()
+    os.mkfifo(folder / "model.json")  # no writer: opening it for reading blocks for ever
+    code = ("from picsort.classify import Classifier\nfrom picsort.model import ModelFolderError\n"
+            f"try:\n    Classifier({str(folder)!r})\nexcept ModelFolderError as error:\n    print(error)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "model.json is a FIFO, not a file picsort can read" in result.stdout, result.stderr
+
+
+def test_model_files_must_be_files_inside_the_folder(shipped_files, tmp_path):
+    outside = model_folder(shipped_files, tmp_path / "elsewhere")
+    folder = model_folder(shipped_files, tmp_path / "model")
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to(outside / "model.safetensors")
+    with pytest.raises(ModelFolderError, match="model.safetensors is a link to a file outside its model folder"):
+        Classifier(folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to("/dev/zero")
+    with pytest.raises(ModelFolderError, match="model.safetensors is a device, not a file picsort can read"):
+        Classifier(folder)
+    (folder / "model.safetensors").unlink()
+    (folder / "model.safetensors").symlink_to("model.json")  # a link inside the folder is followed
+    with pytest.raises(ModelFolderError, match="model.safetensors is not a safetensors file"):
+        Classifier(folder)
+
+
+def test_weights_that_do_not_fit_the_card_name_the_tensor(shipped_files, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = model_folder(shipped_files, tmp_path / "model", setting("classes", ["a", "b"]))
+    with pytest.raises(ModelFolderError, match=r"\"1.2.weight\" is 3×1280, the card's network has 2×1280"):
+        Classifier(folder)
+    folder = model_folder(shipped_files, tmp_path / "missing")
+    weights = load_file(folder / "model.safetensors")
+    del weights["1.2.bias"]
+    (folder / "model.safetensors").unlink()
+    save_file(weights, folder / "model.safetensors")
+    with pytest.raises(ModelFolderError, match=r"lacks 1 tensors the card's network has \(\"1.2.bias\"\)"):
+        Classifier(folder)

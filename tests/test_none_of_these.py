@@ -42,6 +42,43 @@ def test_a_card_naming_a_missing_reference_file_says_to_re_export(tmp_path):
         NoneOfTheseCheck.load(tmp_path, card)
 
 
+def shipped_copy(folder):
+    """A model folder holding copies of the shipped model's card, weights and reference."""
+    import shutil
+
+    folder.mkdir()
+    for name in ("model.json", "model.safetensors", REFERENCE_NAME):
+        shutil.copyfile(MODEL_DIR / name, folder / name)
+    return folder
+
+
+def test_a_reference_of_the_wrong_width_is_refused_naming_both_widths(tmp_path):
+    from safetensors.torch import save_file
+
+    folder = shipped_copy(tmp_path / "model")
+    save_file({"features": torch.ones(10, 64, dtype=torch.float16)}, folder / REFERENCE_NAME)
+    with pytest.raises(ModelFolderError, match="holds features of 10×64, the network's features are N×1280"):
+        Classifier(folder)
+    save_file({"other": torch.ones(10, 1280)}, folder / REFERENCE_NAME)
+    with pytest.raises(ModelFolderError, match="holds no 'features' tensor"):
+        Classifier(folder)
+
+
+def test_a_reference_outside_the_model_folder_is_never_opened(tmp_path):
+    folder = shipped_copy(tmp_path / "model")
+    (folder / REFERENCE_NAME).rename(tmp_path / "secret.safetensors")
+    card = json.loads((folder / "model.json").read_text())
+    card["none_of_these"]["reference"] = "../secret.safetensors"
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelFolderError, match="is not a file name in the model folder"):
+        Classifier(folder)
+    card["none_of_these"]["reference"] = REFERENCE_NAME
+    (folder / "model.json").write_text(json.dumps(card))
+    (folder / REFERENCE_NAME).symlink_to(tmp_path / "secret.safetensors")
+    with pytest.raises(ModelFolderError, match="is a link to a file outside its model folder"):
+        Classifier(folder)
+
+
 def test_export_keeps_the_training_photos_features_and_a_calibrated_threshold(small_model):
     card = json.loads((small_model / "model.json").read_text())
     settings = card["none_of_these"]

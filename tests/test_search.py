@@ -2,6 +2,8 @@
 
 import json
 import socket
+import subprocess
+import sys
 
 import pytest
 from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
@@ -174,6 +176,28 @@ def test_categories_from_list_and_retry_options_passed_on(tmp_path, sleep):
     assert sleep.waits == [3.0, 0.5]  # cat's retry backoff, then the pause before dog
     with pytest.raises(TypeError):
         search_categories(["cat"], 5, cache_dir=tmp_path, client=client, sleep=sleep, colour="red")
+
+
+def test_without_ddgs_importing_works_and_a_search_says_what_to_install(tmp_path, sleep):
+    """Binder installs no ddgs (binder/requirements.txt): the app and picsort teach import this module there."""
+    code = """
+import sys
+sys.modules["ddgs"] = sys.modules["ddgs.exceptions"] = None  # import ddgs raises ImportError, as if not installed
+from picsort.search import SearchFailedError, search_images
+class Offline:
+    def images(self, *args, **kwargs):
+        raise ConnectionError("no network")
+for client in (Offline(), None):
+    try:
+        search_images("lynx", 5, client=client, pause=0)
+    except SearchFailedError as error:
+        print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    offline, missing = result.stdout.splitlines()
+    assert "cannot reach DuckDuckGo" in offline
+    assert "needs the ddgs package, which is not installed: pip install -r requirements.txt" in missing
 
 
 def test_cache_hit_needs_no_ddgs_client(tmp_path, sleep, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,7 @@ print(json.dumps({"summary": str(taught), "answers": answers, "card": card, "pag
 def test_teach_writes_a_model_the_api_and_the_app_load_and_never_imports_fastai(tmp_path, cache):
     photos = make_synthetic_photos(tmp_path / "photos")
     (photos / "teddy" / "broken.jpg").write_bytes(b"this is not a photo")  # skipped and counted, not fatal
+    (photos / "teddy" / "\x1b[2Jred.jpg").write_bytes(b"not a photo either, named to clear the screen")
     out = tmp_path / "my model"
     env = {**os.environ, "PICSORT_CACHE": str(cache), "PICSORT_MODEL_DIR": str(out), "HF_HUB_OFFLINE": "1"}
     result = subprocess.run([sys.executable, "-c", TEACH_AND_SERVE, photos, out, tmp_path / "labels"], cwd=REPO,
@@ -70,7 +72,8 @@ def test_teach_writes_a_model_the_api_and_the_app_load_and_never_imports_fastai(
     assert "cannot start" not in report["page"]
     card = report["card"]
     shipped = json.loads((REPO / "model" / "model.json").read_text())
-    assert list(card) == list(shipped)  # the keys train.ipynb's export writes, in its order
+    # the keys train.ipynb's export writes, in its order, and the mark of a folder picsort teach may write again
+    assert list(card) == [*shipped, "written_by"] and card["written_by"] == "picsort teach"
     assert card["preprocessing"] == shipped["preprocessing"]  # Lite2 at 260, prepared as the shipped model
     assert card["architecture"] == {"library": "timm", "name": "efficientnet_lite2"}
     assert card["head"] == {"hidden": None, "pool": "avg", "batchnorm": False}
@@ -79,7 +82,8 @@ def test_teach_writes_a_model_the_api_and_the_app_load_and_never_imports_fastai(
     assert card["none_of_these"]["reference_images"] == 36 and 0 < card["none_of_these"]["threshold"] < 1
     assert card["data_source"] == "photos"  # the folder's name: nothing of this machine's paths
     assert "held-out accuracy: 100.0% of 36 photos" in report["summary"]
-    assert "skipped 1 file that could not be read as photos: broken.jpg" in report["summary"]
+    assert "skipped 2 files that could not be read as photos: \\x1b[2Jred.jpg: " in report["summary"]
+    assert "; broken.jpg: " in report["summary"] and "\x1b" not in report["summary"]  # no escape code runs
     assert sorted(path.name for path in out.iterdir()) == ["model.json", "model.safetensors", "reference.safetensors"]
 
 
@@ -158,7 +162,7 @@ def test_real_photos_teach_a_model_right_on_other_photos_and_unlike_other_things
         files = sorted(f for f in folder.iterdir() if is_image_file(f))
         (source / folder.name).mkdir(parents=True)
         for file in files[:12]:
-            (source / folder.name / file.name).symlink_to(file)  # the photos stay where they are
+            shutil.copyfile(file, source / folder.name / file.name)  # copies: links out of the folder are not read
         unseen[folder.name] = files[-8:]
     others = make_synthetic_photos(tmp_path / "others", classes=("a", "b"), per_class=10)
     taught = teach(source, tmp_path / "model", others=others)
@@ -215,6 +219,61 @@ def test_a_photo_filed_under_the_wrong_class_is_named_when_held_out(tmp_path, ca
         ("misfiled.jpg", "teddy", "black")]
     assert "held out and answered wrong: misfiled.jpg (teddy) as black" in str(taught)
     assert taught.card["validation"]["error_rate"] == round(1 / 36, 4)
+
+
+def test_teach_writes_again_only_over_a_model_folder_it_wrote(tmp_path, cache, monkeypatch):
+    from picsort import teach
+    from picsort.teaching import TeachError
+
+    monkeypatch.setenv("PICSORT_CACHE", str(cache))
+    photos = make_synthetic_photos(tmp_path / "photos", per_class=3)
+    teach(photos, tmp_path / "model")
+    assert teach(photos, tmp_path / "model").folder == tmp_path / "model"  # its own: written again
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "model.json").write_text('{"classes": ["my", "own"]}')
+    (mine / "model.safetensors").write_bytes(b"my own weights")
+    with pytest.raises(TeachError, match=r"holds a model that picsort teach did not write \(model.json, "
+                                         r"model.safetensors\): pick another folder, or remove this one first"):
+        teach(photos, mine)
+    assert (mine / "model.json").read_text() == '{"classes": ["my", "own"]}'
+    assert (mine / "model.safetensors").read_bytes() == b"my own weights"
+
+
+def test_a_class_folder_that_cannot_be_a_class_is_refused_before_teaching(tmp_path, cache):
+    photos = make_synthetic_photos(tmp_path / "photos", per_class=3)
+    (photos / "teddy").rename(photos / "ted\ndy")
+    result = run_picsort("teach", photos, "--out", tmp_path / "model", cache=cache)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "class name 'ted\\ndy' must contain only printable characters (it has U+000A): rename that folder" in (
+        result.stderr)
+    assert not (tmp_path / "model").exists()
+
+
+def test_class_folders_linked_from_outside_the_folder_are_not_followed(tmp_path, cache, monkeypatch):
+    from picsort import teach
+    from picsort.teaching import TeachError
+
+    monkeypatch.setenv("PICSORT_CACHE", str(cache))
+    photos = make_synthetic_photos(tmp_path / "photos", per_class=3)
+    elsewhere = make_synthetic_photos(tmp_path / "elsewhere", classes=("secret",), per_class=3)
+    (photos / "secret").symlink_to(elsewhere / "secret")
+    with pytest.raises(TeachError, match="secret is a link to a folder outside .*: picsort teach reads only what is "
+                                         "inside it"):
+        teach(photos, tmp_path / "model")
+    assert not (tmp_path / "model").exists()
+
+
+def test_teach_runs_without_ddgs_installed_as_on_binder(tmp_path, cache):
+    """binder/requirements.txt has no search package: teach's imports (picsort.sources, picsort.search) must not
+    need it."""
+    code = ("import sys\nsys.modules['ddgs'] = sys.modules['ddgs.exceptions'] = None  # not installed\n"
+            "from picsort.cli import main\nsys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "PICSORT_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code, "teach", tmp_path / "no-photos", "--out", tmp_path / "model"],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 2 and "no such folder or file" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "model").exists()
 
 
 def test_teach_help_is_quick_and_says_what_a_folder_holds(cache):

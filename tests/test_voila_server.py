@@ -41,3 +41,36 @@ def test_sigterm_to_picsort_stops_voila_and_its_kernels(tmp_path):
         gone, alive = psutil.wait_procs(family, timeout=30)
         assert not alive, f"still running after picsort stopped: {[member.cmdline() for member in alive]}"
         assert not listening(port_of(app))
+
+
+def test_sigint_stops_picsort_app_started_with_sigint_ignored_as_a_background_job(tmp_path):
+    """A shell starts `picsort app &` (in a script) or `nohup picsort app &` with SIGINT ignored; a SIGINT (kill
+    -INT, or Ctrl-C once it is brought to the foreground) must still stop it and its kernels."""
+    import sys
+
+    ignoring = tmp_path / "python-ignoring-sigint"
+    ignoring.write_text(f"#!/bin/sh\ntrap '' INT\nexec {sys.executable} \"$@\"\n")  # as the shell does for `&`
+    ignoring.chmod(0o755)
+    with picsort_app_route(tmp_path, python=str(ignoring)) as app:
+        status, kernel_id = open_page(port_of(app))
+        assert status == 200 and kernel_id
+        family = psutil.Process(app.process.pid).children(recursive=True)
+        assert any(kernel_id in " ".join(member.cmdline()) for member in family), "no kernel process found"
+        os.kill(app.process.pid, signal.SIGINT)
+        assert app.process.wait(timeout=30) == 130
+        gone, alive = psutil.wait_procs(family, timeout=30)
+        assert not alive, f"still running after picsort stopped: {[member.cmdline() for member in alive]}"
+        assert not listening(port_of(app))
+
+
+def test_template_file_paths_that_name_no_file_answer_404_never_500(tmp_path):
+    """Template files are served without the token (a page's styles load before it has one): a path that names no
+    file is a 404, not an error inside Voila's handler (500 and a traceback for any client)."""
+    with picsort_app_route(tmp_path, "--lan") as app:
+        port = port_of(app)
+        for path in ("/voila/templates/picsort/static/", "/voila/templates/picsort/static/..",
+                     "/voila/templates/lab/static/", "/voila/templates/picsort", "/voila/templates/picsort/x/y",
+                     "/voila/templates/%2e%2e/static/x"):
+            assert get(port, path)[0] == 404, path
+        assert get(port, "/voila/templates/picsort/static/index.css")[0] == 200  # the page's own still served
+        assert "Traceback" not in app.log.read_text()

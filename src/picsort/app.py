@@ -87,6 +87,10 @@ def build_app(model_folder: Path | str | None = None, labels_folder: Path | str 
     except (ModelFolderError, ValueError) as problem:
         log.exception("picsort app: cannot serve this model")
         return html_widget(f'<p class="picsort-error">This app cannot start: {escape(problem)}</p>', "picsort-app")
+    except Exception as problem:  # noqa: BLE001 - anything else still gets the page's words, not Voila's error cell
+        log.exception("picsort app: cannot serve this model")
+        return html_widget(f'<p class="picsort-error">This app cannot start: could not load the model '
+                           f'({escape(type(problem).__name__)}: {escape(problem)})</p>', "picsort-app")
     return ClassifierApp(classifier, store).widget
 
 

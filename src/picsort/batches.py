@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from picsort.classify import BATCH_SIZE, Classifier, Prediction, Prepared, classify_stream
-from picsort.images import UnusableImageError
+from picsort.images import UnusableImageError, shown_name
 
 __all__ = ["DECODE_WORKERS", "Result", "classify_batches", "classify_files", "prepare_file"]
 
@@ -28,7 +28,8 @@ def prepare_file(classifier: Classifier, path: str) -> Prepared:
     except UnusableImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - one odd file must not end a run over thousands
-        raise UnusableImageError(f"'{Path(path).name}' could not be used ({type(exc).__name__}: {exc})") from exc
+        raise UnusableImageError(f"'{shown_name(Path(path).name)}' could not be used ({type(exc).__name__}: {exc})"
+                                 ) from exc
 
 
 def classify_batches(paths: Iterable[str | os.PathLike], classifier: Classifier, batch_size: int = BATCH_SIZE, *,

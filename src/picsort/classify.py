@@ -23,7 +23,7 @@ from picsort.none_of_these import NoneOfTheseCheck
 from picsort.images import (DecodedImage, ImageInput, UnusableImageError, decode_image, image_from_any,
                             is_file_object, read_file_object)
 from picsort.labels import NONE_LABEL
-from picsort.model import DEFAULT_THRESHOLD, load_network, model_dir
+from picsort.model import DEFAULT_THRESHOLD, feature_width, load_network, model_dir, read_card
 
 # Images per forward pass. On 2 cores (benchmarks/app_speed.py) passes of 4-8 images ran 1.6-3x more images
 # per second than one pass over 64, whose activations (hundreds of MB) miss the caches and are mapped
@@ -92,8 +92,12 @@ class Classifier:
 
     def __init__(self, folder: Path | str | None = None):
         self.folder = model_dir(folder)
-        network, card = load_network(self.folder)
-        self._use(network, card, NoneOfTheseCheck.load(self.folder, card))
+        # Every file is checked (card, reference, the weights' shapes) before the network is built: a folder that
+        # cannot be served says why (ModelFolderError) without allocating what its card asks for.
+        card = read_card(self.folder)
+        none_of_these = NoneOfTheseCheck.load(self.folder, card, feature_width(card))
+        network, card = load_network(self.folder, card)
+        self._use(network, card, none_of_these)
 
     @classmethod
     def from_network(cls, network: torch.nn.Module, card: dict,

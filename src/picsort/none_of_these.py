@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import torch
 
-from picsort.model import ModelFolderError
+from picsort.model import ModelFolderError, model_file, tensor_shapes
 
 REFERENCE_NAME = "reference.safetensors"
 METHOD = ("a photo is none of these when the pretrained ImageNet classifier puts less than a chance share of its "
@@ -90,24 +90,29 @@ class NoneOfTheseCheck:
         self.resemblance_threshold = resemblance_threshold if imagenet is not None else None
 
     @classmethod
-    def load(cls, folder: Path | str, card: dict) -> "NoneOfTheseCheck":
-        """The check a model folder's card describes; models exported without one never say "none of these"."""
+    def load(cls, folder: Path | str, card: dict, width: int | None = None) -> "NoneOfTheseCheck":
+        """The check a model folder's card (checked: picsort.model.read_card) describes; models exported without one
+        never say "none of these". `width`: the width of the network's features (picsort.model.feature_width), which
+        the reference's and the ImageNet classifier's must equal; the file's shapes are read from its header before
+        its tensors are."""
         from safetensors.torch import load_file
 
         settings = card.get("none_of_these")
         if not settings:
             return cls(None)
-        path = Path(folder) / settings.get("reference", REFERENCE_NAME)
-        if not path.exists():
-            raise ModelFolderError(f"{path} is missing: re-export the model with train.ipynb")
-        tensors = load_file(path)
+        path = model_file(folder, settings.get("reference", REFERENCE_NAME))
+        shapes = tensor_shapes(path)
+        shape = shapes.get("features")
+        if shape is None or len(shape) != 2 or not shape[0] or (width is not None and shape[1] != width):
+            wanted = f"N×{width}" if width is not None else "N×features"
+            found = "no 'features' tensor" if shape is None else f"features of {'×'.join(map(str, shape)) or '1'}"
+            raise ModelFolderError(f"{path} does not fit its model: it holds {found}, the network's features are "
+                                   f"{wanted} (re-export the model with train.ipynb)")
         imagenet = settings.get("imagenet")
-        head = None
         if imagenet:
-            if "imagenet.weight" not in tensors or "imagenet.bias" not in tensors:
-                raise ModelFolderError(f"{path} lacks the ImageNet classifier its card's none_of_these.imagenet "
-                                       f"names: re-export the model")
-            head = ImageNetHead(tensors["imagenet.weight"].float(), tensors["imagenet.bias"].float())
+            _check_imagenet(path, imagenet, shapes, shape[1])
+        tensors = load_file(path)
+        head = ImageNetHead(tensors["imagenet.weight"].float(), tensors["imagenet.bias"].float()) if imagenet else None
         return cls(tensors["features"].float(), int(settings["k"]), float(settings["threshold"]), imagenet=head,
                    covered=[int(index) for index in imagenet["covered"]] if imagenet else None,
                    resemblance_threshold=float(imagenet["threshold"]) if imagenet else None)
@@ -138,6 +143,23 @@ class NoneOfTheseCheck:
         """Whether a photo with this similarity and resemblance looks like none of the classes."""
         return ((self.threshold is not None and similarity < self.threshold)
                 or (self.resemblance_threshold is not None and resemblance < self.resemblance_threshold))
+
+
+def _check_imagenet(path: Path, settings, shapes: dict, width: int) -> None:
+    """ModelFolderError naming the problem unless the card's `none_of_these.imagenet` and the reference file's
+    ImageNet classifier fit each other and the network (checked before any tensor is read)."""
+    weight, bias = shapes.get("imagenet.weight"), shapes.get("imagenet.bias")
+    if not weight or len(weight) != 2 or weight[1] != width or bias != (weight[0],):
+        raise ModelFolderError(f"{path} lacks an ImageNet classifier of the network's {width} features that its card's "
+                               f"none_of_these.imagenet names (it holds {weight} and {bias}): re-export the model")
+    covered, threshold = (settings.get("covered"), settings.get("threshold")) if isinstance(settings, dict) else (0, 0)
+    if (not isinstance(covered, list) or not covered
+            or not all(isinstance(index, int) and not isinstance(index, bool) and 0 <= index < weight[0]
+                       for index in covered)):
+        raise ModelFolderError(f"the card's none_of_these.imagenet.covered must list ImageNet class numbers "
+                               f"0-{weight[0] - 1}")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
+        raise ModelFolderError("the card's none_of_these.imagenet.threshold must be a number from 0 to 1")
 
 
 # ---- training side -----------------------------------------------------------------------------------

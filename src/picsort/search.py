@@ -16,8 +16,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ddgs.exceptions import DDGSException, RatelimitException, TimeoutException
-
 from picsort.files import write_atomically
 
 __all__ = ["SearchFailedError", "search_images", "search_categories"]
@@ -103,11 +101,30 @@ def _write_cache(path: Path, query: str, max_images: int, urls: list[str]) -> No
     write_atomically(path, json.dumps(payload, ensure_ascii=False, indent=1).encode("utf-8"))
 
 
+def _ddgs_errors():
+    """ddgs's exceptions module, imported only where a search runs: the app and `picsort teach` import this module
+    (through picsort.sources) where ddgs is not installed (binder/requirements.txt has no search). None without
+    ddgs, where no error can be one of ddgs's."""
+    try:
+        import ddgs.exceptions
+    except ImportError:
+        return None
+    return ddgs.exceptions
+
+
+def _is_ddgs_error(err: BaseException) -> bool:
+    errors = _ddgs_errors()
+    return errors is not None and isinstance(err, errors.DDGSException)
+
+
 def _is_ratelimit(err: BaseException) -> bool:
     """True for errors worth retrying after a pause."""
-    if isinstance(err, (RatelimitException, TimeoutException)):
+    errors = _ddgs_errors()
+    if errors is None:
+        return False
+    if isinstance(err, (errors.RatelimitException, errors.TimeoutException)):
         return True
-    if isinstance(err, DDGSException):
+    if isinstance(err, errors.DDGSException):
         return bool(_RATELIMIT_PATTERN.search(str(err)))
     return False
 
@@ -142,8 +159,11 @@ def _search(
     if pause > 0:
         sleep(pause)
     if client is None:
-        from ddgs import DDGS  # created only on a cache miss: a fully cached re-run needs no network
-
+        try:
+            from ddgs import DDGS  # created only on a cache miss: a fully cached re-run needs no network
+        except ImportError:
+            raise SearchFailedError(f"Image search for {query!r} needs the ddgs package, which is not installed: "
+                                    f"pip install -r requirements.txt (it pins ddgs). Or {_OWN_PHOTOS}.") from None
         client = DDGS()
 
     retries = max(0, retries)
@@ -151,7 +171,7 @@ def _search(
         try:
             results = client.images(query, max_results=max_images, safesearch=SAFESEARCH)
         except Exception as err:  # noqa: BLE001 - sorted into retry / empty / fail below
-            if isinstance(err, DDGSException) and _NO_RESULTS_MARKER in str(err).lower():
+            if _is_ddgs_error(err) and _NO_RESULTS_MARKER in str(err).lower():
                 # Not cached, so a re-run searches again: ddgs also reports a silently
                 # blocked search this way, and a later try may well find images.
                 logger.warning("Image search for %r found no images.", query)

@@ -25,9 +25,10 @@ from picsort.classify import FORWARD_CHUNK, Classifier, prepared_ahead
 from picsort.export import describe_head, model_card, network_architecture, save_card, save_weights
 from picsort.none_of_these import REFERENCE_NAME, calibration, describe
 from picsort.folders import describe_source
-from picsort.images import UnusableImageError, is_image_file
+from picsort.images import UnusableImageError, escaped_text, is_image_file, shown_name
 from picsort.photo_folders import photos_in
-from picsort.model import CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME, build_network, centre_crop_extra
+from picsort.model import (CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME, ModelFolderError, build_network,
+                           centre_crop_extra, read_card_file)
 from picsort.training import HEAD_C, NotEnoughPhotosError, check_photo_counts, logistic_head
 
 __all__ = ["Fitted", "TeachError", "Taught", "fit_model", "teach"]
@@ -43,6 +44,9 @@ SEED = 42  # the same photos held out on every run over the same folder
 OTHERS_LIMIT = 100
 # What a folder picsort teach wrote holds; it may write there again.
 MODEL_FILES = (CARD_NAME, WEIGHTS_NAME, REFERENCE_NAME)
+# The card's mark of a model folder `fit_model` made: only such a folder is written over (a user's own model.json
+# and model.safetensors are file names any exporter uses, so the names alone do not say whose they are).
+WRITTEN_BY = "picsort teach"
 
 Progress = Callable[[int, int], None]
 
@@ -72,12 +76,12 @@ class Taught:
                  f"({validation['method']})"]
         if self.mistakes:
             # Often a photo filed under the wrong class, or showing two: worth a look, as train.ipynb's top losses.
-            shown = ", ".join(f"{Path(file).name} ({label}) as {answer}" for file, label, answer in self.mistakes[:5])
+            shown = ", ".join(f"{_printed(file)} ({label}) as {answer}" for file, label, answer in self.mistakes[:5])
             more = f" and {len(self.mistakes) - 5} more" if len(self.mistakes) > 5 else ""
             lines.append(f"held out and answered wrong: {shown}{more}")
         lines.append(f"none of these: {describe(settings)}")
         if self.skipped:
-            shown = "; ".join(f"{Path(file).name}: {reason}" for file, reason in self.skipped[:5])
+            shown = "; ".join(f"{_printed(file)}: {escaped_text(reason)}" for file, reason in self.skipped[:5])
             more = f"; and {len(self.skipped) - 5} more" if len(self.skipped) > 5 else ""
             lines.append(f"skipped {len(self.skipped)} file{'s' * (len(self.skipped) != 1)} that could not be "
                          f"read as photos: {shown}{more}")
@@ -123,7 +127,7 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
         check_photo_counts(counts, named_in=_named_in(source))
     except NotEnoughPhotosError as error:
         raise NotEnoughPhotosError(f"{error} ({len(skipped)} of the photos could not be read: "
-                                   f"{', '.join(Path(file).name for file, _ in skipped[:5])})") from None
+                                   f"{', '.join(_printed(file) for file, _ in skipped[:5])})") from None
 
     fitted = fit_model(features, labels, list(photos), other_features=other_features, backbone=backbone,
                        body=classifier.network[0].model, C=C, data_source=describe_source(source),
@@ -195,6 +199,7 @@ def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
                 f"picsort.training.logistic_head, no fastai)"),
         data_source=data_source, images_per_class=counts, validation=validation,
         notes=_notes(len(labels), validation, none_of_these, *unread))
+    card["written_by"] = WRITTEN_BY
     # The reference as the folder stores it (half precision), so answers here are the saved folder's answers.
     reference = unit.half().float()
     settings = none_of_these.get("imagenet")
@@ -235,21 +240,42 @@ def _check_packages(backbone: str) -> None:
 
 
 def _checked_out(out: Path) -> Path:
+    """`out` if `teach` may write its model folder there: new, empty, or a model folder `teach` wrote (its card
+    says WRITTEN_BY); anything else is the user's, never written over."""
     if out.exists() and not out.is_dir():
         raise TeachError(f"--out {out} is a file: give a folder for the model")
     if out.is_dir():
-        others = sorted(entry.name for entry in out.iterdir() if entry.name not in MODEL_FILES)
+        names = sorted(entry.name for entry in out.iterdir())
+        others = [name for name in names if name not in MODEL_FILES]
         if others:
-            raise TeachError(f"--out {out} already holds other files ({', '.join(others[:3])}"
+            raise TeachError(f"--out {out} already holds other files ({', '.join(map(_printed, others[:3]))}"
                              f"{', …' if len(others) > 3 else ''}): give a new or empty folder, or one picsort "
                              f"teach wrote")
+        if names and not _written_by_teach(out):
+            raise TeachError(f"--out {out} holds a model that picsort teach did not write "
+                             f"({', '.join(names)}): pick another folder, or remove this one first")
     return out
 
 
+def _written_by_teach(folder: Path) -> bool:
+    """Whether `folder`'s card is one `fit_model` wrote (read as the server reads cards: a regular file, bounded)."""
+    try:
+        card = read_card_file(folder / CARD_NAME)
+    except ModelFolderError:
+        return False
+    return isinstance(card, dict) and card.get("written_by") == WRITTEN_BY
+
+
+def _printed(file: Path | str) -> str:
+    """A file's name as `picsort teach` prints it: control characters escaped, so none runs in the terminal."""
+    return shown_name(Path(file).name, escaped=True)
+
+
 def _class_photos(source: Path | str) -> tuple[dict[str, list[Path]], list[Path]]:
-    """The photo files of each class, from a class-folder set or the app's labels (folder or zip), and those in
-    its `none/` folder (labelled "none of these")."""
-    from picsort.labels import NONE_LABEL, LabelStore
+    """The photo files of each class, from a class-folder set or the app's labels (folder or zip), and those in its
+    `none/` folder (labelled "none of these"). A class folder whose name is no class name (`check_class_name`: a model could not be served
+    with it), or that is a link out of the source, is a TeachError."""
+    from picsort.labels import NONE_LABEL, LabelStore, check_class_name
     from picsort.sources import class_folders, is_label_store, label_store_folder
 
     source = Path(source)
@@ -264,6 +290,18 @@ def _class_photos(source: Path | str) -> tuple[dict[str, list[Path]], list[Path]
         classes = class_folders(folder)
     except (FileNotFoundError, ValueError) as error:
         raise TeachError(str(error)) from None
+    root = folder.resolve()
+    for name in classes:
+        try:
+            check_class_name(name)
+        except ValueError as error:
+            raise TeachError(f"{error}: rename that folder in {source} (a class name becomes the model's answer, "
+                             f"a folder name and a CSV cell)") from None
+        if not (folder / name).resolve().is_relative_to(root):
+            raise TeachError(f"{source}/{name} is a link to a folder outside {source}: picsort teach reads only "
+                             f"what is inside it (copy the photos in instead)")
+    # A linked photo is read as any photo is (its bytes must be an image, nothing is written beside it): linking a
+    # data set's photos in instead of copying them is how the benchmarks and many users build a class folder.
     return classes, photos_in(folder / NONE_LABEL)
 
 

@@ -10,6 +10,9 @@
 - Voila runs as a child in a process group of its own. SIGINT, SIGTERM and SIGHUP to picsort are passed on
   to it (so a Ctrl-C in the terminal reaches it once, through picsort), and picsort waits until it has
   stopped its kernels and left the port; if picsort dies without a word (SIGKILL), Linux sends it SIGTERM.
+  A shell starts a background job (`picsort app &` in a script, `nohup picsort app &`) with SIGINT ignored, and
+  children inherit that: picsort handles SIGINT and SIGTERM whatever it inherited, and Voila starts with them at
+  their defaults, so a SIGINT still stops the app. An ignored SIGHUP (nohup's) stays ignored.
 """
 
 from __future__ import annotations
@@ -59,12 +62,22 @@ def lan_address() -> str:
     return socket.gethostname() if address.startswith("127.") else address
 
 
-def _stop_with_parent(parent: int):
-    """In the child, before Voila starts: a process group of its own, and SIGTERM from Linux should picsort die
-    without passing a signal on."""
+def _forwarded_signals() -> list[int]:
+    """The signals picsort passes on to Voila: FORWARDED_SIGNALS, but SIGHUP only where it is not ignored (nohup
+    ignores it so the app outlives the terminal). SIGINT and SIGTERM always, even when inherited ignored."""
+    return [signum for signum in FORWARDED_SIGNALS
+            if signum != signal.SIGHUP or signal.getsignal(signum) != signal.SIG_IGN]
+
+
+def _stop_with_parent(parent: int, forwarded: list[int]):
+    """In the child, before Voila starts: a process group of its own, the `forwarded` signals at their defaults
+    (Python then makes SIGINT a KeyboardInterrupt; an inherited SIG_IGN would outlast exec and swallow it), and
+    SIGTERM from Linux should picsort die without passing a signal on."""
 
     def prepare() -> None:
         os.setpgid(0, 0)
+        for signum in forwarded:
+            signal.signal(signum, signal.SIG_DFL)
         if sys.platform == "linux":
             import ctypes
 
@@ -85,15 +98,16 @@ def serve_app(voila_options: list[str], *, lan: bool, port: int) -> int:
         environment["JUPYTER_TOKEN"] = token  # not on the command line, where every user of the machine sees it
         print(f"picsort app --lan: serving everyone on this network. Give them this address (the token in it is "
               f"the key; a new one each start):\n\n    http://{lan_address()}:{port}/?token={token}\n", flush=True)
+    forwarded = _forwarded_signals()
     child = subprocess.Popen(voila_command(voila_options, lan=lan, port=port), cwd=APP_DIR, env=environment,
-                             preexec_fn=_stop_with_parent(os.getpid()))
+                             preexec_fn=_stop_with_parent(os.getpid(), forwarded))
     received: list[int] = []
 
     def forward(signum, _frame) -> None:
         received.append(signum)
         child.send_signal(signum)  # a no-op once the child has stopped
 
-    previous = {signum: signal.signal(signum, forward) for signum in FORWARDED_SIGNALS}
+    previous = {signum: signal.signal(signum, forward) for signum in forwarded}
     try:
         status = child.wait()  # a forwarded signal interrupts the wait, which then goes on
     finally:
@@ -104,13 +118,47 @@ def serve_app(voila_options: list[str], *, lan: bool, port: int) -> int:
     return status
 
 
+def template_static_handler():
+    """Voila's handler of `/voila/templates/<template>/static/<file>`, answering 404 to a path not of that form.
+
+    Voila's own unpacks the path without checking it, so `/voila/templates/picsort/static/` (nothing after static/)
+    raised inside the handler: a 500 and a traceback in the log for any client, without a token (static files need
+    none)."""
+    import tornado.web
+    from voila.static_file_handler import TemplateStaticFileHandler
+
+    def check(path: str) -> None:
+        template, static, file = (path.split("/", 2) + ["", ""])[:3]
+        if not template or template in (".", "..") or static != "static" or not file:
+            raise tornado.web.HTTPError(404)
+
+    class CheckedTemplateStaticFileHandler(TemplateStaticFileHandler):
+        def parse_url_path(self, path):
+            check(path)
+            return super().parse_url_path(path)
+
+        @classmethod
+        def get_absolute_path(cls, root, path):
+            check(os.path.normpath(path).replace(os.path.sep, "/"))  # `picsort/static/..` normalises to `picsort`
+            return super().get_absolute_path(root, path)
+
+    return TemplateStaticFileHandler, CheckedTemplateStaticFileHandler
+
+
 def launch_voila() -> None:
-    """Voila's own command, reading request bodies no larger than MAX_BODY_BYTES (Voila offers no setting)."""
+    """Voila's own command, reading request bodies no larger than MAX_BODY_BYTES (Voila offers no setting), its
+    template files served by `template_static_handler`'s handler."""
     import functools
 
     from voila.app import Voila
 
+    voila_handler, checked_handler = template_static_handler()
+
     class BoundedBodyVoila(Voila):
+        def init_handlers(self):
+            return [(pattern, checked_handler if handler is voila_handler else handler, *rest)
+                    for pattern, handler, *rest in super().init_handlers()]
+
         def listen(self):
             self.app.listen = functools.partial(self.app.listen, max_body_size=MAX_BODY_BYTES)
             super().listen()
