@@ -208,7 +208,7 @@ def test_a_card_may_carry_keys_picsort_does_not_know(shipped_files, tmp_path):
     """Cards a newer picsort writes (more in none_of_these, more records) still serve."""
 
     def change(card):
-        card["none_of_these"]["imagenet"] = {"threshold": 0.3, "anything": [1, 2]}
+        card["none_of_these"]["some_future_check"] = {"threshold": 0.3, "anything": [1, 2]}
         card["written_by"] = "someone"
 
     folder = model_folder(shipped_files, tmp_path / "model", change)
@@ -272,4 +272,15 @@ def test_weights_that_do_not_fit_the_card_name_the_tensor(shipped_files, tmp_pat
     (folder / "model.safetensors").unlink()
     save_file(weights, folder / "model.safetensors")
     with pytest.raises(ModelFolderError, match=r"lacks 1 tensors the card's network has \(\"1.2.bias\"\)"):
+        Classifier(folder)
+
+
+@pytest.mark.parametrize("change, said", [
+    (lambda card: card["none_of_these"]["imagenet"].update(covered=[5, 1000]), "class numbers 0-999"),
+    (lambda card: card["none_of_these"]["imagenet"].update(covered="abc"), "class numbers 0-999"),
+    (lambda card: card["none_of_these"]["imagenet"].update(threshold=2), "number from 0 to 1"),
+])
+def test_a_card_whose_imagenet_check_does_not_fit_is_refused(shipped_files, tmp_path, change, said):
+    folder = model_folder(shipped_files, tmp_path / "model", change)
+    with pytest.raises(ModelFolderError, match=said):
         Classifier(folder)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from picsort.files import write_atomically
 from picsort.folders import cache_dir
+
+if TYPE_CHECKING:  # importing this module stays light: torch loads where a head is used
+    import torch
 
 DEFAULT_BACKBONE = "efficientnet_lite2"
 
@@ -18,6 +22,26 @@ LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
 
 IMAGENET_CLASSES = 1000
+
+
+class ImageNetHead(NamedTuple):
+    """The pretrained body's ImageNet classifier (weight classes×C, bias), as the model folder stores it."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    names: tuple[str, ...] | None = None  # each class's short name, for people reading the card
+
+    def probabilities(self, pooled_features: torch.Tensor) -> torch.Tensor:
+        """ImageNet class probabilities (N×classes) of raw average-pooled body features (N×C)."""
+        import torch
+
+        return torch.softmax(pooled_features.float() @ self.weight.T + self.bias, dim=1)
+
+    def stored(self) -> "ImageNetHead":
+        """This head rounded to half precision as `reference.safetensors` keeps it, so answers computed before
+        saving are the saved folder's answers."""
+        return ImageNetHead(self.weight.half().float(), self.bias.half().float(), self.names)
+
 
 TORCHVISION_BACKBONES = ("resnet18", "resnet34")
 BACKBONES = (*LITE_BACKBONES, *TORCHVISION_BACKBONES)
@@ -95,8 +119,6 @@ def imagenet_classifier(backbone: str = DEFAULT_BACKBONE, body=None):
     things" with no photos of them. None when `body` (the model's) is not the pretrained body any more (a body
     trained further no longer feeds that classifier what it was fitted on) or for a backbone without one."""
     import torch
-
-    from picsort.none_of_these import ImageNetHead
 
     if backbone in LITE_BACKBONES:
         weights = torch.load(lite_weights_file(backbone), map_location="cpu", weights_only=True)

@@ -26,10 +26,10 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import NamedTuple
 
 import torch
 
+from picsort.backbones import ImageNetHead
 from picsort.model import ModelFolderError, model_file, tensor_shapes
 
 REFERENCE_NAME = "reference.safetensors"
@@ -51,23 +51,6 @@ RULE = (f"ImageNet: the classes among the top {IMAGENET_TOP} of any training pho
         "scores (with each training photo left out, under 20 validation photos), minus its distance to their median; "
         "raised to the 99th percentile of photos of other things when given, never above that 1st percentile minus "
         "a quarter of that distance")
-
-
-class ImageNetHead(NamedTuple):
-    """The pretrained body's ImageNet classifier (weight classes×C, bias), as the model folder stores it."""
-
-    weight: torch.Tensor
-    bias: torch.Tensor
-    names: tuple[str, ...] | None = None  # each class's short name, for people reading the card
-
-    def probabilities(self, pooled_features: torch.Tensor) -> torch.Tensor:
-        """ImageNet class probabilities (N×classes) of raw average-pooled body features (N×C)."""
-        return torch.softmax(pooled_features.float() @ self.weight.T + self.bias, dim=1)
-
-    def stored(self) -> "ImageNetHead":
-        """This head rounded to half precision as `reference.safetensors` keeps it, so answers computed before
-        saving are the saved folder's answers."""
-        return ImageNetHead(self.weight.half().float(), self.bias.half().float(), self.names)
 
 
 def pooled(features: torch.Tensor) -> torch.Tensor:
