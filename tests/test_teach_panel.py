@@ -284,3 +284,14 @@ def test_the_page_states_the_photo_limit_and_refuses_past_it_in_words(app, photo
         send(panel.upload, f"dark-{number}.jpg", data, number, 4)
     assert panel.session.counts() == {"dark": 3}
     assert "dark-4.jpg was not added: the Teach section holds at most 3 photos" in panel.message.value
+
+
+def test_a_class_removed_leaves_no_widget_behind_in_the_kernel(app):
+    app.toggle_teach()
+    panel = app.teach_panel
+    panel.add_class("first")
+    before = len(widgets.Widget.widgets)
+    for _ in range(3):
+        panel.add_class("again")
+        panel.remove_class("again")
+    assert len(widgets.Widget.widgets) == before

@@ -295,7 +295,11 @@ class TeachPanel:
 
 
 def _close_all(widget: widgets.Widget) -> None:
-    """Close a widget and every widget inside it (closing a box leaves its children open in the kernel)."""
+    """Close a widget and every widget inside it, layouts and styles too (closing a box leaves its children, and
+    closing a widget its layout, open in the kernel)."""
     for child in getattr(widget, "children", ()):
         _close_all(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if isinstance(part, widgets.Widget):
+            part.close()
     widget.close()
