@@ -152,3 +152,23 @@ def test_two_visitors_each_teach_their_own_classes(serve, browser, tmp_path, mon
         assert a.locator(".picsort-teach-class img").count() == 5 and count_of(a, "cups").count() == 0
         assert first.errors == [] and second.errors == [], (first.errors, second.errors)
     assert "Traceback" not in log.read_text()
+
+
+def test_without_local_storage_teach_works_for_the_page(serve, browser, tmp_path, monkeypatch):
+    """A browser that keeps nothing (storage blocked): the page makes an id of its own, Teach opens and takes
+    photos; a reload is a new visitor then, with an empty Teach."""
+    monkeypatch.setenv("PICSORT_CACHE", str(tmp_path / "cache"))
+    made = make_synthetic_photos(tmp_path / "photos", classes=("dark",), per_class=2)
+    url, _, log, _ = serve()
+    window = browser()
+    window.page.add_init_script("Object.defineProperty(window, 'localStorage', "
+                                "{get() { throw new DOMException('blocked', 'SecurityError'); }});")
+    with window.opened(url, log, "teach-no-storage") as page:
+        teach_photos(page, "mugs", sorted((made / "dark").iterdir()))
+        page.reload()
+        page.locator(".picsort-drop").wait_for(timeout=120_000)
+        page.locator(".picsort-teach-open").click()
+        page.locator(".picsort-teach").wait_for(timeout=120_000)
+        page.wait_for_timeout(1000)
+        assert count_of(page, "mugs").count() == 0
+        assert window.errors == [], window.errors

@@ -290,8 +290,8 @@ def test_a_class_removed_leaves_no_widget_behind_in_the_kernel(app):
     app.toggle_teach()
     panel = app.teach_panel
     panel.add_class("first")
-    before = len(widgets.Widget.widgets)
+    before = len(widgets.widget._instances)
     for _ in range(3):
         panel.add_class("again")
         panel.remove_class("again")
-    assert len(widgets.Widget.widgets) == before
+    assert len(widgets.widget._instances) == before

@@ -142,3 +142,16 @@ def test_a_spoilt_features_file_costs_only_a_decode(session_factory, photos, tmp
     kept.write_bytes(b"not an npz")
     (_, photo), = session_factory(store=LabelStore(tmp_path / "mine")).restore()[0]
     assert torch.equal(photo.features, first.photos["dark"][0].features)
+
+
+def test_photos_labelled_none_of_these_are_read_back_without_decoding_too(session_factory, photos, tmp_path,
+                                                                         monkeypatch):
+    from picsort.labels import NONE_LABEL, LabelStore
+
+    LabelStore(tmp_path / "mine").save(photos["light"][0], NONE_LABEL)  # labelled on the page after a Train
+    first = session_factory(store=LabelStore(tmp_path / "mine"))
+    assert first.restore() == ([], []) and len(first.others) == 1
+    second = session_factory(store=LabelStore(tmp_path / "mine"))
+    monkeypatch.setattr(second, "_features", lambda *args: pytest.fail("decoded a photo kept with its features"))
+    second.restore()
+    assert [torch.equal(a, b) for a, b in zip(first.others.values(), second.others.values())] == [True]

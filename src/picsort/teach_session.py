@@ -177,12 +177,7 @@ class TeachSession:
         for other, members in self.photos.items():
             if any(photo.sha256 == digest for photo in members):
                 raise DuplicatePhotoError(f"{name} is already in {other}: each photo counts once")
-        photo = self._kept(digest, name)
-        if photo is None:
-            image, features = self._features(data, name)
-            thumbnail, _ = jpeg(image, THUMBNAIL_SIZE, quality=80)
-            photo = TaughtPhoto(next(self._ids), name, thumbnail, image.size, features, digest)
-            self._keep(photo)
+        photo = self._kept(digest, name) or self._decoded(data, name, digest)
         if keep and self.store is not None:
             self.store.save(data, class_name, original_name=name)
         photos.append(photo)
@@ -224,9 +219,9 @@ class TeachSession:
                 continue
             try:
                 if label == NONE_LABEL:
-                    kept = self._kept(digest, name)
-                    self.others[digest] = kept.features if kept else self._features(
-                        (self.store.root / entry["path"]).read_bytes(), name)[1]
+                    kept = self._kept(digest, name) or self._decoded(
+                        (self.store.root / entry["path"]).read_bytes(), name, digest)
+                    self.others[digest] = kept.features
                     continue
                 if label not in self.photos:
                     self.add_class(label)
@@ -286,6 +281,14 @@ class TeachSession:
 
     def _cached(self, digest: str) -> Path:
         return teach_features_dir(self.store.root) / f"{digest}.{self.backbone}.npz"
+
+    def _decoded(self, data: bytes, name: str, digest: str) -> TaughtPhoto:
+        """The photo decoded and run through the body (raises UnusableImageError), kept beside the store's."""
+        image, features = self._features(data, name)
+        thumbnail, _ = jpeg(image, THUMBNAIL_SIZE, quality=80)
+        photo = TaughtPhoto(next(self._ids), name, thumbnail, image.size, features, digest)
+        self._keep(photo)
+        return photo
 
     def _keep(self, photo: TaughtPhoto) -> None:
         """Write the photo's features, thumbnail and size beside the store's photos (nothing without a store; a
