@@ -54,3 +54,13 @@ def test_a_card_records_the_source_without_the_machine_s_paths(tmp_path):
     assert folders.describe_source(Path("some/relative")) == "some/relative"
     home = folders.REPOSITORY or folders.DATA_HOME
     assert folders.describe_source(home / "data" / "bears") == "data/bears"
+
+
+@pytest.mark.parametrize("forged", ["../" * 3 + "etc", "A" * 32, "0" * 31, "0" * 33, "0" * 31 + "/", "", None, 7,
+                                    "0" * 32 + "\n", "０" * 32], ids=repr)
+def test_only_a_visitor_id_names_a_visitors_teach_folder(tmp_path, forged):
+    visitor = "0123456789abcdef" * 2
+    assert folders.visitor_teach_dir(visitor, tmp_path) == tmp_path / "visitors" / visitor
+    assert folders.is_visitor_id(visitor) and not folders.is_visitor_id(forged)
+    with pytest.raises(ValueError, match="not a visitor id"):
+        folders.visitor_teach_dir(forged, tmp_path)

@@ -624,3 +624,19 @@ def test_a_full_or_read_only_disk_gets_its_own_message(tmp_path, state, error, m
     assert name == error.__name__ and issubclass(error, LabelStoreError)
     assert message in text
     assert "grizzly" not in folders  # nothing half-saved left behind
+
+
+def test_a_store_with_a_limit_refuses_a_new_photo_past_it_and_names_itself_without_its_path(tmp_path):
+    store = LabelStore(tmp_path / "mine", ["black", "grizzly"], shown_as="your Teach folder", max_photos=2)
+    first, second, third = jpeg((10, 10, 10)), jpeg((100, 100, 100)), jpeg((200, 200, 200))
+    store.save(first, "black")
+    store.save(second, "black")
+    with pytest.raises(LabelStoreError, match="^Your Teach folder holds at most 2 photos: this one was not saved"
+                       ) as refused:
+        store.save(third, "grizzly")
+    assert str(tmp_path) not in str(refused.value)
+    store.save(second, "grizzly")  # a photo held already may be relabelled
+    assert store.counts() == {"black": 1, "grizzly": 1}
+    store.remove(hashlib.sha256(first).hexdigest())  # and one removed makes room
+    store.save(third, "grizzly")
+    assert store.counts() == {"black": 0, "grizzly": 2}

@@ -18,6 +18,8 @@ from picsort.teaching import TeachError
 from tests.conftest import make_synthetic_photos
 
 CLASSES = ("dark", "light")
+VISITOR = "0123456789abcdef" * 2  # a browser's visitor id (picsort.session_widget)
+OTHER_VISITOR = "fedcba9876543210" * 2
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -35,10 +37,22 @@ def photos(tmp_path_factory):
     return {name: [file.read_bytes() for file in sorted((root / name).iterdir())] for name in CLASSES}
 
 
-@pytest.fixture
-def app(tmp_path):
+def visited(page: ClassifierApp, visitor: str = VISITOR) -> ClassifierApp:
+    """The page once its browser has sent its visitor id, as the session watch's view does on loading."""
+    page.session._answer(page.session, {"type": "visitor", "id": visitor}, [])
+    return page
+
+
+def new_page(tmp_path, visitor: str | None = VISITOR) -> ClassifierApp:
+    """A page of the app serving the labels in tmp_path/labels (a new kernel), for the browser `visitor`."""
     classifier = load_model()
     page = ClassifierApp(classifier, LabelStore(tmp_path / "labels", classifier.classes))
+    return visited(page, visitor) if visitor else page
+
+
+@pytest.fixture
+def app(tmp_path):
+    page = new_page(tmp_path)
     yield page
     for card in list(page.cards):
         card.close()
@@ -81,10 +95,10 @@ def test_teach_two_classes_train_and_the_page_answers_with_the_new_model(app, ph
         assert f"Added 5 photos to {name}" in panel.message.value
     shown = text(panel.widget)
     assert "<b>dark</b>: 5 photos" in shown and "<b>light</b>: 5 photos" in shown
-    thumbnails = panel.classes_box.children[0].children[1].children
-    assert len(thumbnails) == 5 and isinstance(thumbnails[0].children[0], widgets.Image)
+    thumbnails = panel.classes_box.children[0].children[1]
+    assert len(thumbnails) == 5
 
-    thumbnails[2].children[1].click()  # a wrong one removed
+    thumbnails._message(thumbnails, {"type": "remove", "id": thumbnails.ids[2]}, [])  # a wrong one's ✕ pressed
     assert "Removed dark-3.jpg from dark" in panel.message.value
     assert "<b>dark</b>: 4 photos (add 1 more)" in text(panel.widget)
     panel.train_button.click()
@@ -108,7 +122,7 @@ def test_teach_two_classes_train_and_the_page_answers_with_the_new_model(app, ph
         assert isinstance(card, ResultCard) and card.answer == name and card.classes == list(CLASSES)
     # A try-it photo labelled with a taught class joins the taught photos (the Teach folder), not the shared labels.
     assert "Saved as light" in app._save_label(app.cards[0], "light")
-    assert "light: <b>6</b>" in app.counts.value and str(tmp_path / "taught") in app.counts.value
+    assert "light: <b>6</b>" in app.counts.value and "your Teach folder" in app.counts.value
     assert not (tmp_path / "labels" / "light").exists()
     # One labelled "none of these" is a photo of another thing: the next Train sets the threshold on it too.
     assert "Saved as none of these" in app._save_label(app.cards[1], NONE_LABEL)
@@ -176,12 +190,11 @@ def test_a_camera_photo_goes_to_the_chosen_class_and_a_forged_one_is_refused(app
 def test_photos_taught_are_kept_on_disk_and_come_back_in_a_new_kernel(photos, tmp_path):
     """A reload (a new page, a new kernel) loses none of the photos taught; they download as a labels zip, and a
     photo removed is gone from the disk too."""
-    classifier = load_model()
-    first = ClassifierApp(classifier, LabelStore(tmp_path / "labels", classifier.classes))
+    first = new_page(tmp_path)
     first.toggle_teach()
     panel = first.teach_panel
-    kept = tmp_path / "taught"
-    assert str(kept) in text(panel.widget)  # the page says where the photos are kept
+    kept = tmp_path / "taught" / "visitors" / VISITOR
+    assert "kept on the server for this browser only" in text(panel.widget)
     for name in CLASSES:
         panel.add_class(name)
         for number, data in enumerate(photos[name][:5], 1):
@@ -194,15 +207,91 @@ def test_photos_taught_are_kept_on_disk_and_come_back_in_a_new_kernel(photos, tm
     assert not any(removed.sha256 in file.name for file in kept.rglob("*"))
     assert not any((tmp_path / "labels" / name).exists() for name in CLASSES)  # never in the shared labels
 
-    second = ClassifierApp(load_model(), LabelStore(tmp_path / "labels", classifier.classes))  # a new kernel
+    second = new_page(tmp_path)  # a new kernel, the same browser
     second.toggle_teach()
     again = second.teach_panel
     assert again.session.counts() == {"dark": 4, "light": 5}
-    assert "Added 9 photos kept in" in again.message.value
-    assert len(again.classes_box.children[0].children[1].children) == 4  # their thumbnails are shown
+    assert "Added 9 photos you taught before" in again.message.value
+    assert len(again.classes_box.children[0].children[1]) == 4  # their thumbnails are shown
+    assert str(tmp_path) not in text(second.widget)  # the page never shows where on the server
     name, data, note = again.photos_zip()
     archive = zipfile.ZipFile(io.BytesIO(data))
     assert name.endswith(".zip") and "9 photos" in note
     assert sorted(n.split("/")[0] for n in archive.namelist() if "/" in n) == ["dark"] * 4 + ["light"] * 5
     again.add_photo("dark-6.jpg", photos["dark"][5])
     assert "Trained on 10 photos (dark 5, light 5)" in (again.train() and again.status.value)
+
+
+def test_teach_waits_for_the_pages_visitor_id(tmp_path):
+    page = new_page(tmp_path, visitor=None)
+    assert page.teach_button.disabled
+    page.toggle_teach()
+    assert page.teach_panel is None and "Teach opens once this page has told the server" in text(page.teach_box)
+    visited(page)
+    assert not page.teach_button.disabled
+    page.toggle_teach()
+    assert page.teach_panel is not None and page.teach_panel.session.store.root.name == VISITOR
+
+
+def test_two_visitors_of_one_server_each_teach_their_own(photos, tmp_path):
+    """Two browsers (two visitor ids) on one server: neither sees, downloads, counts or removes the other's."""
+    a, b = new_page(tmp_path, VISITOR), new_page(tmp_path, OTHER_VISITOR)
+    a.toggle_teach()
+    b.toggle_teach()
+    a.teach_panel.add_class("cats")
+    for number, data in enumerate(photos["dark"][:5], 1):
+        send(a.teach_panel.upload, f"a-{number}.jpg", data, number, 5)
+    b.teach_panel.add_class("dogs")
+    send(b.teach_panel.upload, "same-photo.jpg", photos["dark"][0])  # the same photo A has in cats
+    send(b.teach_panel.upload, "b-2.jpg", photos["light"][0])
+
+    assert a.teach_panel.session.counts() == {"cats": 5} and b.teach_panel.session.counts() == {"dogs": 2}
+    assert "cats" not in text(b.widget) and "a-1.jpg" not in text(b.widget)
+    b.teach_panel.train_button.click()
+    assert "cats" not in b.teach_panel.status.value and "at least two classes" in b.teach_panel.status.value
+    _, data, _ = b.teach_panel.photos_zip()
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert sorted(name.split("/")[0] for name in names if "/" in name) == ["dogs", "dogs"]
+
+    b.teach_panel.remove_class("dogs")  # B's remove takes nothing of A's, not even the photo they share
+    a_folder = tmp_path / "taught" / "visitors" / VISITOR
+    assert len(list((a_folder / "cats").iterdir())) == 5
+    again = new_page(tmp_path, VISITOR)  # A reloads
+    again.toggle_teach()
+    assert again.teach_panel.session.counts() == {"cats": 5}
+
+
+def test_a_class_name_with_markup_is_refused_as_text(app):
+    app.toggle_teach()
+    panel = app.teach_panel
+    panel.add_class("<img src=x onerror=alert(1)>/")
+    assert "<img" not in panel.message.value and "&lt;img src=x onerror=alert(1)&gt;" in panel.message.value
+    panel.add_class("<img src=x onerror=alert(2)>")  # a usable name (no '/'): text wherever it is shown
+    assert "<img" not in text(panel.classes_box) and "&lt;img src=x onerror=alert(2)&gt;" in text(panel.classes_box)
+    panel.add_class("<img src=x onerror=alert(2)>")
+    assert "<img" not in panel.message.value and "already a class called" in panel.message.value
+    send(panel.upload, "<i>x</i>.jpg", b"not a photo")
+    assert "<i>" not in panel.message.value and "&lt;i&gt;x&lt;/i&gt;.jpg" in panel.message.value
+
+
+def test_the_page_states_the_photo_limit_and_refuses_past_it_in_words(app, photos, monkeypatch):
+    monkeypatch.setattr(teach_session, "MAX_PHOTOS", 3)
+    app.toggle_teach()
+    panel = app.teach_panel
+    assert "up to 1000 photos in all" in text(panel.widget)  # the limit the page states (monkeypatched after)
+    panel.add_class("dark")
+    for number, data in enumerate(photos["dark"][:4], 1):
+        send(panel.upload, f"dark-{number}.jpg", data, number, 4)
+    assert panel.session.counts() == {"dark": 3}
+    assert "dark-4.jpg was not added: the Teach section holds at most 3 photos" in panel.message.value
+
+
+def test_a_class_removed_leaves_no_widget_behind_in_the_kernel(app):
+    app.toggle_teach()
+    panel = app.teach_panel
+    panel.add_class("first")
+    before = len(widgets.widget._instances)
+    for _ in range(3):
+        panel.add_class("again")
+        panel.remove_class("again")
+    assert len(widgets.widget._instances) == before

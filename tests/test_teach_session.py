@@ -6,6 +6,7 @@ import io
 import zipfile
 
 import pytest
+import torch
 from PIL import Image
 
 from picsort.classify import load_model
@@ -96,3 +97,61 @@ def test_bad_names_and_bad_photos_are_refused_in_plain_words(session_factory):
     with pytest.raises(ValueError, match="no class called 'cats'"):
         session.add_photo("cats", b"")
     assert session.counts() == {"dark": 0}
+
+
+def test_a_session_holds_at_most_max_photos_and_max_classes_and_says_so(session_factory, photos, monkeypatch):
+    import picsort.teach_session as teach_session
+
+    monkeypatch.setattr(teach_session, "MAX_PHOTOS", 3)
+    monkeypatch.setattr(teach_session, "MAX_CLASSES", 2)
+    session = session_factory(CLASSES)
+    with pytest.raises(teach_session.TooManyError, match="at most 2 classes"):
+        session.add_class("mid")
+    for data in photos["dark"][:3]:
+        session.add_photo("dark", data)
+    with pytest.raises(teach_session.TooManyError, match="at most 3 photos, and has 3; remove some to make room"):
+        session.add_photo("light", photos["light"][0], "fourth.jpg")
+    assert session.counts() == {"dark": 3, "light": 0}
+
+
+def test_reopening_reads_each_photos_features_instead_of_decoding_it_again(session_factory, photos, tmp_path,
+                                                                          monkeypatch):
+    from picsort.labels import LabelStore
+
+    first = session_factory(store=LabelStore(tmp_path / "mine"))
+    first.add_class("dark")
+    added = [first.add_photo("dark", data, f"dark-{n}.jpg") for n, data in enumerate(photos["dark"][:3])]
+    second = session_factory(store=LabelStore(tmp_path / "mine"))
+    monkeypatch.setattr(second, "_features", lambda *args: pytest.fail("decoded a photo kept with its features"))
+    restored, problems = second.restore()
+    assert problems == [] and [photo.sha256 for _, photo in restored] == [photo.sha256 for photo in added]
+    for before, (_, after) in zip(added, restored):
+        assert torch.equal(before.features, after.features) and before.thumbnail == after.thumbnail
+        assert (before.size, before.name) == (after.size, after.name)
+    second.remove_photo("dark", restored[0][1].id)  # gone with its photo
+    assert len(list((tmp_path / "mine" / ".features").iterdir())) == 2
+
+
+def test_a_spoilt_features_file_costs_only_a_decode(session_factory, photos, tmp_path):
+    from picsort.labels import LabelStore
+
+    first = session_factory(store=LabelStore(tmp_path / "mine"))
+    first.add_class("dark")
+    first.add_photo("dark", photos["dark"][0], "dark.jpg")
+    (kept,) = (tmp_path / "mine" / ".features").iterdir()
+    kept.write_bytes(b"not an npz")
+    (_, photo), = session_factory(store=LabelStore(tmp_path / "mine")).restore()[0]
+    assert torch.equal(photo.features, first.photos["dark"][0].features)
+
+
+def test_photos_labelled_none_of_these_are_read_back_without_decoding_too(session_factory, photos, tmp_path,
+                                                                         monkeypatch):
+    from picsort.labels import NONE_LABEL, LabelStore
+
+    LabelStore(tmp_path / "mine").save(photos["light"][0], NONE_LABEL)  # labelled on the page after a Train
+    first = session_factory(store=LabelStore(tmp_path / "mine"))
+    assert first.restore() == ([], []) and len(first.others) == 1
+    second = session_factory(store=LabelStore(tmp_path / "mine"))
+    monkeypatch.setattr(second, "_features", lambda *args: pytest.fail("decoded a photo kept with its features"))
+    second.restore()
+    assert [torch.equal(a, b) for a, b in zip(first.others.values(), second.others.values())] == [True]

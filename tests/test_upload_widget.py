@@ -66,3 +66,30 @@ def test_a_file_message_gives_its_bytes_and_size_measured_here():
                            LIMIT)
     assert (message.kind, message.name, message.index, message.total, message.size, message.data) == (
         "file", "a.jpg", 2, 2, 3, b"abc")
+
+
+def forged_update(widget, state: dict) -> None:
+    """What a client sends to change a synced trait (ipywidgets' `update`), handled as the kernel handles it."""
+    widget._handle_msg({"content": {"data": {"method": "update", "state": state}}, "buffers": []})
+
+
+def test_a_page_cannot_raise_the_size_limit(zone):
+    forged_update(zone, {"max_bytes": 10**9, "paste": False})
+    assert zone.max_bytes == LIMIT and zone.paste  # nothing the page sends changes the kernel's traits
+    zone._message(zone, {"type": "file", "name": "big.jpg", "index": 1, "total": 1, "id": 1}, [bytes(LIMIT + 1)])
+    assert zone.calls == [] and zone.acks[-1]["error"]
+
+
+def test_the_decoders_limit_holds_whatever_the_zone_was_told(sent_by):
+    from picsort.images import MAX_UPLOAD_BYTES
+
+    calls = []
+    widget = UploadZone(on_file=lambda *args: calls.append(args), on_refused=lambda *args: None,
+                        on_done=lambda *args: None, max_bytes=10**9)
+    acks = sent_by(widget)
+    widget.max_bytes = 10**9  # even set afterwards in Python
+    data = bytes(30 * 2**20)  # 30 MB, over the 20 MB limit
+    assert len(data) > MAX_UPLOAD_BYTES
+    widget._message(widget, {"type": "file", "name": "big.jpg", "index": 1, "total": 1, "id": 1}, [data])
+    assert calls == [] and acks[-1]["error"]
+    widget.close()

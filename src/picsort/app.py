@@ -29,7 +29,7 @@ from picsort.cards import (ACTION_KEYS, FORGOTTEN, GENERIC_PROBLEM, LabelNotSave
 from picsort.classify import Classifier, Prediction, load_model
 from picsort.cpu_quota import fit_torch_threads
 from picsort.download_widget import DownloadButton, NothingToDownload
-from picsort.folders import EXAMPLES_DIR, labels_dir, teach_dir
+from picsort.folders import EXAMPLES_DIR, labels_dir, visitor_teach_dir
 from picsort.images import (ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, image_from_bytes,
                             jpeg)
 from picsort.labels import NONE_LABEL, NONE_TEXT, LabelStore, LabelStoreError, shown_label
@@ -57,6 +57,10 @@ STYLE = (Path(__file__).with_name("app.css")).read_text()
 ELSEWHERE = "someone else using this app"
 TEACH_OPEN = "Teach it your own classes…"
 TEACH_CLOSE = "Hide Teach"
+# Teach keeps each visitor's photos apart; until the page has said whose it is, there is no folder to open.
+TEACH_WAITING = "Teach opens once this page has told the server which browser it is: wait a moment, or reload."
+# How the page names a visitor's Teach folder: never its path on the server.
+TEACH_FOLDER = "your Teach folder"
 SHARED_TEXT = ("Labels are shared: everyone using this app on this server saves into the same labels, so the "
                "counts include theirs, and when two people label one photo differently the latest label counts. "
                "Your cards say so when you next label, undo or add photos.")
@@ -128,6 +132,7 @@ class ClassifierApp:
         send_log_to_server()
         self.classifier = classifier
         self.store = store
+        self.labels_root = store.root  # the shared labels, beside which each visitor's Teach folder is
         self.counts_heading = "Labelled so far, by everyone here:"
         self.cards: list[ResultCard | ProblemCard] = []  # newest first; includes the batch in progress
         self.uploads: dict[ResultCard, Upload] = {}  # each result card's photo
@@ -140,7 +145,8 @@ class ClassifierApp:
                                  on_done=lambda _total: self.finish_batch(), limits_text=self.limits_text())
         self.upload.add_class("picsort-try-upload")
         # Teach mode: built on first open, so a page nobody teaches on loads no second network.
-        self.teach_button = widgets.Button(description=TEACH_OPEN,
+        # Enabled once the page's visitor id arrives (SessionWatch, below): Teach is each visitor's own.
+        self.teach_button = widgets.Button(description=TEACH_OPEN, disabled=True, tooltip=TEACH_WAITING,
                                            layout=widgets.Layout(width="auto", align_self="flex-start"))
         self.teach_button.add_class("picsort-teach-open")
         self.teach_button.on_click(lambda _: self._guarded(self.toggle_teach))
@@ -169,7 +175,7 @@ class ClassifierApp:
         self.pager.add_class("picsort-pager")
         self.cards_box = widgets.VBox([])
         self.cards_box.add_class("picsort-cards")
-        self.session = SessionWatch()
+        self.session = SessionWatch(on_visitor=self._visitor_arrived)
         toolbar = widgets.HBox([self.counts, self.undo_button, self.download, self.undo_note])
         toolbar.add_class("picsort-toolbar")
         self.refresh_counts()
@@ -218,17 +224,32 @@ class ClassifierApp:
 
     # -- teach mode -------------------------------------------------------------------------------------
 
+    @property
+    def visitor(self) -> str | None:
+        """This page's visitor id (picsort.session_widget), None until the page has sent it."""
+        return self.session.visitor
+
+    def _visitor_arrived(self, _visitor: str) -> None:
+        self.teach_button.disabled = False
+        self.teach_button.tooltip = ""
+
     def toggle_teach(self) -> None:
         """Open the Teach section (made on first open), or close it; while open, pasted pictures go to it."""
         from picsort.teach_panel import TeachPanel
-        from picsort.teach_session import TeachSession
+        from picsort.teach_session import MAX_PHOTOS, TeachSession
         from picsort.teaching import TeachError
 
         if self.teach_panel is None:
+            if self.visitor is None:
+                self.teach_box.children = (html_widget(f"<p>{escape(TEACH_WAITING)}</p>", "picsort-teach-message"),)
+                return
             try:
-                # The photos taught are kept beside the shared labels, never in them (picsort.folders.teach_dir):
-                # a reload or a new kernel brings them back, and they download as a labels zip of their own.
-                session = TeachSession(store=LabelStore(teach_dir(labels=self.store.root)))
+                # Each visitor's photos are kept in a folder of their own beside the shared labels, never in them
+                # (picsort.folders.visitor_teach_dir): a reload or a new kernel in the same browser brings them
+                # back, nobody else's page sees them, and they download as a labels zip of their own.
+                store = LabelStore(visitor_teach_dir(self.visitor, labels=self.labels_root), shown_as=TEACH_FOLDER,
+                                   max_photos=MAX_PHOTOS)
+                session = TeachSession(store=store)
             # a server without scikit-learn or the Lite weights package; a Teach folder the disk refuses
             except (TeachError, LabelStoreError) as problem:
                 self.teach_box.children = (html_widget(f'<p class="picsort-error">Teaching cannot start here: '
@@ -236,7 +257,7 @@ class ClassifierApp:
                 return
             self.teach_panel = TeachPanel(
                 session, model_classes=self.classifier.classes,
-                on_trained=lambda trained: self.use_model(trained.classifier, session.store.root))
+                on_trained=lambda trained: self.use_model(trained.classifier, session.store))
             self.teach_box.children = (self.teach_panel.widget,)
             self.teach_panel.restore()
             opened = True
@@ -247,12 +268,13 @@ class ClassifierApp:
         self.teach_panel.upload.paste = opened
         self.teach_button.description = TEACH_CLOSE if opened else TEACH_OPEN
 
-    def use_model(self, classifier: Classifier, labels_folder: Path | None = None) -> None:
+    def use_model(self, classifier: Classifier, labels_store: LabelStore | None = None) -> None:
         """Answer with `classifier` from now on (Teach's Train); the cards of the model before are closed, as their
-        label buttons are its classes. Labels go to `labels_folder` (Teach gives its own folder: a photo labelled
-        with a taught class is one more photo of it, not one for the shared labels' classes), else to the same
-        store as before."""
-        self.store = LabelStore(labels_folder or self.store.root, classifier.classes)
+        label buttons are its classes. Labels go to `labels_store` (Teach gives the visitor's folder: a photo
+        labelled with a taught class is one more photo of it, not one for the shared labels' classes; its limit
+        and name come along), else to the same store as before."""
+        kept = labels_store or self.store
+        self.store = LabelStore(kept.root, classifier.classes, shown_as=kept.shown_as, max_photos=kept.max_photos)
         self.classifier = classifier
         for card in self.cards:
             card.close()
@@ -261,9 +283,9 @@ class ClassifierApp:
         self._show()
         self.intro.value = self._intro_text()
         self.examples_button.layout.display = "none"  # the examples are photos of the shipped model's classes
-        if labels_folder:
-            self.counts_heading = (f"Photos of these classes so far, taught and labelled (kept in "
-                                   f"{escape(self.store.root)}; a label counts at the next Train):")
+        if labels_store is not None:
+            self.counts_heading = ("Photos of these classes so far, taught and labelled (kept in your Teach folder, "
+                                   "for this browser only; a label counts at the next Train):")
         self.progress.value = (f"Now answering with the model you trained ({escape(', '.join(classifier.classes))})"
                                f": drop photos below to try it.")
         self.refresh_counts()

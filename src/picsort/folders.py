@@ -13,7 +13,8 @@ from typing import Mapping
 
 __all__ = ["APP_DIR", "CACHE_VARIABLE", "DATA_HOME", "DATA_VARIABLE", "EXAMPLES_DIR", "JUPYTER_SHARE_DIR",
            "LABELS_VARIABLE", "MODEL_DIR", "MODEL_VARIABLE", "REPOSITORY", "TEACH_VARIABLE", "cache_dir",
-           "describe_source", "labels_dir", "model_dir", "teach_dir", "training_data_dir"]
+           "describe_source", "is_visitor_id", "labels_dir", "model_dir", "teach_dir", "teach_features_dir",
+           "training_data_dir", "visitor_teach_dir"]
 
 _CLONE = Path(__file__).resolve().parent.parent.parent  # src/picsort/folders.py -> the clone, when it is one
 # The clone this package runs from (`pip install -e .`, or PYTHONPATH=src), else None (a regular install).
@@ -35,6 +36,9 @@ LABELS_VARIABLE = "PICSORT_LABELS_DIR"
 TEACH_VARIABLE = "PICSORT_TEACH_DIR"
 CACHE_VARIABLE = "PICSORT_CACHE"
 DATA_VARIABLE = "PICSORT_DATA"
+# A visitor id, as a page makes it (picsort.session_widget): 128 random bits in lowercase hex. Nothing else may
+# name a visitor's folder, so no id a client sends can lead out of `visitors/` or into another's.
+_VISITOR_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def model_dir(folder: Path | str | None = None) -> Path:
@@ -52,6 +56,25 @@ def teach_dir(folder: Path | str | None = None, *, labels: Path | str | None = N
     them again, and they download as a labels zip): the folder given, else `$PICSORT_TEACH_DIR`, else `taught/`
     beside the labels folder (`labels_dir(labels)`), so moving a server's labels moves both."""
     return Path(folder or os.environ.get(TEACH_VARIABLE) or labels_dir(labels).parent / "taught")
+
+
+def is_visitor_id(value: object) -> bool:
+    """True for a visitor id: exactly 32 lowercase hex digits."""
+    return isinstance(value, str) and _VISITOR_ID.fullmatch(value) is not None
+
+
+def visitor_teach_dir(visitor: str, folder: Path | str | None = None, *, labels: Path | str | None = None) -> Path:
+    """One visitor's Teach folder: `visitors/<visitor id>` in `teach_dir(folder, labels=labels)`, so each browser
+    finds its own photos again and nobody else's. ValueError for anything but a visitor id (`is_visitor_id`)."""
+    if not is_visitor_id(visitor):
+        raise ValueError("not a visitor id")
+    return teach_dir(folder, labels=labels) / "visitors" / visitor
+
+
+def teach_features_dir(store_root: Path | str) -> Path:
+    """Where Teach mode keeps each photo's features and thumbnail beside a visitor's photos (a hidden folder, so
+    the label store and the labels zip never take it for a class), so Teach reopens without decoding them."""
+    return Path(store_root) / ".features"
 
 
 def cache_dir(folder: Path | str | None = None) -> Path:

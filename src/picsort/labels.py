@@ -150,9 +150,14 @@ def stored_name_problem(label: object, name: str) -> str | None:
 class LabelStore:
     """Labelled images on disk, one folder per class, plus a manifest of every decision."""
 
-    def __init__(self, root: Path | str, classes: Sequence[str] | None = None) -> None:
+    def __init__(self, root: Path | str, classes: Sequence[str] | None = None, *, shown_as: str | None = None,
+                 max_photos: int | None = None) -> None:
+        """`shown_as`: how messages name the store instead of its path (a visitor's Teach folder: a page shows
+        no server paths); `max_photos`: how many photos it may hold at most (save refuses a new one past it)."""
         self.root = Path(root)
         self.classes: tuple[str, ...] | None = None if classes is None else check_class_names(classes)
+        self.shown_as = shown_as
+        self.max_photos = max_photos
         self._saved_ids: list[str] = []  # this object's saves, newest last: what undo() may take back
         self.repairs: dict[str, int] = self.check()
 
@@ -207,6 +212,8 @@ class LabelStore:
         with self._disk_errors():
             self.root.mkdir(parents=True, exist_ok=True)
             with self._locked(exclusive=True):
+                if self.max_photos is not None:
+                    self._check_room(digest)
                 entry["time"] = _now()  # taken under the lock so manifest order and times agree
                 self._place(raw, filename, target, entry)
         self._saved_ids.append(entry["id"])
@@ -369,6 +376,19 @@ class LabelStore:
                 f"label {label!r} is not one of the classes: {', '.join(self.classes)}"
             )
 
+    def _check_room(self, digest: str) -> None:
+        """LabelStoreError when a new photo would take the store past `max_photos` (lock held; a photo in it
+        already may always be relabelled)."""
+        state = _latest(self._manifest_lines())
+        held = sum(entry["label"] is not None for entry in state.values())
+        known = state.get(digest, {}).get("label") is not None
+        if not known and held >= self.max_photos:
+            raise LabelStoreError(f"{self._where()[0].upper()}{self._where()[1:]} holds at most {self.max_photos} "
+                                  f"photos: this one was not saved. Remove some to make room.")
+
+    def _where(self) -> str:
+        return self.shown_as or f"the label folder {self.root}"
+
     def _place(self, raw: bytes, filename: str, target: Path, entry: dict) -> None:
         """Put the image in its folder and append its line, or leave the store as it was (lock held)."""
         copies = self._copies_of(filename)
@@ -491,9 +511,11 @@ class LabelStore:
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 error = DiskFullError(f"The disk is full: this label was not {action}. "
-                                      f"Free some space on the disk holding {self.root}, then try again.")
+                                      f"Free some space on the disk holding {self.shown_as or self.root}, then "
+                                      f"try again.")
             elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-                error = ReadOnlyStoreError(f"The label folder {self.root} cannot be written to (it is "
+                where = self._where()
+                error = ReadOnlyStoreError(f"{where[0].upper()}{where[1:]} cannot be written to (it is "
                                            f"read-only): this label was not {action}.")
             else:
                 error = LabelStoreError(f"This label was not {action}: {exc}")

@@ -2,9 +2,11 @@
 
 A thin view over `picsort.teach_session.TeachSession`: each photo is turned into features as it arrives, so
 Train takes about a second. A trained model is handed to the page through `on_trained`; the section never
-reaches into the page. With a session that has a store (the app gives it the Teach folder), every photo is kept
-there as it is added, and the section opens with the photos kept before (a reload, a new kernel); the page says
-where they are and offers them as a labels zip. They are never mixed into the shared labels.
+reaches into the page. With a session that has a store (the app gives each visitor a Teach folder of their own),
+every photo is kept there as it is added, and the section opens with the photos kept before (a reload, a new
+kernel) and offers them as a labels zip. They are never mixed into the shared labels. The page never shows where
+on the server they are. Each class's photos are one widget (picsort.thumbnail_widget), and every line the
+section says is text, never markup: class and file names come from visitors.
 """
 
 from __future__ import annotations
@@ -19,14 +21,19 @@ from picsort.camera_widget import Camera
 from picsort.download_widget import DownloadButton, NothingToDownload
 from picsort.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes
 from picsort.labels import LabelStoreError
-from picsort.teach_session import MIN_PHOTOS, TaughtPhoto, TeachSession, Trained
+from picsort.process_memory import return_freed_memory
+from picsort.teach_session import MAX_PHOTOS, MIN_PHOTOS, TaughtPhoto, TeachSession, Trained
+from picsort.thumbnail_widget import ThumbnailGrid
 from picsort.training import NotEnoughPhotosError
 from picsort.upload_widget import UploadZone
 
 __all__ = ["TeachPanel"]
 
 log = logging.getLogger(__name__)
-THUMBNAIL_WIDTH = "72px"
+# Each photo's decode and forward pass leave tens of MB of freed heap that glibc keeps (several threads' arenas):
+# over a selection of 1000 that grew the kernel by hundreds of MB before the selection's end gave it back. A trim
+# every few photos costs milliseconds.
+TRIM_EVERY = 10
 
 
 def _html(text: str, css_class: str) -> widgets.HTML:
@@ -53,7 +60,9 @@ class TeachPanel:
         self._on_trained = on_trained
         self.trained: Trained | None = None
         self._added: list[str] = []  # names of the photos of the selection arriving, for its summary line
-        self._rows: dict[str, tuple[widgets.HTML, widgets.Box]] = {}  # class -> (its heading, its thumbnails)
+        self._said, self._error = "", False  # the message line's text, and whether it is an error
+        self._decoded_since_trim = 0
+        self._rows: dict[str, tuple[widgets.HTML, ThumbnailGrid]] = {}  # class -> (its heading, its thumbnails)
         self._row_widgets: dict[str, widgets.VBox] = {}
 
         self.name_input = widgets.Text(placeholder="a class name, e.g. mug", layout=widgets.Layout(width="14em"))
@@ -87,7 +96,8 @@ class TeachPanel:
             _html(f"<h2>Teach it your own classes</h2><p>Name two or more classes, add at least {MIN_PHOTOS} "
                   f"photos of each (choose, drop or paste them, or take them with the camera), press <b>Train</b>, "
                   f"and the page answers with your model at once. More photos, from different angles and "
-                  f"backgrounds, make a better model.</p><p class=\"picsort-teach-kept\">{html.escape(self.kept_text())}"
+                  f"backgrounds, make a better model (up to {MAX_PHOTOS} photos in all).</p>"
+                  f"<p class=\"picsort-teach-kept\">{html.escape(self.kept_text())}"
                   f"</p>", "picsort-teach-intro"),
             widgets.HBox([self.name_input, self.add_button, self.from_model_button]),
             self.target, self.upload, self.camera, self.message, self.classes_box,
@@ -119,11 +129,11 @@ class TeachPanel:
         return True
 
     def kept_text(self) -> str:
-        """Where the photos are kept (the upload zone's note)."""
+        """Where the photos are kept (the upload zone's note): never the server's path."""
         if self.session.store is None:
             return "Each photo is kept only as what the model needs, here, until you leave the page."
-        return (f"Each photo is kept on the server in {self.session.store.root}, one folder per class, until you "
-                f"remove it: leaving the page loses none of them.")
+        return ("Your photos are kept on the server for this browser only, until you remove them: reload the page "
+                "or come back later in this browser and they are here again. Nobody else using this app sees them.")
 
     def restore(self) -> int:
         """Bring back the photos kept in the Teach folder that this section does not show yet; says so."""
@@ -135,12 +145,11 @@ class TeachPanel:
         self._refresh()
         if added:
             counts = ", ".join(f"{name} {count}" for name, count in self.session.counts().items())
-            self._say(f"Added {len(added)} photo{'s' * (len(added) != 1)} kept in "
-                      f"{html.escape(str(self.session.store.root))} (taught before, or labelled on the page since): "
-                      f"now {html.escape(counts)}.")
+            self._say(f"Added {len(added)} photo{'s' * (len(added) != 1)} you taught before (or labelled on the "
+                      f"page since): now {counts}.")
         if problems:
-            self._say(f"{self.message.value} {len(problems)} kept photo{'s' * (len(problems) != 1)} could not be "
-                      f"used: {html.escape('; '.join(problems[:3]))}", error=True)
+            self._say(f"{self._said} {len(problems)} kept photo{'s' * (len(problems) != 1)} could not be "
+                      f"used: {'; '.join(problems[:3])}", error=True)
         if added and self.target.value is None and self.session.classes:
             self.target.value = self.session.classes[0]
         return len(added)
@@ -154,19 +163,18 @@ class TeachPanel:
 
     def remove_class(self, name: str) -> None:
         self.session.remove_class(name)
-        _, thumbnails = self._rows.pop(name)
-        for child in thumbnails.children:
-            child.close()
-        self._row_widgets.pop(name).close()
+        self._rows.pop(name)
+        row = self._row_widgets.pop(name)
         self._refresh()
-        self._say(f"Removed the class {html.escape(name)} and its photos.")
+        _close_all(row)
+        self._say(f"Removed the class {name} and its photos.")
 
     def _add_row(self, name: str) -> None:
         heading = _html("", "picsort-teach-class-heading")
         remove = _button("Remove class", "picsort-teach-remove-class", f"Remove {name} and its photos")
         remove.on_click(lambda _: self._guarded(lambda: self.remove_class(name)))
-        thumbnails = widgets.HBox([], layout=widgets.Layout(flex_flow="row wrap"))
-        thumbnails.add_class("picsort-teach-thumbnails")
+        thumbnails = ThumbnailGrid(
+            on_remove=lambda photo_id: self._guarded(lambda: self.remove_photo(name, photo_id)))
         row = widgets.VBox([widgets.HBox([heading, remove]), thumbnails])
         row.add_class("picsort-teach-class")
         self._rows[name] = (heading, thumbnails)
@@ -183,8 +191,13 @@ class TeachPanel:
         try:
             photo = self.session.add_photo(class_name, data, name)
         except (UnusableImageError, LabelStoreError, ValueError) as problem:  # unreadable, disk full, added before
-            self._say(html.escape(str(problem)), error=True)
+            self._say(str(problem), error=True)
             return None
+        finally:
+            self._decoded_since_trim += 1
+            if self._decoded_since_trim >= TRIM_EVERY:
+                self._decoded_since_trim = 0
+                return_freed_memory()
         self._show_photo(class_name, photo)
         self._added.append(class_name)
         self._refresh()
@@ -192,29 +205,13 @@ class TeachPanel:
 
     def remove_photo(self, class_name: str, photo_id: int) -> None:
         photo = self.session.remove_photo(class_name, photo_id)
-        _, thumbnails = self._rows[class_name]
-        kept = []
-        for child in thumbnails.children:
-            if getattr(child, "_picsort_photo", None) == photo_id:
-                child.close()
-            else:
-                kept.append(child)
-        thumbnails.children = tuple(kept)
+        self._rows[class_name][1].remove(photo_id)
         self._refresh()
-        self._say(f"Removed {html.escape(photo.name)} from {html.escape(class_name)}.")
+        self._say(f"Removed {photo.name} from {class_name}.")
 
     def _show_photo(self, class_name: str, photo: TaughtPhoto) -> None:
-        image = widgets.Image(value=photo.thumbnail, format="jpeg", layout=widgets.Layout(width=THUMBNAIL_WIDTH))
         width, height = photo.size
-        remove = widgets.Button(description="✕", tooltip=f"Remove {photo.name} ({width}×{height} px)",
-                                layout=widgets.Layout(width=THUMBNAIL_WIDTH))
-        remove.add_class("picsort-teach-remove")
-        remove.on_click(lambda _: self._guarded(lambda: self.remove_photo(class_name, photo.id)))
-        tile = widgets.VBox([image, remove])
-        tile.add_class("picsort-teach-photo")
-        tile._picsort_photo = photo.id
-        _, thumbnails = self._rows[class_name]
-        thumbnails.children = (*thumbnails.children, tile)
+        self._rows[class_name][1].add(photo.id, f"Remove {photo.name} ({width}×{height} px)", photo.thumbnail)
 
     def _upload_file(self, name: str, data: bytes, index: int, total: int) -> None:
         self._say(f"Adding {index} of {total}…")
@@ -222,17 +219,18 @@ class TeachPanel:
 
     def _camera_photo(self, name: str, data: bytes) -> None:
         if self.add_photo(name, data) is not None:
-            self._say(f"Took {html.escape(name)} for {html.escape(self.target.value)}.")
+            self._say(f"Took {name} for {self.target.value}.")
 
     def _upload_refused(self, name: str, reason: str, size: int, index: int, total: int) -> None:
         why = f"it is larger than the limit ({human_bytes(size)})" if reason == "too_large" else \
             "the browser could not read it"
-        self._say(f"{html.escape(name)} was not added: {why}.", error=True)
+        self._say(f"{name} was not added: {why}.", error=True)
 
     def _finish_selection(self) -> None:
         added, self._added = self._added, []
-        if added and "picsort-error" not in self.message.value:
-            self._say(f"Added {len(added)} photo{'s' * (len(added) != 1)} to {html.escape(added[-1])}.")
+        if added and not self._error:
+            self._say(f"Added {len(added)} photo{'s' * (len(added) != 1)} to {added[-1]}.")
+        return_freed_memory()  # decoding a selection's photos leaves freed heap glibc would otherwise keep
 
     # -- training ----------------------------------------------------------------------------------------
 
@@ -255,7 +253,7 @@ class TeachPanel:
     def _photos_note(self) -> str:
         if self.session.store is None:
             return ""
-        return f"; the photos stay in {html.escape(str(self.session.store.root))} and come back when Teach opens"
+        return "; the photos stay on the server and come back when Teach opens in this browser"
 
     def photos_zip(self) -> tuple[str, bytes, str]:
         """The photos taught, as a labels zip, for the download button."""
@@ -281,15 +279,21 @@ class TeachPanel:
             more = f" (add {MIN_PHOTOS - count} more)" if count < MIN_PHOTOS else ""
             heading.value = (f'<span class="picsort-teach-count" data-class="{html.escape(name)}"><b>'
                              f'{html.escape(name)}</b>: {count} photo{"s" * (count != 1)}{more}</span>')
-        self.classes_box.children = tuple(self._row_widgets[name] for name in self._rows)
-        current = self.target.value
-        self.target.options = list(counts)
-        if current in counts:
-            self.target.value = current
+        rows = tuple(self._row_widgets[name] for name in self._rows)
+        if rows != self.classes_box.children:  # each change is sent to the page: only real ones
+            self.classes_box.children = rows
+        if tuple(counts) != tuple(self.target.options):
+            current = self.target.value
+            self.target.options = list(counts)
+            if current in counts:
+                self.target.value = current
         self.target.layout.display = "" if counts else "none"
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.message.value = f'<span class="picsort-error">{text}</span>' if error else text
+        """One line in the message area, as text: names in it come from visitors and must never be markup."""
+        self._said, self._error = text, error
+        shown = html.escape(text)
+        self.message.value = f'<span class="picsort-error">{shown}</span>' if error else shown
 
     def _guarded(self, action) -> None:
         """Run a button's action; a failure becomes a line in the section (details in the server log)."""
@@ -298,3 +302,14 @@ class TeachPanel:
         except Exception:  # noqa: BLE001 - the page must keep working whatever happens
             log.exception("picsort app: a Teach action failed")
             self._say("Something went wrong. Please try again.", error=True)
+
+
+def _close_all(widget: widgets.Widget) -> None:
+    """Close a widget and every widget inside it, layouts and styles too (closing a box leaves its children, and
+    closing a widget its layout, open in the kernel)."""
+    for child in getattr(widget, "children", ()):
+        _close_all(child)
+    for part in (getattr(widget, "layout", None), getattr(widget, "style", None)):
+        if isinstance(part, widgets.Widget):
+            part.close()
+    widget.close()

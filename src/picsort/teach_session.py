@@ -7,7 +7,9 @@ with `picsort.teaching.fit_model`, the same fitting `picsort teach` uses, in abo
 
 Given a label store (`store`; the app gives the Teach folder, picsort.folders.teach_dir), each photo is also kept
 there under its class as it arrives and leaves it when removed, so a reload of the page or a new kernel loses
-nothing (`restore`), and the photos download as a labels zip that train.ipynb and `picsort teach` take.
+nothing (`restore`), and the photos download as a labels zip that train.ipynb and `picsort teach` take. Beside
+them (picsort.folders.teach_features_dir) each photo's features and thumbnail are kept too, so reopening Teach
+reads them instead of decoding and running every photo again. A session holds at most MAX_PHOTOS photos.
 """
 
 from __future__ import annotations
@@ -23,28 +25,42 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from PIL import Image
 
 from picsort.backbones import DEFAULT_BACKBONE, native_size
 from picsort.classify import Classifier
+from picsort.files import write_atomically
+from picsort.folders import teach_features_dir
 from picsort.images import jpeg
 from picsort.labels import NONE_LABEL, LabelStore, check_class_name
 from picsort.model import centre_crop_extra
 from picsort.teaching import MODEL_FILES, Fitted, _check_packages, fit_model, pretrained_classifier
 from picsort.training import NotEnoughPhotosError, check_photo_counts
 
-__all__ = ["MIN_PHOTOS", "DuplicatePhotoError", "TeachSession", "TaughtPhoto", "Trained"]
+__all__ = ["MAX_CLASSES", "MAX_PHOTOS", "MIN_PHOTOS", "DuplicatePhotoError", "TeachSession", "TaughtPhoto",
+           "TooManyError", "Trained"]
 
 # More than picsort teach's 3: with a handful of photos each one held out in turn is what the accuracy and the
 # "none of these" threshold are measured on, and under 5 a class's figures swing on a single photo.
 MIN_PHOTOS = 5
 THUMBNAIL_SIZE = 96  # pixels, longest side of a photo's thumbnail in the Teach section
 NAMED_IN = "the Teach section"
+# A visitor's photos at most (those labelled on the page after Train included): 1000 is 200 photos each for five
+# classes, more than the course's 150 a class, and what it costs stays small: about 6 KB of features and a 3 KB
+# thumbnail a photo in the kernel, and Train on 1000 photos' features takes a second or two. On disk the photos
+# are kept as they came (at most picsort.images.MAX_UPLOAD_BYTES each).
+MAX_PHOTOS = 1000
+MAX_CLASSES = 50  # each class is a few widgets on the page
 
 
 class DuplicatePhotoError(ValueError):
     """The same photo (the same bytes) was added before: one photo counts once, in one class."""
+
+
+class TooManyError(ValueError):
+    """A photo past MAX_PHOTOS or a class past MAX_CLASSES: the message says so and what to do."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +154,8 @@ class TeachSession:
         name = check_class_name(name.strip() if isinstance(name, str) else name)
         if name in self.photos:
             raise ValueError(f"there is already a class called {name!r}")
+        if len(self.photos) >= MAX_CLASSES:
+            raise TooManyError(f"{NAMED_IN} takes at most {MAX_CLASSES} classes: remove one to add {name!r}")
         self.photos[name] = []
         return name
 
@@ -152,17 +170,22 @@ class TeachSession:
         (unless `keep` is false: it is there already). Raises UnusableImageError, DuplicatePhotoError, and
         LabelStoreError when the disk refuses it (then the photo is not added)."""
         photos = self._photos_of(class_name)
+        if self.total() >= MAX_PHOTOS:
+            raise TooManyError(f"{name} was not added: {NAMED_IN} holds at most {MAX_PHOTOS} photos, and has "
+                               f"{self.total()}; remove some to make room")
         digest = hashlib.sha256(data).hexdigest()
         for other, members in self.photos.items():
             if any(photo.sha256 == digest for photo in members):
                 raise DuplicatePhotoError(f"{name} is already in {other}: each photo counts once")
-        image, features = self._features(data, name)
-        thumbnail, _ = jpeg(image, THUMBNAIL_SIZE, quality=80)
-        photo = TaughtPhoto(next(self._ids), name, thumbnail, image.size, features, digest)
+        photo = self._kept(digest, name) or self._decoded(data, name, digest)
         if keep and self.store is not None:
             self.store.save(data, class_name, original_name=name)
         photos.append(photo)
         return photo
+
+    def total(self) -> int:
+        """Photos held, in every class and labelled "none of these": what MAX_PHOTOS counts."""
+        return sum(self.counts().values()) + len(self.others)
 
     def remove_photo(self, class_name: str, photo_id: int) -> TaughtPhoto:
         photos = self._photos_of(class_name)
@@ -170,6 +193,7 @@ class TeachSession:
             if photo.id == photo_id:
                 if self.store is not None:
                     self.store.remove(photo.sha256)
+                    self._cached(photo.sha256).unlink(missing_ok=True)
                 return photos.pop(index)
         raise ValueError(f"{class_name} has no photo number {photo_id}")
 
@@ -184,21 +208,35 @@ class TeachSession:
         entries = self.store.entries()
         labelled_none = {entry["sha256"] for entry in entries if entry["label"] == NONE_LABEL}
         self.others = {digest: features for digest, features in self.others.items() if digest in labelled_none}
+        left_out = 0
         for entry in entries:
-            label = entry["label"]
-            if entry["sha256"] in held or entry["sha256"] in self.others:
+            label, digest = entry["label"], entry["sha256"]
+            if digest in held or digest in self.others:
                 continue
             name = entry.get("original_name") or Path(entry["path"]).name
+            if self.total() >= MAX_PHOTOS:  # a store filled past the limit by hand: the first ones count
+                left_out += 1
+                continue
             try:
-                data = (self.store.root / entry["path"]).read_bytes()
                 if label == NONE_LABEL:
-                    self.others[entry["sha256"]] = self._features(data, name)[1]
+                    kept = self._kept(digest, name) or self._decoded(
+                        (self.store.root / entry["path"]).read_bytes(), name, digest)
+                    self.others[digest] = kept.features
                     continue
                 if label not in self.photos:
                     self.add_class(label)
+                kept = self._kept(digest, name)
+                if kept is not None:  # its features and thumbnail from the last time: no decoding
+                    self.photos[label].append(kept)
+                    added.append((label, kept))
+                    continue
+                data = (self.store.root / entry["path"]).read_bytes()
                 added.append((label, self.add_photo(label, data, name, keep=False)))
             except (OSError, ValueError) as problem:  # a file gone or spoilt since: the rest still count
                 problems.append(f"{name}: {problem}")
+        if left_out:
+            problems.append(f"{left_out} more photo{'s' * (left_out != 1)} left out: {NAMED_IN} holds at most "
+                            f"{MAX_PHOTOS}")
         return added, problems
 
     def photos_zip(self) -> tuple[str, bytes, int]:
@@ -238,6 +276,48 @@ class TeachSession:
         with torch.inference_mode():
             (maps,) = preparer.feature_maps(preparer.to_batch([preparer.to_tensor(image)]))
             return image, maps.float().mean(dim=(2, 3))[0].clone()
+
+    # -- features kept beside the photos (a reload reads them instead of decoding every photo again) -----------
+
+    def _cached(self, digest: str) -> Path:
+        return teach_features_dir(self.store.root) / f"{digest}.{self.backbone}.npz"
+
+    def _decoded(self, data: bytes, name: str, digest: str) -> TaughtPhoto:
+        """The photo decoded and run through the body (raises UnusableImageError), kept beside the store's."""
+        image, features = self._features(data, name)
+        thumbnail, _ = jpeg(image, THUMBNAIL_SIZE, quality=80)
+        photo = TaughtPhoto(next(self._ids), name, thumbnail, image.size, features, digest)
+        self._keep(photo)
+        return photo
+
+    def _keep(self, photo: TaughtPhoto) -> None:
+        """Write the photo's features, thumbnail and size beside the store's photos (nothing without a store; a
+        write the disk refuses only costs the next reopening a decode)."""
+        if self.store is None:
+            return
+        buffer = io.BytesIO()
+        np.savez(buffer, features=photo.features.numpy().astype(np.float32),
+                 thumbnail=np.frombuffer(photo.thumbnail, dtype=np.uint8), size=np.array(photo.size, dtype=np.int64))
+        try:
+            self._cached(photo.sha256).parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self._cached(photo.sha256), buffer.getvalue())
+        except OSError:
+            pass
+
+    def _kept(self, digest: str, name: str) -> TaughtPhoto | None:
+        """The photo as kept by `_keep`, or None (no store, never kept, or a file that is not what _keep wrote)."""
+        if self.store is None:
+            return None
+        try:
+            with np.load(self._cached(digest), allow_pickle=False) as kept:
+                features, thumbnail, size = kept["features"], kept["thumbnail"], kept["size"]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            return None
+        if (features.dtype != np.float32 or features.ndim != 1 or not np.isfinite(features).all()
+                or thumbnail.dtype != np.uint8 or thumbnail.ndim != 1 or size.shape != (2,)):
+            return None
+        return TaughtPhoto(next(self._ids), name, thumbnail.tobytes(), (int(size[0]), int(size[1])),
+                           torch.from_numpy(features.copy()), digest)
 
     @property
     def preparer(self) -> Classifier:

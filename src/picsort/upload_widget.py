@@ -78,6 +78,8 @@ def read_message(content: Any, buffers: list, max_bytes: int) -> UploadMessage:
         return UploadMessage(kind, name, index, total, size, b"")
     if len(buffers) != 1:
         raise BadMessage(f"a file message carries one file, not {len(buffers)}")
+    if memoryview(buffers[0]).nbytes > max_bytes:  # the page reports such a file without sending it
+        raise BadMessage(f"a file of {memoryview(buffers[0]).nbytes} bytes is over the {max_bytes}-byte limit")
     data = bytes(buffers[0])
     if "size" in content and size != len(data):
         raise BadMessage(f"a file said to be {size} bytes has {len(data)}")
@@ -115,6 +117,8 @@ class UploadZone(anywidget.AnyWidget):
     _esm = widget_script("dom.js", "acknowledged_messages.js", "upload_widget.js")
     _css = (_HERE / "upload_widget.css").read_text()
 
+    # What the page is told: it reports larger files without sending them. The kernel keeps its own copy of the
+    # limit (`limit`), since a client can send any value of a synced trait.
     max_bytes = traitlets.Int(MAX_UPLOAD_BYTES).tag(sync=True)
     # Browsers do not all count HEIC or AVIF as image/*: the suffixes name every format the decoder takes.
     accept = traitlets.Unicode(",".join(["image/*", *sorted(IMAGE_SUFFIXES)])).tag(sync=True)
@@ -126,9 +130,18 @@ class UploadZone(anywidget.AnyWidget):
                  on_refused: Callable[[str, str, int, int, int], None],
                  on_done: Callable[[int], None], **kwargs):
         super().__init__(**kwargs)
+        # Never above the decoder's limit, whatever the page says afterwards.
+        self.limit = min(self.max_bytes, MAX_UPLOAD_BYTES)
         self._on_file, self._on_refused, self._on_done = on_file, on_refused, on_done
         self.add_class("picsort-upload")
         self.on_msg(self._message)
+
+    def set_state(self, sync_data: dict) -> None:
+        """An update from the page: every trait of this widget is the kernel's to set (its limit, what it
+        accepts, where pastes go), so the page's are dropped, and logged."""
+        if sync_data:
+            log.warning("picsort app: ignored an update of %s from the page",
+                        ", ".join(sorted(map(str, sync_data)))[:200])
 
     def _message(self, _widget, content: Any, buffers: list) -> None:
         """Hand one file (or the end of a selection) to the page, then let the browser send the next.
@@ -138,7 +151,7 @@ class UploadZone(anywidget.AnyWidget):
         """
         error = None
         try:
-            message = read_message(content, buffers, self.max_bytes)
+            message = read_message(content, buffers, self.limit)
         except BadMessage as problem:
             log.warning("picsort app: refused an upload message: %s", problem)
             error = REFUSED
