@@ -15,7 +15,8 @@ pytestmark = pytest.mark.slow  # each runs a notebook in a fresh kernel (train.i
 
 
 def run_nbval(notebook: str, env_extra: dict, tmp_path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", **env_extra}
+    # TMPDIR: smoke mode's throw-away folders (tempfile.mkdtemp in the notebook) go under the test's own folder
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "MPLBACKEND": "Agg", "TMPDIR": str(tmp_path), **env_extra}
     return subprocess.run(
         [sys.executable, "-m", "pytest", "--nbval-lax", "--nbval-current-env", "-p", "no:cacheprovider",
          "-q", "--rootdir", str(tmp_path), notebook],
@@ -55,7 +56,7 @@ def run_train_notebook(tmp_path, categories: dict | None, source, output, data_r
         first.source = first.source[:start] + f"CATEGORIES = {categories!r}" + first.source[end:]
     env = {"PICSORT_SMOKE": "1", "PICSORT_SOURCE": str(source), "PICSORT_OUTPUT": str(output),
            "PICSORT_DATA": str(data_root), "PICSORT_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
-           "MPLBACKEND": "Agg", "PICSORT_CATEGORIES": "", **(env_extra or {})}
+           "MPLBACKEND": "Agg", "PICSORT_CATEGORIES": "", "TMPDIR": str(tmp_path), **(env_extra or {})}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)  # the kernel inherits the environment of the process that starts it
     try:
