@@ -7,6 +7,13 @@ import sys
 import textwrap
 
 
+def page_and_server_log(code: str) -> tuple[str, str]:
+    """Run `code` (which drives a real kernel and prints what reaches the page as lines starting "PAGE:"); returns
+    (those lines, the process's stderr, where the kernel's server log goes)."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return "".join(line for line in done.stdout.splitlines(keepends=True) if line.startswith("PAGE:")), done.stderr
+
 def test_a_kernels_warnings_reach_the_server_log_and_not_the_page():
     # In a real kernel (ipykernel), as Voila starts one: what the page would get is the kernel's stream output.
     code = textwrap.dedent('''
@@ -26,12 +33,10 @@ def test_a_kernels_warnings_reach_the_server_log_and_not_the_page():
             kc.stop_channels()
             km.shutdown_kernel(now=True)
     ''')
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    page = "".join(line for line in done.stdout.splitlines(keepends=True) if line.startswith("PAGE:"))
+    page, server_log = page_and_server_log(code)
     assert "to the page" in page
     assert "SERVER-ONLY" not in page
-    assert "SERVER-ONLY log line" in done.stderr and "SERVER-ONLY warning" in done.stderr  # the kernel's own stderr
+    assert "SERVER-ONLY log line" in server_log and "SERVER-ONLY warning" in server_log  # the kernel's own stderr
 
 
 def test_a_forged_widget_update_of_the_wrong_type_sends_the_page_no_traceback():
@@ -71,9 +76,7 @@ def test_a_forged_widget_update_of_the_wrong_type_sends_the_page_no_traceback():
             kc.stop_channels()
             km.shutdown_kernel(now=True)
     ''')
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    page = "".join(line for line in done.stdout.splitlines(keepends=True) if line.startswith("PAGE:"))
+    page, server_log = page_and_server_log(code)
     assert "value ''" in page  # the forged value was not taken, and the kernel still answers
     assert "Traceback" not in page and "TraitError" not in page, page
-    assert "TraitError" in done.stderr  # the details are in the server's log
+    assert "TraitError" in server_log  # the details are in the server's log
