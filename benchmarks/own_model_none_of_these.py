@@ -99,9 +99,7 @@ def run_triple(features, names, triple, per_class, seed, imagenet, bears):
         unseen_labels += [label] * len(rest)
     settings = calibration(features[train], features[valid], torch.empty(0, features.shape[1]), imagenet=imagenet)
     unit = torch.nn.functional.normalize(features, dim=1)
-    check = NoneOfTheseCheck(unit[train], settings["k"], settings["threshold"], imagenet=imagenet.stored(),
-                             covered=settings["imagenet"]["covered"],
-                             resemblance_threshold=settings["imagenet"]["threshold"])
+    check = NoneOfTheseCheck.from_settings(unit[train], settings, imagenet.stored())
     weight, bias = logistic_head(features[train], train_labels, list(triple))
     answers = (features[unseen] @ weight.T + bias).argmax(dim=1)
 

@@ -96,9 +96,18 @@ class NoneOfTheseCheck:
             _check_imagenet(path, imagenet, shapes, shape[1])
         tensors = load_file(path)
         head = ImageNetHead(tensors["imagenet.weight"].float(), tensors["imagenet.bias"].float()) if imagenet else None
-        return cls(tensors["features"].float(), int(settings["k"]), float(settings["threshold"]), imagenet=head,
-                   covered=[int(index) for index in imagenet["covered"]] if imagenet else None,
-                   resemblance_threshold=float(imagenet["threshold"]) if imagenet else None)
+        return cls.from_settings(tensors["features"].float(), settings, head)
+
+    @classmethod
+    def from_settings(cls, reference: torch.Tensor, settings: dict, imagenet: ImageNetHead | None = None
+                      ) -> "NoneOfTheseCheck":
+        """The check a card's `none_of_these` settings describe, with the reference (unit-length pooled features)
+        and the ImageNet classifier (used only where the settings name its covered classes)."""
+        covering = settings.get("imagenet")
+        return cls(reference, int(settings["k"]), float(settings["threshold"]),
+                   imagenet=imagenet if covering else None,
+                   covered=[int(index) for index in covering["covered"]] if covering else None,
+                   resemblance_threshold=float(covering["threshold"]) if covering else None)
 
     def similarity(self, features: torch.Tensor) -> torch.Tensor:
         """Similarity to the training photos (N) of a body's feature map (N×C×H×W): 1 for a training photo, lower for other things."""

@@ -202,11 +202,7 @@ def fit_model(features: torch.Tensor, labels: list[int], classes: list[str], *,
     card["written_by"] = WRITTEN_BY
     # The reference as the folder stores it (half precision), so answers here are the saved folder's answers.
     reference = unit.half().float()
-    settings = none_of_these.get("imagenet")
-    check = NoneOfTheseCheck(reference, none_of_these["k"], none_of_these["threshold"],
-                             imagenet=imagenet.stored() if settings else None,
-                             covered=settings["covered"] if settings else None,
-                             resemblance_threshold=settings["threshold"] if settings else None)
+    check = NoneOfTheseCheck.from_settings(reference, none_of_these, imagenet.stored() if imagenet else None)
     return Fitted(Classifier.from_network(classifier.network, card, check), unit, wrong)
 
 
