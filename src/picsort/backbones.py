@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -115,28 +116,45 @@ def learner_architecture(backbone: str = DEFAULT_BACKBONE):
 
 
 def imagenet_classifier(backbone: str = DEFAULT_BACKBONE, body=None):
-    """The backbone's pretrained ImageNet classifier (picsort.none_of_these.ImageNetHead), which describes "other
-    things" with no photos of them. None when `body` (the model's) is not the pretrained body any more (a body
+    """The backbone's pretrained ImageNet classifier (`ImageNetHead`, with the classes' names), which describes
+    "other things" with no photos of them. None when `body` (the model's) is not the pretrained body any more (a body
     trained further no longer feeds that classifier what it was fitted on) or for a backbone without one."""
+    head = _pretrained_imagenet_head(backbone)
+    if head is None or body is None:
+        return head
+    return head if _same_weights(_pretrained_state(backbone, body=True), list(body.state_dict().values())) else None
+
+
+@functools.lru_cache(maxsize=None)
+def _pretrained_imagenet_head(backbone: str):
+    """The classifier of `imagenet_classifier`, read once a process: Teach mode's every Train asks for it (reading
+    Lite2's weights file costs about 40 ms, a quarter of a Train)."""
+    state = _pretrained_state(backbone, body=False)
+    if state is None:
+        return None
+    weight, bias = state
+    return ImageNetHead(weight.float(), bias.float(), imagenet_class_names())
+
+
+def _pretrained_state(backbone: str, *, body: bool):
+    """A pretrained backbone's body tensors in order (`body`), else its ImageNet classifier's (weight, bias); None
+    for a backbone picsort has no weights for."""
     import torch
 
     if backbone in LITE_BACKBONES:
-        weights = torch.load(lite_weights_file(backbone), map_location="cpu", weights_only=True)
-        body_weights = [value for key, value in weights.items() if not key.startswith("classifier.")]
-        head = ImageNetHead(weights["classifier.weight"].float(), weights["classifier.bias"].float())
+        state = torch.load(lite_weights_file(backbone), map_location="cpu", weights_only=True)
+        classifier = "classifier."
     elif backbone in TORCHVISION_BACKBONES:
         import torchvision.models
 
         # The weights vision_learner downloaded already (torch's cache): the course's route, online.
-        resnet = getattr(torchvision.models, backbone)(weights="DEFAULT")
-        state = resnet.state_dict()
-        body_weights = [value for key, value in state.items() if not key.startswith("fc.")]
-        head = ImageNetHead(state["fc.weight"].float(), state["fc.bias"].float())
+        state = getattr(torchvision.models, backbone)(weights="DEFAULT").state_dict()
+        classifier = "fc."
     else:
         return None
-    if body is not None and not _same_weights(body_weights, list(body.state_dict().values())):
-        return None
-    return head._replace(names=imagenet_class_names())
+    if body:
+        return [value for key, value in state.items() if not key.startswith(classifier)]
+    return state[classifier + "weight"], state[classifier + "bias"]
 
 
 def imagenet_class_names() -> tuple[str, ...] | None:

@@ -108,7 +108,7 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
         validation={"error_rate": round(float(error_rate), 4), "loss": round(float(loss), 4),
                     "images": len(learn.dls.valid_ds)},
         notes=notes)
-    save_weights(folder, learn.model, reference, imagenet if "imagenet" in none_of_these else None)
+    save_weights(folder, learn.model, reference, imagenet)
     learn.export(folder.resolve() / LEARNER_NAME)
     os.chmod(folder / LEARNER_NAME, 0o644)  # readable by the server and by git, whatever the umask
     save_card(folder, card)

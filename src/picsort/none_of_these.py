@@ -235,26 +235,26 @@ def calibration(reference: torch.Tensor, held_out: torch.Tensor, others: torch.T
     classifier (None for a body without one: the similarity alone then); `covering`, the photos whose ImageNet
     classes count as covered, when not `reference` (teach's reference holds every photo, calibrated on a part)."""
     unit = lambda features: torch.nn.functional.normalize(features.float(), dim=1)  # noqa: E731
-    index = NoneOfTheseCheck(unit(reference), k)
+    reference_unit = unit(reference)
+    index = NoneOfTheseCheck(reference_unit, k)
     validation = index.similarity_of_pooled(unit(held_out)) if len(held_out) else torch.empty(0)
     # Left-out training photos score higher than new ones (a scrape holds near-duplicates): used only where the
     # validation photos are too few for percentiles to mean anything.
-    own = validation if len(validation) >= MIN_VALIDATION else torch.cat([validation, leave_one_out(unit(reference), k)])
+    own = validation if len(validation) >= MIN_VALIDATION else torch.cat([validation, leave_one_out(reference_unit, k)])
     other_scores = index.similarity_of_pooled(unit(others)) if len(others) else torch.empty(0)
     threshold = choose_threshold(own, other_scores, keep)
-    check = NoneOfTheseCheck(unit(reference), k, threshold)
     settings = {"method": METHOD, "k": k, "threshold": threshold, "reference": REFERENCE_NAME,
                 "reference_images": int(reference.shape[0])}
     if imagenet is not None:
         imagenet = imagenet.stored()
         covered = covered_classes(imagenet, reference if covering is None else covering)
-        check = NoneOfTheseCheck(unit(reference), k, threshold, imagenet=imagenet, covered=covered,
-                                 resemblance_threshold=resemblance_threshold(len(covered), imagenet.weight.shape[0]))
-        settings["imagenet"] = {"covered": covered, "threshold": check.resemblance_threshold,
+        settings["imagenet"] = {"covered": covered,
+                                "threshold": resemblance_threshold(len(covered), imagenet.weight.shape[0]),
                                 "classes": int(imagenet.weight.shape[0]), "top": IMAGENET_TOP,
                                 "chance_factor": CHANCE_FACTOR, "bounds": list(RESEMBLANCE_BOUNDS)}
         if imagenet.names:
             settings["imagenet"]["covered_names"] = [imagenet.names[index] for index in covered]
+    check = NoneOfTheseCheck.from_settings(reference_unit, settings, imagenet)
 
     def flagged(features: torch.Tensor, similarities: torch.Tensor) -> float | None:
         if not len(features):
