@@ -277,7 +277,9 @@ def test_weights_that_do_not_fit_the_card_name_the_tensor(shipped_files, tmp_pat
 
 @pytest.mark.parametrize("change, said", [
     (lambda card: card["none_of_these"]["imagenet"].update(covered=[5, 1000]), "class numbers 0-999"),
-    (lambda card: card["none_of_these"]["imagenet"].update(covered="abc"), "class numbers 0-999"),
+    (lambda card: card["none_of_these"]["imagenet"].update(covered="abc"),
+     'none_of_these.imagenet.covered is "abc": a list of ImageNet class numbers'),
+    (lambda card: card["none_of_these"]["imagenet"].update(covered=[]), "imagenet.covered is \\[\\]"),
     (lambda card: card["none_of_these"]["imagenet"].update(threshold=2), "number from 0 to 1"),
 ])
 def test_a_card_whose_imagenet_check_does_not_fit_is_refused(shipped_files, tmp_path, change, said):

@@ -47,6 +47,8 @@ MAX_CLASSES = 1000
 MAX_HIDDEN = 4096
 IMAGE_SIZES = range(32, 1025)
 MAX_K = 1000
+# ImageNet-1k's classes; larger label sets (21k) would still fit.
+MAX_IMAGENET_CLASSES = 22_000
 # The bodies picsort trains (backbones.BACKBONES), by the library that names them on the card.
 ARCHITECTURES = {**{("timm", name): name for name in LITE_BACKBONES},
                  **{("torchvision", name): name for name in TORCHVISION_BACKBONES}}
@@ -173,6 +175,18 @@ def card_problem(card: object) -> str | None:
             return f"none_of_these.k is {_shown(settings.get('k'))}: a whole number from 1 to {MAX_K}"
         if not _number(settings.get("threshold")):
             return f"none_of_these.threshold is {_shown(settings.get('threshold'))}: a finite number"
+        imagenet = settings.get("imagenet")
+        if imagenet is not None:
+            # The ImageNet classes the training photos resemble (picsort.none_of_these); the reference file's
+            # classifier says how many classes there are, checked where it is read.
+            covered = imagenet.get("covered") if isinstance(imagenet, dict) else None
+            if not (isinstance(covered, list) and covered
+                    and all(_whole(index, 0, MAX_IMAGENET_CLASSES - 1) for index in covered)):
+                return (f"none_of_these.imagenet.covered is {_shown(covered)}: a list of ImageNet class numbers "
+                        f"(0-{MAX_IMAGENET_CLASSES - 1})")
+            if not _number(imagenet.get("threshold"), 0, 1):
+                return (f"none_of_these.imagenet.threshold is {_shown(imagenet.get('threshold'))}: a number from 0 "
+                        f"to 1")
     return None
 
 

@@ -137,21 +137,17 @@ class NoneOfTheseCheck:
                 or (self.resemblance_threshold is not None and resemblance < self.resemblance_threshold))
 
 
-def _check_imagenet(path: Path, settings, shapes: dict, width: int) -> None:
-    """ModelFolderError naming the problem unless the card's `none_of_these.imagenet` and the reference file's
-    ImageNet classifier fit each other and the network (checked before any tensor is read)."""
+def _check_imagenet(path: Path, settings: dict, shapes: dict, width: int) -> None:
+    """ModelFolderError naming the problem unless the reference file's ImageNet classifier fits the network's
+    features and the classes the card's `none_of_these.imagenet` (checked: picsort.model.card_problem) covers;
+    checked from the file's header, before any tensor is read."""
     weight, bias = shapes.get("imagenet.weight"), shapes.get("imagenet.bias")
     if not weight or len(weight) != 2 or weight[1] != width or bias != (weight[0],):
         raise ModelFolderError(f"{path} lacks an ImageNet classifier of the network's {width} features that its card's "
                                f"none_of_these.imagenet names (it holds {weight} and {bias}): re-export the model")
-    covered, threshold = (settings.get("covered"), settings.get("threshold")) if isinstance(settings, dict) else (0, 0)
-    if (not isinstance(covered, list) or not covered
-            or not all(isinstance(index, int) and not isinstance(index, bool) and 0 <= index < weight[0]
-                       for index in covered)):
+    if max(settings["covered"]) >= weight[0]:
         raise ModelFolderError(f"the card's none_of_these.imagenet.covered must list ImageNet class numbers "
-                               f"0-{weight[0] - 1}")
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0 <= threshold <= 1:
-        raise ModelFolderError("the card's none_of_these.imagenet.threshold must be a number from 0 to 1")
+                               f"0-{weight[0] - 1}, the classes of {path}'s classifier")
 
 
 # ---- training side -----------------------------------------------------------------------------------
