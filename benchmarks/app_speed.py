@@ -52,9 +52,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: E402
 
-from picsort.classify import FORWARD_CHUNK, load_model  # noqa: E402
-from picsort.folders import MODEL_DIR  # noqa: E402
-from picsort.model import WEIGHTS_NAME, LEARNER_NAME  # noqa: E402
+from picsort.inference.classify import FORWARD_CHUNK, load_model  # noqa: E402
+from picsort.foundation.folders import MODEL_DIR  # noqa: E402
+from picsort.inference.model import WEIGHTS_NAME, LEARNER_NAME  # noqa: E402
 from results_table import publish  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "datasets" / "bears"
@@ -315,8 +315,8 @@ def train(backbone: str, files: list[Path], size: int, epochs: int, batch_size: 
     """(seconds per epoch, validation error, validation images) of fit_one_cycle with every layer trained."""
     from fastai.vision.all import error_rate, set_seed, vision_learner
 
-    from picsort.backbones import learner_architecture
-    from picsort.training import training_datablock
+    from picsort.inference.backbones import learner_architecture
+    from picsort.training.notebook import training_datablock
 
     set_seed(42)
     dls = training_datablock(size, get_items=lambda _: list(files)).dataloaders(PHOTOS, bs=batch_size, num_workers=0)
@@ -364,7 +364,7 @@ def main() -> None:
     model = load_model()
     size = model.size
 
-    from picsort.export import load_learner_checked
+    from picsort.training.export import load_learner_checked
 
     learn = load_learner_checked(MODEL_DIR)
 

@@ -3,7 +3,7 @@
     python benchmarks/binder_pod.py           # writes results/binder-pod.md
     python benchmarks/binder_pod.py --quick   # prints only
 
-Builds and serves the pod exactly as tests/test_binder_pod.py does (picsort.binder_rehearsal: repo2docker's base
+Builds and serves the pod exactly as tests/test_binder_pod.py does (rehearsal.binder: repo2docker's base
 packages and binder/requirements.txt in the Python binder/runtime.txt names, binder/postBuild and the server run
 as a non-root user from a clean clone of HEAD, mybinder's /etc/jupyter, a cgroup with one CPU's time by quota and
 every core visible) and drives it in Debian's Chromium (needs root):
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import psutil
 
-from picsort.binder_rehearsal import as_pod_user, binder_pod_route, pod_cgroup, pod_env, pod_environment, pod_user
-from picsort.browser_rehearsal import (EXAMPLES, FAKE_CAMERA, REPO, MemorySampler, browser, chromium_path,
+from rehearsal.binder import as_pod_user, binder_pod_route, pod_cgroup, pod_env, pod_environment, pod_user
+from rehearsal.browser import (EXAMPLES, FAKE_CAMERA, REPO, MemorySampler, browser, chromium_path,
                                        make_phone_photos, teach, visit)
-from picsort.throwaway_cgroup import read_keyed
+from rehearsal.throwaway_cgroup import read_keyed
 from results_table import publish  # beside this script
 
 RESULTS = REPO / "benchmarks" / "results" / "binder-pod.md"
@@ -141,7 +141,7 @@ def outcome(sixty: dict) -> str:
 
 def near_an_edge(photos: list[Path]) -> list[bool]:
     """Which photos the shipped model answers near an edge, so that the app decodes them whole a second time."""
-    from picsort.classify import load_model
+    from picsort.inference.classify import load_model
 
     model = load_model()
     return [model.near_an_edge(model.predictions(model.to_batch([model.to_tensor(model.to_image(photo))]))[0])
@@ -185,7 +185,7 @@ def main() -> None:
         "",
         f"{started:%Y-%m-%d %H:%M %Z}, {os.cpu_count()} CPUs on the machine, shared with other work: load average "
         f"{load_before:.1f} before, {os.getloadavg()[0]:.1f} after. The pod as tests/test_binder_pod.py builds it "
-        f"(picsort.binder_rehearsal): Python from binder/runtime.txt, repo2docker's base packages, then "
+        f"(rehearsal.binder): Python from binder/runtime.txt, repo2docker's base packages, then "
         f"binder/requirements.txt with PyPI's torch build (installed in {recorded:.0f} s"
         f"{'' if install_seconds is None else ', this run'}), binder/postBuild and `jupyter server` as a non-root "
         "user from a clean clone of HEAD, mybinder's /etc/jupyter; one CPU's time by quota, both cores visible. "

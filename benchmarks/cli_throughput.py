@@ -32,14 +32,14 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from picsort.bulk import DECODE_WORKERS, find_images  # noqa: E402
-from picsort.process_memory import reuse_freed_memory  # noqa: E402
+from picsort.batch.sort import DECODE_WORKERS, find_images  # noqa: E402
+from picsort.foundation.process_memory import reuse_freed_memory  # noqa: E402
 
 reuse_freed_memory()
 
 import torch  # noqa: E402
 
-from picsort.classify import load_model  # noqa: E402
+from picsort.inference.classify import load_model  # noqa: E402
 from picsort.cli import main as cli_main  # noqa: E402
 from results_table import publish  # noqa: E402
 
@@ -78,7 +78,7 @@ def cli_path(folder: Path, count: int, threads: int, workers: int) -> tuple[floa
 # Ways to start the CLI for part (c): as shipped, and without one or both of its process settings
 # (calling cli.main directly skips picsort/__main__.py, where they are made).
 _PLAIN = "from picsort.cli import main; raise SystemExit(main())"
-_MALLOC_ONLY = "from picsort.process_memory import reuse_freed_memory as r; r(); " + _PLAIN
+_MALLOC_ONLY = "from picsort.foundation.process_memory import reuse_freed_memory as r; r(); " + _PLAIN
 LAUNCHERS = {
     "as shipped: idle OpenMP threads sleep + malloc reuses memory": (["-m", "picsort"], None),
     "OpenMP threads sleep only": (["-c", _PLAIN], "PASSIVE"),

@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from picsort.cluster import SHARD_FILES as SHARD  # noqa: E402  (the default the runs use)
+from picsort.batch.cluster import SHARD_FILES as SHARD  # noqa: E402  (the default the runs use)
 from results_table import publish  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -135,7 +135,7 @@ def scheduler_rate(client, tasks: int = 2000) -> float:
 
 
 def listing_rate(inputs: list[Path]) -> float:
-    from picsort.bulk import find_images
+    from picsort.batch.sort import find_images
 
     began = time.perf_counter()
     count = sum(1 for _ in find_images(inputs, recursive=True))
@@ -144,8 +144,8 @@ def listing_rate(inputs: list[Path]) -> float:
 
 def csv_rate(rows: int = 20000) -> float:
     """Rows per second the client formats and writes (the shipped model's classes, one flush per shard)."""
-    from picsort.classify import Prediction
-    from picsort.results import format_rows
+    from picsort.inference.classify import Prediction
+    from picsort.batch.results import format_rows
 
     classes = ["black", "grizzly", "teddy"]
     result = Prediction("black", 0.9, {"black": 0.9, "grizzly": 0.05, "teddy": 0.05})
@@ -160,7 +160,7 @@ def csv_rate(rows: int = 20000) -> float:
 
 def linked(inputs: list[Path], count: int, root: Path) -> list[Path]:
     """A folder of links to the first `count` photos (round the classes), for --quick."""
-    from picsort.bulk import find_images
+    from picsort.batch.sort import find_images
 
     for number, path in zip(range(count), find_images(inputs, recursive=True)):
         (root / f"{number:05d}-{Path(path).name}").symlink_to(path)
@@ -181,7 +181,7 @@ def main() -> None:
         if args.quick:
             (scratch / "photos").mkdir()
             inputs = linked(FOLDERS, args.quick, scratch / "photos")
-        files = len(list(__import__("picsort.bulk", fromlist=["find_images"]).find_images(inputs, recursive=True)))
+        files = len(list(__import__("picsort.batch.sort", fromlist=["find_images"]).find_images(inputs, recursive=True)))
         print(f"{files} photos", flush=True)
 
         # (a) one process with 2 threads, then a local cluster of 2 single-thread workers, one after the other.

@@ -3,7 +3,7 @@
     python benchmarks/model_variants.py            # all variants (~15 min on 2 cores), writes results/model-variants.md
 
 Each variant is trained the way train.ipynb trains (fastai DataBlock, vision_learner, the same validation split:
-RandomSplitter(0.2, seed=42) over ../shared/datasets/bears as gathered by picsort.sources), then measured on:
+RandomSplitter(0.2, seed=42) over ../shared/datasets/bears as gathered by picsort.photos.sources), then measured on:
 - the validation split: error rate and loss;
 - "shifted" validation photos: each validation photo changed the way photos from another source differ (a tighter
   crop, low resolution, other light and colour, strong JPEG compression, grey scale); the validation split cannot
@@ -83,8 +83,8 @@ VARIANTS = {
 
 
 def gather(scratch: Path) -> Path:
-    from picsort.cleaning import apply_cleaning
-    from picsort.sources import gather_from_folder
+    from picsort.photos.cleaning import apply_cleaning
+    from picsort.photos.sources import gather_from_folder
 
     data = scratch / "data"
     gather_from_folder(SHARED / "bears", data)
@@ -96,8 +96,8 @@ def train(data: Path, variant: dict):
     from fastai.callback.training import BnFreeze
     from fastai.vision.all import error_rate, set_seed, vision_learner
 
-    from picsort.backbones import learner_architecture, native_size
-    from picsort.training import training_datablock
+    from picsort.inference.backbones import learner_architecture, native_size
+    from picsort.training.notebook import training_datablock
 
     set_seed(42)
     dls = training_datablock(native_size(variant["backbone"])).dataloaders(data, bs=32, num_workers=0)
@@ -111,7 +111,7 @@ def train(data: Path, variant: dict):
         if variant["fit"] == "fine_tune":
             learn.fine_tune(variant["epochs"], base_lr=variant["lr"], freeze_epochs=variant["freeze_epochs"])
         elif variant["fit"] == "logistic":
-            from picsort.training import fit_linear_head
+            from picsort.training.notebook import fit_linear_head
 
             fit_linear_head(learn, C=variant["C"])
         else:
@@ -154,7 +154,7 @@ def none_of_these(learn, others_for_calibration: list[Path], others: list[Path],
                   ) -> tuple[float, float, float]:
     """Calibrate as export_model does, then the fraction of `others` (held-out Imagenette photos), of the
     validation photos and of the shifted validation photos that are flagged "none of these"."""
-    from picsort.none_of_these import NoneOfTheseCheck, calibrate, pooled_features
+    from picsort.inference.none_of_these import NoneOfTheseCheck, calibrate, pooled_features
 
     reference, settings = calibrate(learn, others=others_for_calibration)
     index = NoneOfTheseCheck(reference, settings["k"], settings["threshold"])
@@ -200,7 +200,7 @@ def write(rows, partial: bool) -> None:
         "Validation split: 83 of the 416 development photos (RandomSplitter(0.2, seed=42)); one photo is 1.2 %.",
         "Shifted: the same 83 photos changed six ways (" + ", ".join(SHIFTS) + "), 498 in all.",
         "",
-        "None of these: the threshold calibrated as export_model does (picsort.none_of_these.choose_threshold, with 10 "
+        "None of these: the threshold calibrated as export_model does (picsort.inference.none_of_these.choose_threshold, with 10 "
         "Imagenette photos per class as photos of other things), then measured on 30 other Imagenette photos per "
         "class (300), on the validation photos and on the shifted ones (photos of the classes that should not be "
         "flagged).",

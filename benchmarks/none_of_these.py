@@ -2,7 +2,7 @@
 
     python benchmarks/none_of_these.py      # ~5 min on 2 cores, writes results/none-of-these.md
 
-Through the serving path (`picsort.classify.load_model()`, as the app, the CLI and the API run it):
+Through the serving path (`picsort.inference.classify.load_model()`, as the app, the CLI and the API run it):
 1. all 3,925 Imagenette photos (../shared/datasets/imagenette: ten classes, none of them a bear): the fraction
    flagged "none of these" (goal >= 98 %);
 2. the development bears (../shared/datasets/bears): the validation split the threshold was calibrated on,
@@ -25,9 +25,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: E402
 
-from picsort.classify import Classifier  # noqa: E402
-from picsort.none_of_these import NoneOfTheseCheck  # noqa: E402
-from picsort.folders import MODEL_DIR  # noqa: E402
+from picsort.inference.classify import Classifier  # noqa: E402
+from picsort.inference.none_of_these import NoneOfTheseCheck  # noqa: E402
+from picsort.foundation.folders import MODEL_DIR  # noqa: E402
 from results_table import publish  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -44,8 +44,8 @@ def validation_files() -> list[Path]:
 
     from fastai.vision.all import RandomSplitter, get_image_files
 
-    from picsort.cleaning import apply_cleaning
-    from picsort.sources import gather_from_folder
+    from picsort.photos.cleaning import apply_cleaning
+    from picsort.photos.sources import gather_from_folder
 
     scratch = Path(tempfile.mkdtemp(prefix="picsort-none-"))
     gather_from_folder(SHARED / "bears", scratch)

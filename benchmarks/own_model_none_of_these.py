@@ -5,9 +5,9 @@
 
 Every triple of the 10 Imagenette classes (120) is taught with no photos of other things, as train.ipynb splits
 them: a fixed random sample of PER_CLASS photos a class, 80 % training photos (the reference), 20 % validation
-photos. The "none of these" settings come from picsort.none_of_these.calibration, the rule train.ipynb,
-`picsort teach` and Teach mode use, and the head from picsort.training.logistic_head, both on the pooled features
-of the pretrained Lite2 body with each photo prepared as the app prepares it (picsort.teaching's feature pass).
+photos. The "none of these" settings come from picsort.inference.none_of_these.calibration, the rule train.ipynb,
+`picsort teach` and Teach mode use, and the head from picsort.training.notebook.logistic_head, both on the pooled features
+of the pretrained Lite2 body with each photo prepared as the app prepares it (picsort.training.teaching's feature pass).
 Each model is checked on the 416 development bears (goal: flagged) and on the other photos of its classes
 (goal: answered with their class, not flagged). The rule of the last stop (the similarity alone, the classes
 standing in for other things) is measured beside it in the same run, from the same features.
@@ -31,11 +31,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
 
-from picsort.backbones import DEFAULT_BACKBONE, imagenet_classifier  # noqa: E402
-from picsort.folders import cache_dir  # noqa: E402
-from picsort.none_of_these import NoneOfTheseCheck, calibration  # noqa: E402
-from picsort.photo_folders import photos_in  # noqa: E402
-from picsort.training import logistic_head  # noqa: E402
+from picsort.inference.backbones import DEFAULT_BACKBONE, imagenet_classifier  # noqa: E402
+from picsort.foundation.folders import cache_dir  # noqa: E402
+from picsort.inference.none_of_these import NoneOfTheseCheck, calibration  # noqa: E402
+from picsort.photos.photo_folders import photos_in  # noqa: E402
+from picsort.training.notebook import logistic_head  # noqa: E402
 from results_table import publish  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -45,7 +45,7 @@ VALID_PCT = 0.2
 
 def features_of_every_photo() -> tuple[list[str], torch.Tensor]:
     """(each photo's set/class, raw pooled Lite2 features N×C) of the bears and Imagenette, cached."""
-    from picsort.teaching import _pooled_features, pretrained_classifier
+    from picsort.training.teaching import _pooled_features, pretrained_classifier
 
     files = [file for dataset in ("bears", "imagenette") for folder in sorted((SHARED / dataset).iterdir())
              if folder.is_dir() for file in photos_in(folder)]
@@ -66,7 +66,7 @@ def features_of_every_photo() -> tuple[list[str], torch.Tensor]:
 def stand_in_threshold(reference, held_out, labels, held_labels, k=5):
     """The last stop's similarity threshold without photos of other things: each class's photos scored against the
     other classes' photos stood in for other things (its none_of_these.other_class_scores)."""
-    from picsort.none_of_these import choose_threshold, leave_one_out
+    from picsort.inference.none_of_these import choose_threshold, leave_one_out
 
     unit = torch.nn.functional.normalize
     reference, held_out = unit(reference, dim=1), unit(held_out, dim=1)
@@ -140,7 +140,7 @@ def main() -> None:
         f"{torch.__version__}. Every triple of the 10 Imagenette classes ({len(triples)}), a fixed random sample "
         f"of photos a class (seed = the triple's number), 80 % training / 20 % validation as train.ipynb splits; "
         f"{len(bears)} development bears as the photos of other things; the other Imagenette photos of the three "
-        f"classes as the classes' photos. **Now**: picsort.none_of_these.calibration (ImageNet resemblance or "
+        f"classes as the classes' photos. **Now**: picsort.inference.none_of_these.calibration (ImageNet resemblance or "
         f"similarity). **Before**: the similarity alone with the classes standing in for other things (the last "
         f"stop's rule), from the same features.",
         "",

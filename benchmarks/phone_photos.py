@@ -39,10 +39,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from picsort import classify  # noqa: E402  (first: picsort sets torch's thread waiting policy)
-from picsort.classify import load_model  # noqa: E402
-from picsort.images import image_from_bytes  # noqa: E402
-from picsort.testing import PHONE_SIZE, phone_sized  # noqa: E402
+from picsort.inference import classify  # noqa: E402  (first: picsort sets torch's thread waiting policy)
+from picsort.inference.classify import load_model  # noqa: E402
+from picsort.photos.images import image_from_bytes  # noqa: E402
+from rehearsal.phone_sized import PHONE_SIZE, phone_sized  # noqa: E402
 
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
@@ -91,7 +91,7 @@ def decode_only(data: bytes, side: int):
 
 def over_the_development_photos(model, folder: Path) -> list[str]:
     """Every development photo upscaled to 12 MP, one at a time: how many are decoded whole again, what it costs."""
-    from picsort.sources import class_folders
+    from picsort.photos.sources import class_folders
 
     files = [file for files in class_folders(folder).values() for file in files]
     app, bare, sizes, whole = [], [], [], 0

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from results_table import publish  # noqa: E402
 
-from picsort.images import is_image_file  # noqa: E402
+from picsort.photos.images import is_image_file  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 IMAGENETTE = SHARED / "imagenette"
@@ -96,8 +96,8 @@ def run_notebook(source: Path, out: Path, data: Path) -> float:
 
 def check(model_folder: Path, unseen: dict[str, list[Path]], bears: list[Path]) -> dict:
     """The model, served as the app serves it, on other photos of its classes and on the bears."""
-    from picsort.bulk import classify_files
-    from picsort.classify import Classifier
+    from picsort.batch.sort import classify_files
+    from picsort.inference.classify import Classifier
 
     classifier = Classifier(model_folder)
     truth = {str(file): name for name, files in unseen.items() for file in files}

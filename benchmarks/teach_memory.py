@@ -13,7 +13,7 @@ all N, and its peak while they arrive. Then a fresh kernel (a reload, or the nex
 builds the page and opens Teach: the seconds `toggle_teach` takes to show all N photos again, and that kernel's
 growth for it; then Train on them. Goals (issue 25): <= 150 MB of growth for 1000 photos, reopening <= 5 s.
 
-`--browser` also runs the page as a person does: `picsort app` (picsort.browser_rehearsal) and Chromium, the N
+`--browser` also runs the page as a person does: `picsort app` (rehearsal.browser) and Chromium, the N
 photos chosen at once in Teach's zone (the page sends them one at a time, each after the last one's answer), the
 kernel's RSS read from outside, then the page reloaded (a new kernel, the same browser) and the seconds from the
 click on Teach to all N photos counted again.
@@ -46,9 +46,9 @@ CHUNK = 50  # photos sent before waiting for the kernel to catch up (the page wa
 
 PAGE = """
 import json, time
-from picsort.app import ClassifierApp
-from picsort.classify import load_model
-from picsort.labels import LabelStore
+from picsort.app.page import ClassifierApp
+from picsort.inference.classify import load_model
+from picsort.photos.labels import LabelStore
 classifier = load_model()
 app = ClassifierApp(classifier, LabelStore({labels!r}, classifier.classes))
 if hasattr(app.session, "visitor"):  # code from before issue 25 has one Teach folder for everyone
@@ -204,8 +204,8 @@ def in_browser(src: Path, work: Path, photos: int) -> dict:
     import psutil
 
     os.environ["PYTHONPATH"] = str(src)  # the server and its kernels run this code
-    from picsort.browser_rehearsal import browser, chromium_path, page_kernel_id, picsort_app_route, wait_for_app
-    from picsort.browser_rehearsal import kernel_pid as pid_of
+    from rehearsal.browser import browser, chromium_path, page_kernel_id, picsort_app_route, wait_for_app
+    from rehearsal.browser import kernel_pid as pid_of
 
     rng = np.random.default_rng(26)
     folder = work / "photos"
@@ -340,7 +340,7 @@ def main() -> None:
         "to reopen. This script does not reproduce that growth on the code before (tens of KiB a photo here, "
         "against a page that reads what the kernel sends); what it does reproduce is the reopening: every photo "
         "decoded and run through the body again, tens of ms each. Now each photo costs the kernel its features "
-        "and one JPEG thumbnail, a class's thumbnails are one widget (picsort.thumbnail_widget, not three widgets a "
+        "and one JPEG thumbnail, a class's thumbnails are one widget (picsort.app.thumbnail_widget, not three widgets a "
         "photo with the whole list sent again at each add), freed heap is given back every 10 photos (the peak), "
         "and reopening reads each photo's features and thumbnail kept beside it (`.features/<sha256>.<backbone>.npz`).",
     ]

@@ -6,7 +6,7 @@
 The photos are Imagenette's (../shared/datasets/imagenette, never copied), added through `TeachSession.add_photo`
 as the page adds them, so their features are computed before Train, as in the app. Then, for 10, 50, 100 and 200 photos
 (2 classes of 5, 5 of 10, 5 of 20, 5 of 40) and with torch limited to 1 and to 2 threads:
-- Train: `TeachSession.train()` (the held-out check, "none of these" and the head: picsort.teaching.fit_model);
+- Train: `TeachSession.train()` (the held-out check, "none of these" and the head: picsort.training.teaching.fit_model);
 - Train to answer: Train, then the new model's answer to one photo (bytes in, Prediction out), as the page's
   try-it zone asks it;
 each the median of several runs, and as a ratio to the baseline measured in the same run with the same threads:
@@ -44,7 +44,7 @@ MEMORY_PHOTOS = (5, 20)  # 100 photos: 5 classes of 20, as the issue's "5 classe
 
 def photo_bytes(per_class: int, classes: int, skip: int = 0) -> dict[str, list[bytes]]:
     """The first photos of each class (by file name), as bytes."""
-    from picsort.images import is_image_file
+    from picsort.photos.images import is_image_file
 
     chosen = {}
     for name in CLASSES[:classes]:
@@ -66,7 +66,7 @@ def speed(runs: int) -> list[dict]:
     """Train and Train-to-answer seconds for each size and thread count, with the one-answer baseline."""
     import torch
 
-    from picsort.teach_session import TeachSession
+    from picsort.app.teach_session import TeachSession
 
     largest = max(per for _, per in SIZES.values())
     photos = photo_bytes(largest, max(classes for classes, _ in SIZES.values()))
@@ -101,7 +101,7 @@ def memory_child() -> None:
     """In a fresh process: RSS with the body loaded, after 100 photos and Train, and the peak (JSON on stdout)."""
     import resource
 
-    from picsort.teach_session import TeachSession
+    from picsort.app.teach_session import TeachSession
 
     def rss() -> int:
         for line in Path("/proc/self/status").read_text().splitlines():

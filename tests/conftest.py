@@ -78,10 +78,10 @@ def train_small_model(folder: Path, output: Path, *, size: int = 64, epochs: int
     """Train a quick learner the way train.ipynb does, export it to `output`; returns the learner."""
     from fastai.vision.all import error_rate, set_seed, vision_learner
 
-    from picsort.backbones import learner_architecture
-    from picsort.export import export_model
-    from picsort.sources import gather_from_folder
-    from picsort.training import training_datablock
+    from picsort.inference.backbones import learner_architecture
+    from picsort.training.export import export_model
+    from picsort.photos.sources import gather_from_folder
+    from picsort.training.notebook import training_datablock
 
     set_seed(42)  # the same photos, splits and initial head on every run
     data = output / "data"
@@ -108,7 +108,7 @@ def small_model(photos, tmp_path_factory) -> Path:
 def make_prediction():
     """`make(classes, **changes)`: a `Prediction` a test chooses, its first class on top (every other at 0.1) and
     like the training photos, with `changes` to its fields; for what a card or the page does with an answer, without a model."""
-    from picsort.classify import Prediction
+    from picsort.inference.classify import Prediction
 
     def make(classes, **changes):
         probabilities = {name: 0.1 for name in classes}
@@ -161,7 +161,7 @@ def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:
 
 # ---- a served app, seen from a client (test_server_safety, test_voila_server, test_kernel_limit) ----------
 def port_of(server) -> int:
-    """The port of a server started by picsort.browser_rehearsal."""
+    """The port of a server started by rehearsal.browser."""
     return int(server.base_url.rsplit(":", 1)[1].strip("/"))
 
 

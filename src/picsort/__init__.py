@@ -12,9 +12,9 @@ __version__ = "0.1.0"
 
 def teach(source, out, **options):
     """Teach a new model the photos in `source` (one sub-folder per class, or a labels zip) and write its model
-    folder to `out`; returns a `picsort.teaching.Taught` (its str() is the summary). See picsort.teaching.teach
+    folder to `out`; returns a `picsort.training.teaching.Taught` (its str() is the summary). See picsort.training.teaching.teach
     for the options. Here so `picsort.teach(...)` works while `import picsort` stays light (no torch)."""
-    from picsort.teaching import teach as teach_photos
+    from picsort.training.teaching import teach as teach_photos
 
     return teach_photos(source, out, **options)
 

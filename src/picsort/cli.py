@@ -1,7 +1,7 @@
 """The command line: `picsort classify FOLDER... --out results.csv` sorts a folder of photos; `picsort teach FOLDER
 --out DIR` teaches a new model; `picsort app` serves the web app and `picsort train` opens train.ipynb in JupyterLab.
 
-A thin shell over `picsort.bulk.sort_files` and `picsort.teaching.teach`: this module parses the arguments, turns
+A thin shell over `picsort.batch.sort.sort_files` and `picsort.training.teaching.teach`: this module parses the arguments, turns
 problems into usage messages and prints progress and the summary; the work (and torch) is loaded only once a command
 runs, so `picsort --help` is quick. Exit status: 0 when the run finished (bad files included, they get an error
 row), 1 when the disk fails it (the CSV or a copy can't be written), 2 for a usage problem (missing folder,
@@ -52,7 +52,7 @@ bytes that are not UTF-8 in a file name are written as backslash escapes (\\n, \
 
 _TEACH_DESCRIPTION = """\
 Teach a new classifier the photos in FOLDER, in about a minute on a laptop, and write a model folder
-that picsort app (PICSORT_MODEL_DIR), picsort classify --model and picsort.classify.load_model use.
+that picsort app (PICSORT_MODEL_DIR), picsort classify --model and picsort.inference.classify.load_model use.
 
 The recipe is train.ipynb's: EfficientNet-Lite2 pretrained on ImageNet, kept as it is, and one
 linear layer on its features fitted as a logistic regression. Each class needs at least 3 photos;
@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "file already there keeps its name (the copy gets a -1, -2... suffix)")
     classify.add_argument("--decode-threads", type=_whole_number(0), default=None, metavar="N",
                           help="threads decoding images while the model runs; 0 decodes between batches "
-                               "instead (default: picsort.batches.DECODE_WORKERS, 2)")
+                               "instead (default: picsort.inference.batches.DECODE_WORKERS, 2)")
     classify.add_argument("--workers", type=_whole_number(1), default=None, metavar="N",
                           help="classify on a Dask cluster of N worker processes started on this machine "
                                "(127.0.0.1, one thread each; the dashboard's address is printed)")
@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "by dask scheduler / dask worker, dask-jobqueue...); they must be able to read the "
                                "photos, and write --copy-to")
     classify.add_argument("--shard-size", type=_whole_number(1), default=None, metavar="N",
-                          help="with --workers or --scheduler: files per task (default: picsort.cluster.SHARD_FILES, "
+                          help="with --workers or --scheduler: files per task (default: picsort.batch.cluster.SHARD_FILES, "
                                "128)")
     classify.add_argument("--threads", type=_whole_number(1), default=None, metavar="N",
                           help="threads the model itself uses (default: one per CPU this process may use, "
@@ -194,7 +194,7 @@ class _Progress:
         self.drew = False
 
     def update_from(self, report) -> None:
-        """Draw a `picsort.bulk.SortReport` so far: files done of those listed, errors, and (once the listing has
+        """Draw a `picsort.batch.sort.SortReport` so far: files done of those listed, errors, and (once the listing has
         ended) the time left."""
         now = time.perf_counter()
         if now - self.drawn < 0.2 and not (report.listing_done and report.processed >= report.listed):
@@ -234,7 +234,7 @@ class _Progress:
 
 
 def summary(report) -> str:
-    """The lines printed after a run (a `picsort.bulk.SortReport`)."""
+    """The lines printed after a run (a `picsort.batch.sort.SortReport`)."""
     rate = report.processed / report.seconds if report.seconds > 0 else 0.0
     lines = [f"{report.processed} files in {report.seconds:.1f} s ({rate:.1f} images/s), results in {report.out}"]
     width = max([len(name) for name in report.classes] + [13])
@@ -264,7 +264,7 @@ def summary(report) -> str:
 
 
 def _check_inputs(args) -> tuple[Path, Path | None]:
-    from picsort.remote import is_url, url_exists
+    from picsort.foundation.remote import is_url, url_exists
 
     urls = [item for item in args.inputs if is_url(item)]
     missing = [item for item in args.inputs if not is_url(item) and not os.path.lexists(item)]
@@ -300,9 +300,9 @@ def _check_inputs(args) -> tuple[Path, Path | None]:
 
 
 def _load_classifier(folder: str | None):
-    from picsort.classify import load_model  # torch loads here, after the cheap checks
-    from picsort.labels import check_class_names
-    from picsort.model import ModelFolderError, model_dir
+    from picsort.inference.classify import load_model  # torch loads here, after the cheap checks
+    from picsort.photos.labels import check_class_names
+    from picsort.inference.model import ModelFolderError, model_dir
 
     try:
         classifier = load_model(folder)
@@ -322,7 +322,7 @@ def _set_threads(threads: int | None) -> int:
     kernel does); returns the previous setting."""
     import torch
 
-    from picsort.cpu_quota import fit_torch_threads
+    from picsort.foundation.cpu_quota import fit_torch_threads
 
     previous = torch.get_num_threads()
     if threads:
@@ -335,9 +335,9 @@ def _set_threads(threads: int | None) -> int:
 def classify_command(args, own_process: bool = False) -> int:
     """Run `classify` with parsed arguments; returns the exit status."""
     out, copy_to = _check_inputs(args)
-    from picsort import bulk
-    from picsort.process_memory import reuse_freed_memory
-    from picsort.results import ResultsFileError
+    from picsort.batch import sort as bulk
+    from picsort.foundation.process_memory import reuse_freed_memory
+    from picsort.batch.results import ResultsFileError
 
     if own_process:
         reuse_freed_memory()
@@ -378,7 +378,7 @@ def classify_command(args, own_process: bool = False) -> int:
 
 def _cluster_client(args):
     """`(client, close)` for --workers (a local cluster) or --scheduler (a running one); prints the dashboard."""
-    from picsort.cluster import connect  # Dask loads only for these options
+    from picsort.batch.cluster import connect  # Dask loads only for these options
 
     try:
         client, close = connect(workers=args.workers, scheduler=args.scheduler)
@@ -393,8 +393,8 @@ def _cluster_client(args):
 
 def teach_command(args) -> int:
     """Run `teach` with parsed arguments; returns the exit status."""
-    from picsort.teaching import TeachError, teach  # torch loads here
-    from picsort.training import NotEnoughPhotosError
+    from picsort.training.teaching import TeachError, teach  # torch loads here
+    from picsort.training.notebook import NotEnoughPhotosError
 
     previous_threads = _set_threads(args.threads)
     progress = _Progress() if sys.stderr.isatty() else None
@@ -411,8 +411,8 @@ def teach_command(args) -> int:
 
 
 def app_command(args, voila_options: list[str]) -> int:
-    """`voila app.ipynb` (picsort.voila_server), until it stops."""
-    from picsort.voila_server import serve_app
+    """`voila app.ipynb` (picsort.serving.voila_server), until it stops."""
+    from picsort.serving.voila_server import serve_app
 
     return serve_app(voila_options, lan=args.lan, port=args.port)
 
@@ -428,7 +428,7 @@ def train_command(lab_options: list[str]) -> int:
     """Become JupyterLab on train.ipynb (exec: Ctrl-C and its shutdown question stay JupyterLab's own)."""
     import importlib.util
 
-    from picsort.folders import REPOSITORY
+    from picsort.foundation.folders import REPOSITORY
 
     missing = [name for name in ("jupyterlab", "fastai") if importlib.util.find_spec(name) is None]
     if missing:
@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     parser = build_parser()
     args, passed_on = parser.parse_known_args(argv)  # options for Voila (app) or JupyterLab (train)
     if args.command in ("classify", "teach"):
-        from picsort.cpu_quota import let_idle_threads_sleep
+        from picsort.foundation.cpu_quota import let_idle_threads_sleep
 
         let_idle_threads_sleep()  # before torch loads
     if args.command is None:

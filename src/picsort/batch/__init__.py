@@ -1,0 +1,3 @@
+"""Sorting many photos: the streaming sort behind `picsort classify` (sort), its CSV (results), copies into
+class folders (copies) and the Dask path (cluster).
+"""

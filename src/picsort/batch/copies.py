@@ -1,0 +1,51 @@
+"""Where `--copy-to` puts a classified file, and the copy itself (never over a different file, never half)."""
+
+from __future__ import annotations
+
+import contextlib
+import filecmp
+import itertools
+import os
+import shutil
+from pathlib import Path
+
+from picsort.inference.classify import Prediction
+from picsort.photos.labels import NONE_LABEL
+
+__all__ = ["UNSURE_FOLDER", "answer_folder", "copy_into"]
+
+UNSURE_FOLDER = "unsure"
+
+
+def answer_folder(result: Prediction, unsure_folder: str = UNSURE_FOLDER) -> str:
+    """The folder of `copy_to` a classified file is copied into: its class, `unsure_folder` or `none`."""
+    if result.none_of_these:
+        return NONE_LABEL
+    return unsure_folder if result.unsure else result.label
+
+
+def copy_into(source: str, folder: Path) -> Path:
+    """Copy `source` into `folder` without overwriting a different file; returns where the copy is.
+
+    A file of the same name and the same bytes counts as already copied (a resumed run); a different
+    one keeps its name and the copy gets a `-1`, `-2`... suffix.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    name = os.path.basename(source)
+    stem, suffix = os.path.splitext(name)
+    for number in itertools.count():
+        target = folder / (name if number == 0 else f"{stem}-{number}{suffix}")
+        if not target.exists():
+            # Copy under a hidden name first: a run killed mid-copy never leaves a half file that looks real.
+            partial = folder / f".{target.name}.picsort-partial"
+            try:
+                shutil.copy2(source, partial)
+                os.replace(partial, target)
+            except BaseException:  # a full disk or Ctrl-C mid-copy: no half file left behind either
+                with contextlib.suppress(FileNotFoundError):
+                    partial.unlink()
+                raise
+            return target
+        if target.is_file() and filecmp.cmp(source, target, shallow=False):
+            return target
+    raise AssertionError("unreachable")

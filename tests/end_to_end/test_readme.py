@@ -1,0 +1,38 @@
+"""README's promises that are facts about the repository: checked here so a fork learns when they go stale."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from urllib.parse import urlparse
+
+REPO = Path(__file__).resolve().parents[2]
+# What the badge opens: the app served by Voila inside Binder's Jupyter server (binder/postBuild).
+APP_PATH = "voila/render/app.ipynb"
+
+
+def binder_link(repository_url: str) -> str:
+    """The Binder address that opens the app of the GitHub repository at `repository_url`, newest commit."""
+    address = urlparse(repository_url)
+    owner_and_name = address.path.strip("/").removesuffix(".git")
+    assert address.netloc == "github.com" and owner_and_name.count("/") == 1, (
+        f"pyproject.toml's Repository ({repository_url}) is not https://github.com/<owner>/<repo>: "
+        "the badge's address cannot be made from it")
+    return f"https://mybinder.org/v2/gh/{owner_and_name}/HEAD?urlpath={APP_PATH}"
+
+
+def test_binder_link_is_made_from_a_github_address():
+    assert binder_link("https://github.com/someone/picsort-fork.git") == \
+        "https://mybinder.org/v2/gh/someone/picsort-fork/HEAD?urlpath=voila/render/app.ipynb"
+
+
+def test_the_binder_badge_opens_the_repository_pyproject_names():
+    """A fork changes pyproject.toml's Repository; this says what the badge must then be."""
+    repository = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]["Repository"]
+    expected = binder_link(repository)
+    links = re.findall(r"\((https://mybinder\.org/v2/[^)\s]*)\)", (REPO / "README.md").read_text())
+    assert links, "README.md has no Binder badge"
+    for link in links:
+        assert link == expected, (f"README.md's Binder badge opens {link}, but pyproject.toml's Repository is "
+                                  f"{repository}: make the badge's link {expected}")
