@@ -32,21 +32,18 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))  # rehearsal/
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from picsort.batch.cluster import SHARD_FILES as SHARD  # noqa: E402  (the default the runs use)
 from results_table import publish  # noqa: E402
+from rehearsal.ports import free_port  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 FOLDERS = [SHARED / "imagenette", SHARED / "bears"]
 RESULTS = REPO / "benchmarks" / "results" / "cluster.md"
 BIN = Path(sys.executable).parent
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def classify(inputs: list[Path], out: Path, *options: str, on_rows=None) -> tuple[float, float]:

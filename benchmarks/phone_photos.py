@@ -38,6 +38,7 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO))  # rehearsal/
 
 from picsort.inference import classify  # noqa: E402  (first: picsort sets torch's thread waiting policy)
 from picsort.inference.classify import load_model  # noqa: E402

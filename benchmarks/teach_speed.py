@@ -87,9 +87,9 @@ def speed(runs: int) -> list[dict]:
                 session.photos[name] = full.photos[name][:per_class]
             trained = session.train()
             trained.classifier.predict(probe)  # warm: the first call of a new model's shapes
-            answer = median_seconds(lambda: trained.classifier.predict(probe), runs)
+            answer = median_seconds(lambda: trained.classifier.predict(probe), runs)  # noqa: B023 - called here
             train = median_seconds(session.train, runs)
-            train_to_answer = median_seconds(lambda: session.train().classifier.predict(probe), runs)
+            train_to_answer = median_seconds(lambda: session.train().classifier.predict(probe), runs)  # noqa: B023
             rows.append({"threads": threads, "photos": total, "classes": classes, "train": train,
                          "train_to_answer": train_to_answer, "one_answer": answer,
                          "validation": trained.fitted.card["validation"]["method"].split(":")[0].split(" (")[0]})

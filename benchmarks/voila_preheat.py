@@ -27,18 +27,15 @@ from pathlib import Path
 
 import psutil
 
-from results_table import publish
-
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # rehearsal/
+
+from rehearsal.ports import free_port  # noqa: E402
+from results_table import publish  # noqa: E402  (beside this script)
 RESULTS = REPO / "benchmarks" / "results" / "voila-preheat.md"
 MODES = {"as configured": [], "preheated pool of 1": ["--preheat_kernel=True", "--pool_size=1"]}
 SECOND_VISIT_AFTER = 20.0  # seconds: time for a pool to refill before the next visitor
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen) -> None:

@@ -9,7 +9,7 @@ def give_page_its_xsrf_cookie(req, notebook, cwd):
     Voila 0.5.13's page never gets one, so the server refuses every such shutdown with 403
     (voila-dashboards/voila#1458) and a closed tab's kernel, photos and all, waits for the idle culler.
     """
-    req.xsrf_token  # reading it sets the cookie on this response, before the page starts streaming
+    _ = req.xsrf_token  # reading it sets the cookie on this response, before the page starts streaming
 
 
 c.VoilaConfiguration.prelaunch_hook = give_page_its_xsrf_cookie  # noqa: F821 (c is the config loader's)

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 
 from picsort.foundation.folders import EXAMPLES_DIR as EXAMPLES, REPOSITORY
 from rehearsal.phone_sized import PHONE_SIZE
+from rehearsal.ports import free_port
 
 if REPOSITORY is None:
     raise ImportError("rehearsal.browser serves the app from a clone of the repository (pip install -e .); "
@@ -112,11 +113,6 @@ def off_the_machine(urls: list[str]) -> list[str]:
 
 
 # ---- servers -------------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 class Server:
     """A running server: `page_url`, `kernel(id)`, `kernels()`; its log in `log`."""

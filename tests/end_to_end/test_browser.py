@@ -33,6 +33,7 @@ from PIL import Image
 from tests.conftest import stop_process_group
 from picsort.photos.images import MAX_UPLOAD_BYTES
 from picsort.inference.model import read_card
+from rehearsal.ports import free_port
 
 pytestmark = pytest.mark.slow  # Voila and Chromium: 30 s to minutes a test (the folder drop: ~4 min)
 
@@ -46,11 +47,6 @@ TEMPLATES = REPO / "share" / "jupyter"  # the picsort Voila template (no icon fo
 SERVER_START_SECONDS = 60
 PAGE_SECONDS = 120  # first load starts a kernel and loads the model; a busy 2-core machine is slow
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for_port(port: int, process: subprocess.Popen, log: Path) -> None:

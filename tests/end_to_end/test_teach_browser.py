@@ -129,7 +129,7 @@ def test_two_visitors_each_teach_their_own_classes(serve, browser, tmp_path, mon
     with first.opened(url, log, "teach-visitor-a") as a, second.opened(url, log, "teach-visitor-b") as b:
         teach_photos(a, "mugs", dark)
         teach_photos(b, "cups", [*light[:3], dark[0]])  # one photo A has too
-        for page, own, other, photos in ((a, "mugs", "cups", 5), (b, "cups", "mugs", 4)):
+        for page, _own, other, photos in ((a, "mugs", "cups", 5), (b, "cups", "mugs", 4)):
             assert count_of(page, other).count() == 0 and page.locator(".picsort-teach-class img").count() == photos
             assert str(tmp_path) not in page.locator(".picsort-app").inner_text()  # no server path on the page
 

@@ -24,17 +24,13 @@ from PIL import Image
 from tests.conftest import stop_process_group
 from picsort.batch.sort import sort_files
 from picsort.inference.classify import load_model
+from rehearsal.ports import free_port
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
 BIN = Path(sys.executable).parent
 BAD = ("empty.jpg", "text.jpg")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def make_photos(folder: Path, copies: int) -> Path:

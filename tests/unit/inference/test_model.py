@@ -75,16 +75,16 @@ def test_shipped_model_gives_fastai_s_answers_on_the_development_photos_and_on_t
         for start in range(0, len(files), 32):  # a chunk at a time: 416 such photos would take 1.5 GB of disk
             folder = tmp_path / f"chunk-{start}"
             folder.mkdir()
-            chunk = list(pool.map(lambda photo: phone_size(photo, folder), files[start:start + 32]))
+            chunk = list(pool.map(lambda photo: phone_size(photo, folder), files[start:start + 32]))  # noqa: B023
             assert Image.open(chunk[0]).width * Image.open(chunk[0]).height >= 11_500_000
             t, o = answers(chunk)
             phone_theirs.append(t)
             phone_ours.append(o)
             shutil.rmtree(folder)
-    for kind, theirs, ours in (("development", theirs, ours),
-                               ("12 MP", torch.cat(phone_theirs), torch.cat(phone_ours))):
-        same_class = (theirs.argmax(1) == ours.argmax(1)).float().mean().item()
-        apart = (theirs - ours).abs().max(1).values
+    for kind, reference, served in (("development", theirs, ours),
+                                    ("12 MP", torch.cat(phone_theirs), torch.cat(phone_ours))):
+        same_class = (reference.argmax(1) == served.argmax(1)).float().mean().item()
+        apart = (reference - served).abs().max(1).values
         summary = (f"{kind} photos: same top class on {same_class:.2%}, probabilities at most "
                    f"{apart.max().item():.3f} apart")
         print(summary)
