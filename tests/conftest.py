@@ -5,9 +5,11 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +23,35 @@ SHARED_BEARS = SHARED / "bears"
 EXAMPLES = REPO / "examples"  # two photos per class of the shipped model, in every clone
 PHOTOS_VARIABLE = "PICSORT_TEST_PHOTOS"
 IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def pytest_configure(config):
+    """The run gets a home folder of its own, removed at the end: Jupyter's runtime files, IPython's and
+    matplotlib's settings, Chromium's profile and picsort's feature cache go there, not into the user's home.
+    Package caches (pip's, npm's) stay where they were: they are the machine's, not the tests' leftovers."""
+    real_home = Path.home()
+    os.environ.setdefault("PIP_CACHE_DIR", str(real_home / ".cache" / "pip"))
+    os.environ.setdefault("npm_config_cache", str(real_home / ".npm"))
+    home = Path(tempfile.mkdtemp(prefix="picsort-tests-home-"))
+    config.stash[_HOME_KEY] = (home, os.environ.get("HOME"))
+    os.environ["HOME"] = str(home)
+    for variable in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_RUNTIME_DIR", "MPLCONFIGDIR",
+                     "IPYTHONDIR", "JUPYTER_RUNTIME_DIR", "JUPYTER_DATA_DIR", "JUPYTER_CONFIG_DIR"):
+        os.environ.pop(variable, None)
+
+
+def pytest_unconfigure(config):
+    home, before = config.stash.get(_HOME_KEY, (None, None))
+    if home is None:
+        return
+    if before is None:
+        os.environ.pop("HOME", None)
+    else:
+        os.environ["HOME"] = before
+    shutil.rmtree(home, ignore_errors=True)
+
+
+_HOME_KEY = pytest.StashKey[tuple]()
 
 
 def real_photos_folder() -> Path | None:
