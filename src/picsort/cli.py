@@ -40,11 +40,7 @@ examples:
   picsort classify archive/ -r --out results.csv --workers 2        # a local Dask cluster
   picsort classify s3://bucket/photos -r --out results.csv --scheduler tcp://host:8786
 
-CSV columns: path; class, the answer: a class, or none when the photo looks like none of the
-classes; closest, the class with the top probability (also for none), and probability, its
-probability; p_<class> for every class; unsure (true when the top probability is below the threshold);
-none_of_these (true when the photo looks like none of the classes); error (why a file could not
-be used; empty otherwise). The flags are true or false, so pandas reads them as booleans. An
+CSV columns: {columns}. The flags are true or false, so pandas reads them as booleans. An
 --out file an older picsort wrote for the same model is rewritten in these columns, then
 resumed. Cells a spreadsheet would run as a formula start with ', and control characters or
 bytes that are not UTF-8 in a file name are written as backslash escapes (\\n, \\xff)."""
@@ -63,6 +59,16 @@ all of them."""
 
 class UsageError(Exception):
     """A problem with the command line the user can fix (exit status 2)."""
+
+
+def _classify_epilog() -> str:
+    """The examples and the CSV's columns, as picsort.batch.results describes them (no torch is imported)."""
+    import textwrap
+
+    from picsort.batch.results import columns_text
+
+    columns = "\n".join(textwrap.wrap(columns_text(), 100))
+    return _EPILOG.replace("{columns}", columns)
 
 
 def installed_version() -> str:
@@ -86,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     classify = commands.add_parser(
         "classify", help="classify image files or folders into a CSV (and optionally copy them into class folders)",
-        description=_DESCRIPTION, epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+        description=_DESCRIPTION, epilog=_classify_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     classify.add_argument("inputs", nargs="+", metavar="FOLDER_OR_FILE",
                           help="folders to scan for images, or image files")
     classify.add_argument("--out", required=True, metavar="CSV",

@@ -7,16 +7,7 @@ would run as a formula (starting with `=`, `+`, `-`, `@`) get a leading `'`, as 
 An existing file is only ever appended to, and only when its first line is this model's header; one an older
 picsort wrote for this model is first rewritten, whole and at once, in today's columns (`upgrade_results`).
 
-The columns (`results_header`):
-
-- `path`: the file.
-- `class`: the answer, what the file was sorted as: a class, or `none` when the photo looks like none of the
-  classes (`none_of_these`). Empty when the file could not be used.
-- `closest`: the class with the top probability, also for `none` rows; `probability` is its probability.
-- `p_<class>`: every class's probability.
-- `unsure`, `none_of_these`: `true` or `false` (pandas reads them as booleans); `false` for a file that could
-  not be used. `unsure`: the top probability is below the threshold.
-- `error`: why the file could not be used; empty otherwise.
+The columns and what each holds are `COLUMNS`, the one description the CLI's help and the docs print.
 """
 
 from __future__ import annotations
@@ -47,10 +38,32 @@ class ResultsFileError(Exception):
     """The --out file is not a results file of this model; nothing in it was changed."""
 
 
+# The CSV's columns in order, with what each holds; `p_<class>` stands for one column per class of the model.
+COLUMNS = {
+    "path": "the file",
+    "class": "the answer, what the file was sorted as: a class, or none when the photo looks like none of the "
+             "classes; empty when the file could not be used",
+    "closest": "the class with the top probability, also for none rows",
+    "probability": "the closest class's probability",
+    "p_<class>": "every class's probability, a column each",
+    "unsure": "true when the top probability is below the threshold",
+    "none_of_these": "true when the photo looks like none of the classes",
+    "error": "why the file could not be used; empty otherwise",
+}
+FLAG_COLUMNS = ("unsure", "none_of_these")  # true or false (pandas reads them as booleans); false for errors
+
+
 def results_header(classes: list[str]) -> list[str]:
-    """The CSV's columns for a model with these classes (the module's docstring says what each holds)."""
-    return ["path", "class", "closest", "probability", *(f"p_{name}" for name in classes), "unsure",
-            "none_of_these", "error"]
+    """The CSV's columns for a model with these classes (`COLUMNS` says what each holds)."""
+    header: list[str] = []
+    for column in COLUMNS:
+        header += [f"p_{name}" for name in classes] if column == "p_<class>" else [column]
+    return header
+
+
+def columns_text() -> str:
+    """The columns as one paragraph of plain text (the CLI's help)."""
+    return "; ".join(f"{column}: {meaning}" for column, meaning in COLUMNS.items())
 
 
 def _old_header(classes: list[str]) -> list[str]:
