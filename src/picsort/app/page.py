@@ -331,14 +331,14 @@ class ClassifierApp:
 
     def _card_for(self, name: str, data: bytes) -> ResultCard | ProblemCard:
         try:
-            # Decoded no larger than the network's view needs (JPEG draft, reduce on load), by the one rule.
-            decoded = self.classifier.decode(data, name=name)
+            # Decoded once, no larger than the network's view needs (JPEG draft, reduce on load), and answered.
+            classified = self.classifier.classify(data, name=name)
         except UnusableImageError as problem:
             return ProblemCard(name, str(problem))
-        prediction = self.classifier.predict_images([data], [decoded])[0]
-        picture, size = jpeg(decoded.image, THUMBNAIL_SIZE)
-        explain_copy, _ = jpeg(decoded.image, EXPLAIN_SIZE, quality=90)
-        del decoded  # the full-size picture goes now, before the next file arrives
+        prediction = classified.prediction
+        picture, size = jpeg(classified.image, THUMBNAIL_SIZE)
+        explain_copy, _ = jpeg(classified.image, EXPLAIN_SIZE, quality=90)
+        del classified  # the full-size picture goes now, before the next file arrives
         card = ResultCard(name, picture, size, {c: prediction.probabilities[c] for c in self.classifier.classes},
                           prediction.label, unsure=prediction.unsure,
                           on_label=lambda label: self._save_label(card, label),

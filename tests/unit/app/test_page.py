@@ -24,6 +24,7 @@ from PIL import Image
 import picsort.app.page as app_module
 from picsort.app.page import ClassifierApp, build_app
 from picsort.app.cards import ProblemCard, ResultCard, percent
+from picsort.inference import classify
 from picsort.inference.classify import load_model
 from picsort.app.download_widget import NothingToDownload
 from picsort.photos.images import MAX_UPLOAD_BYTES
@@ -135,13 +136,14 @@ def test_each_file_is_shown_as_it_arrives_with_a_progress_line(app):
 
 def test_a_phone_photo_is_decoded_only_as_large_as_the_network_needs(app, classifier, monkeypatch):
     seen = []
-    original = classifier.predict_images
+    original = classifier.classify
 
-    def recording(items, images, threshold=None):
-        seen.extend(decoded.image.size for decoded in images)
-        return original(items, images, threshold)
+    def recording(item, name=None, threshold=None):
+        classified = original(item, name, threshold)
+        seen.append(classified.image.size)
+        return classified
 
-    monkeypatch.setattr(classifier, "predict_images", recording)
+    monkeypatch.setattr(classifier, "classify", recording)
     (card,) = app.handle_upload([{"name": "phone.jpg", "content": phone_photo(EXAMPLES[0])}])
     assert card.ok
     (size,) = seen
@@ -188,8 +190,8 @@ def test_cards_are_shown_a_page_at_a_time(app, photo, monkeypatch):
 
 def test_a_selection_of_sixty_photos_is_shown_whole_without_paging(app, classifier, monkeypatch, make_prediction):
     # Paging only past 60: a person labels a typical selection without leaving the page.
-    monkeypatch.setattr(classifier, "predict_images", lambda items, images, threshold=None: [
-        make_prediction(classifier.classes) for _ in images])
+    monkeypatch.setattr(classifier, "classify", lambda item, name=None, threshold=None: classify.Classified(
+        make_prediction(classifier.classes), Image.new("RGB", (8, 8)), False))
     tiny = encode(Image.new("RGB", (8, 8), (90, 60, 30)))
     app.handle_upload([{"name": f"{n}.png", "content": tiny} for n in range(60)])
     assert len(app.cards_box.children) == 60 and app.pager.layout.display == "none"
@@ -298,7 +300,7 @@ def test_an_unexpected_failure_shows_a_plain_message_not_a_traceback(app, classi
     def broken(*args, **kwargs):
         raise RuntimeError("out of cheese")
 
-    monkeypatch.setattr(classifier, "predict_images", broken)
+    monkeypatch.setattr(classifier, "classify", broken)
     (card,) = app.handle_upload([{"name": "bear.jpg", "content": photo}])
     assert not card.ok
     assert card.problem == "Something went wrong with 'bear.jpg'. Please try again, or try another picture."
@@ -343,8 +345,8 @@ def test_unusual_valid_pictures_are_classified(app, classifier, name):
 
 def test_a_photo_like_none_of_the_classes_answers_none_of_these_and_shows_the_closest_class(
         app, classifier, labels, photo, monkeypatch, make_prediction):
-    monkeypatch.setattr(classifier, "predict_images", lambda items, images, threshold=None: [
-        make_prediction(classifier.classes, none_of_these=True, similarity=0.1)])
+    monkeypatch.setattr(classifier, "classify", lambda item, name=None, threshold=None: classify.Classified(
+        make_prediction(classifier.classes, none_of_these=True, similarity=0.1), Image.new("RGB", (8, 8)), False))
     explained = []
     monkeypatch.setattr(classifier, "explain", lambda image, class_name: explained.append(class_name) or image)
     (card,) = app.handle_upload([{"name": "truck.jpg", "content": photo}])
@@ -807,7 +809,7 @@ classifier = load_model()
 app = ClassifierApp(classifier, LabelStore({str(tmp_path / 'labels')!r}, classifier.classes))
 def broken(*args):
     raise RuntimeError("out of cheese")
-classifier.predict_images = broken
+classifier.classify = broken
 (card,) = app.handle_upload([{{"name": "bear.jpg", "content": open({str(EXAMPLES[0])!r}, "rb").read()}}])
 warnings.warn("a warning from deep inside")
 print(card.problem)
