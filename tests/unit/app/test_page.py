@@ -807,7 +807,7 @@ from picsort.inference.classify import load_model
 from picsort.photos.labels import LabelStore
 classifier = load_model()
 app = ClassifierApp(classifier, LabelStore({str(tmp_path / 'labels')!r}, classifier.classes))
-def broken(*args):
+def broken(*args, **kwargs):
     raise RuntimeError("out of cheese")
 classifier.classify = broken
 (card,) = app.handle_upload([{{"name": "bear.jpg", "content": open({str(EXAMPLES[0])!r}, "rb").read()}}])
