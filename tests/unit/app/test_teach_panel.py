@@ -123,11 +123,11 @@ def test_teach_two_classes_train_and_the_page_answers_with_the_new_model(app, ph
         (card,) = [card for card in app.cards if card.name == f"try-{name}.jpg"]
         assert isinstance(card, ResultCard) and card.answer == name and card.classes == list(CLASSES)
     # A try-it photo labelled with a taught class joins the taught photos (the Teach folder), not the shared labels.
-    assert "Saved as light" in app._save_label(app.cards[0], "light")
+    assert "Saved as light" in app.shared.save_label(app.cards[0], "light")
     assert "light: <b>6</b>" in app.counts.value and "your Teach folder" in app.counts.value
     assert not (tmp_path / "labels" / "light").exists()
     # One labelled "none of these" is a photo of another thing: the next Train sets the threshold on it too.
-    assert "Saved as none of these" in app._save_label(app.cards[1], NONE_LABEL)
+    assert "Saved as none of these" in app.shared.save_label(app.cards[1], NONE_LABEL)
     panel.train_button.click()
     assert "Trained on 11 photos (dark 5, light 6)" in panel.status.value
     assert "set on 1 photo labelled none of these" in panel.status.value
