@@ -8,7 +8,8 @@ it lays out the parts, each a module with one job, and wires their callbacks to 
   made a card at once, the full-size picture dropped before the next file;
 - `picsort.app.card_pages`: the cards a page at a time, and each photo kept beside its card under a memory cap;
 - `picsort.app.shared_labels`: labels saved to and undone in the store every visitor shares, and the counts;
-- `picsort.app.teach_panel`: Teach mode, opened here, whose trained model the page then answers with.
+- `picsort.app.teach_panel`: Teach mode (each visitor's own folder and session), opened here; the page then
+  answers with the model it trains.
 
 Tests drive the same methods without a browser. This module must not import fastai (directly or through picsort
 modules): serving uses the plain-torch network from `picsort.inference.classify`, which starts faster and needs
@@ -32,10 +33,10 @@ from picsort.app.session_widget import SessionWatch
 from picsort.app.shared_labels import SharedLabels
 from picsort.app.widget_scripts import static_text
 from picsort.foundation.cpu_quota import fit_torch_threads
-from picsort.foundation.folders import EXAMPLES_DIR, labels_dir, visitor_teach_dir
+from picsort.foundation.folders import EXAMPLES_DIR, labels_dir
 from picsort.inference.classify import Classifier, load_model
 from picsort.inference.model import ModelFolderError
-from picsort.photos.labels import LabelStore, LabelStoreError
+from picsort.photos.labels import LabelStore
 from picsort.photos.photo_folders import photos_in
 from picsort.serving.server_log import send_log_to_server
 
@@ -48,8 +49,6 @@ TEACH_OPEN = "Teach it your own classes…"
 TEACH_CLOSE = "Hide Teach"
 # Teach keeps each visitor's photos apart; until the page has said whose it is, there is no folder to open.
 TEACH_WAITING = "Teach opens once this page has told the server which browser it is: wait a moment, or reload."
-# How the page names a visitor's Teach folder: never its path on the server.
-TEACH_FOLDER = "your Teach folder"
 
 
 def build_app(model_folder: Path | str | None = None, labels_folder: Path | str | None = None) -> widgets.Widget:
@@ -187,29 +186,20 @@ class ClassifierApp:
 
     def toggle_teach(self) -> None:
         """Open the Teach section (made on first open), or close it; while open, pasted pictures go to it."""
-        from picsort.app.teach_panel import TeachPanel
-        from picsort.app.teach_session import MAX_PHOTOS, TeachSession
-        from picsort.training.teaching import TeachError
+        from picsort.app.teach_panel import TeachCannotStart, TeachPanel  # a page nobody teaches on loads none of it
 
         if self.teach_panel is None:
             if self.visitor is None:
                 self.teach_box.children = (html_widget(f"<p>{escape(TEACH_WAITING)}</p>", "picsort-teach-message"),)
                 return
             try:
-                # Each visitor's photos are kept in a folder of their own beside the shared labels, never in them
-                # (picsort.foundation.folders.visitor_teach_dir): a reload or a new kernel in the same browser brings them
-                # back, nobody else's page sees them, and they download as a labels zip of their own.
-                store = LabelStore(visitor_teach_dir(self.visitor, labels=self.labels_root), shown_as=TEACH_FOLDER,
-                                   max_photos=MAX_PHOTOS)
-                session = TeachSession(store=store)
-            # a server without scikit-learn or the Lite weights package; a Teach folder the disk refuses
-            except (TeachError, LabelStoreError) as problem:
-                self.teach_box.children = (html_widget(f'<p class="picsort-error">Teaching cannot start here: '
-                                                       f"{escape(problem)}</p>", "picsort-teach-message"),)
+                self.teach_panel = TeachPanel.for_visitor(
+                    self.visitor, labels_root=self.labels_root, model_classes=self.classifier.classes,
+                    on_trained=lambda trained: self.use_model(trained.classifier, self.teach_panel.session.store))
+            except TeachCannotStart as problem:
+                self.teach_box.children = (html_widget(f'<p class="picsort-error">{escape(problem)}</p>',
+                                                       "picsort-teach-message"),)
                 return
-            self.teach_panel = TeachPanel(
-                session, model_classes=self.classifier.classes,
-                on_trained=lambda trained: self.use_model(trained.classifier, session.store))
             self.teach_box.children = (self.teach_panel.widget,)
             self.teach_panel.restore()
             opened = True

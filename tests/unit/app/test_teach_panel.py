@@ -297,3 +297,21 @@ def test_a_class_removed_leaves_no_widget_behind_in_the_kernel(app):
         panel.add_class("again")
         panel.remove_class("again")
     assert len(widgets.widget._instances) == before
+
+
+def test_a_visitor_s_panel_keeps_its_photos_in_their_own_teach_folder_or_says_why_it_cannot(tmp_path, monkeypatch):
+    from picsort.app.teach_panel import TEACH_FOLDER, TeachCannotStart, TeachPanel
+
+    panel = TeachPanel.for_visitor("a" * 32, labels_root=tmp_path / "labels", model_classes=["x", "y"],
+                                   on_trained=lambda trained: None)
+    store = panel.session.store
+    assert store.shown_as == TEACH_FOLDER and store.max_photos == teach_session.MAX_PHOTOS
+    assert store.root.is_relative_to(tmp_path) and store.root != tmp_path / "labels"
+
+    def missing(*_):
+        raise TeachError("picsort teach needs scikit-learn")
+
+    monkeypatch.setattr(teach_session, "_check_packages", missing)
+    with pytest.raises(TeachCannotStart, match="Teaching cannot start here: picsort teach needs scikit-learn"):
+        TeachPanel.for_visitor("b" * 32, labels_root=tmp_path / "labels", model_classes=["x", "y"],
+                               on_trained=lambda trained: None)
