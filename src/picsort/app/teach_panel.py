@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import logging
+from pathlib import Path
 from typing import Callable, Sequence
 
 import ipywidgets as widgets
@@ -20,20 +21,27 @@ import ipywidgets as widgets
 from picsort.app.camera_widget import Camera
 from picsort.app.download_widget import DownloadButton, NothingToDownload
 from picsort.photos.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes
-from picsort.photos.labels import LabelStoreError
+from picsort.foundation.folders import visitor_teach_dir
+from picsort.photos.labels import LabelStore, LabelStoreError
 from picsort.foundation.process_memory import return_freed_memory
 from picsort.app.teach_session import MAX_PHOTOS, MIN_PHOTOS, TaughtPhoto, TeachSession, Trained
 from picsort.app.thumbnail_widget import ThumbnailGrid
 from picsort.training.notebook import NotEnoughPhotosError
 from picsort.app.upload_widget import UploadZone
 
-__all__ = ["TeachPanel"]
+__all__ = ["TEACH_FOLDER", "TeachCannotStart", "TeachPanel"]
 
 log = logging.getLogger(__name__)
 # Each photo's decode and forward pass leave tens of MB of freed heap that glibc keeps (several threads' arenas):
 # over a selection of 1000 that grew the kernel by hundreds of MB before the selection's end gave it back. A trim
 # every few photos costs milliseconds.
 TRIM_EVERY = 10
+# How the page names a visitor's Teach folder: never its path on the server.
+TEACH_FOLDER = "your Teach folder"
+
+
+class TeachCannotStart(Exception):
+    """Teach cannot open on this server or for this visitor; the message says why, for the page."""
 
 
 def _html(text: str, css_class: str) -> widgets.HTML:
@@ -134,6 +142,27 @@ class TeachPanel:
             return "Each photo is kept only as what the model needs, here, until you leave the page."
         return ("Your photos are kept on the server for this browser only, until you remove them: reload the page "
                 "or come back later in this browser and they are here again. Nobody else using this app sees them.")
+
+    @classmethod
+    def for_visitor(cls, visitor: str, *, labels_root: Path, model_classes: Sequence[str],
+                    on_trained: Callable[[Trained], None]) -> "TeachPanel":
+        """A visitor's Teach section, its photos kept in a folder of their own beside the shared labels, never in
+        them (picsort.foundation.folders.visitor_teach_dir): a reload or a new kernel in the same browser brings
+        them back (`restore`), nobody else's page sees them, and they download as a labels zip of their own.
+
+        TeachCannotStart when the server lacks what teaching needs (scikit-learn, the Lite weights package) or the
+        disk refuses the Teach folder.
+        """
+        from picsort.app import teach_session
+        from picsort.training.teaching import TeachError
+
+        try:
+            store = LabelStore(visitor_teach_dir(visitor, labels=labels_root), shown_as=TEACH_FOLDER,
+                               max_photos=teach_session.MAX_PHOTOS)  # read now: tests lower it
+            session = TeachSession(store=store)
+        except (TeachError, LabelStoreError) as problem:
+            raise TeachCannotStart(f"Teaching cannot start here: {problem}") from problem
+        return cls(session, model_classes=model_classes, on_trained=on_trained)
 
     def restore(self) -> int:
         """Bring back the photos kept in the Teach folder that this section does not show yet; says so."""

@@ -1,5 +1,10 @@
-"""The one classify path, `classify_stream`: images in, every class's probability out. The app (`predict_images`),
-the API (`predict`, `predict_batch`) and the CLI and Dask workers (`picsort.inference.batches`) all go through it.
+"""Images in, every class's probability out, by two calls on a `Classifier` that share one answering rule
+(`Classifier.answers`: a forward pass, then a second look at a reduced photo whose answer is near an edge):
+
+- one photo: `Classifier.classify` (the app, `predict`) decodes it once, answers it, and hands back the decoded
+  picture with the answer, so whoever shows, labels or explains it decodes nothing again;
+- many photos: `classify_stream` (`predict_batch`, the CLI and Dask workers through `picsort.inference.batches`)
+  decodes ahead on threads and answers a model batch at a time, with memory flat however many there are.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from picsort.photos.images import (DecodedImage, ImageInput, UnusableImageError,
 from picsort.photos.labels import NONE_LABEL
 from picsort.inference.model import DEFAULT_THRESHOLD, feature_width, load_network, model_dir, read_card
 
-__all__ = ["BATCH_SIZE", "Classifier", "Prediction", "Prepared", "classify_stream", "load_model",
+__all__ = ["BATCH_SIZE", "Classified", "Classifier", "Prediction", "Prepared", "classify_stream", "load_model",
            "prepared_ahead"]
 
 # Images per forward pass. On 2 cores (benchmarks/app_speed.py) passes of 4-8 images ran 1.6-3x more images
@@ -88,6 +93,18 @@ class Prepared(NamedTuple):
     tensor: torch.Tensor
     reduced: bool
     source: ImageInput
+
+
+@dataclass(frozen=True, eq=False)
+class Classified:
+    """One photo as `Classifier.classify` left it: the answer, and the upright RGB picture it was decoded to (no
+    larger than the network needs) with whether that was reduced. `image` is the decode the answer came from: keep it
+    to show or explain the photo instead of decoding it again. Not reduced, it was decoded whole with every check
+    `picsort.photos.images` makes, so the file is known usable (what a label store checks before keeping it)."""
+
+    prediction: Prediction
+    image: Image.Image
+    reduced: bool
 
 
 class Classifier:
@@ -223,21 +240,31 @@ class Classifier:
                           none_of_these=self.none_of_these.is_none_of_these(similarity, resemblance),
                           similarity=float(similarity), resemblance=float(resemblance))
 
+    def answers(self, photos: Sequence[Prepared], threshold: float | None = None) -> list[Prediction]:
+        """The answer for each prepared photo: one forward pass over them (`predictions`), then a second look at
+        each reduced photo whose answer is near an edge (`answered_whole_near_edges`). Both calls answer by it."""
+        if not photos:
+            return []
+        predictions = self.predictions(self.to_batch([photo.tensor for photo in photos]), threshold)
+        return self.answered_whole_near_edges(photos, predictions, threshold)
+
+    def classify(self, item: ImageInput, name: str | None = None, threshold: float | None = None) -> Classified:
+        """Classify one photo (path, bytes, open file, PIL image or array), decoding it once: its answer and the
+        picture it was decoded to. Bad input raises `UnusableImageError`; `name` is what its message calls it."""
+        if is_file_object(item):
+            item, read_name = read_file_object(item)  # read once: a near-edge answer decodes the bytes whole
+            name = name or read_name
+        decoded = self.decode(item, name)
+        (prediction,) = self.answers([self.prepare(item, decoded)], threshold)
+        return Classified(prediction, decoded.image, decoded.reduced)
+
     def predict(self, item: ImageInput) -> Prediction:
-        """Classify one image (path, bytes or PIL image)."""
-        return self.predict_batch([item])[0]
+        """Classify one image (path, bytes or PIL image): `classify(item).prediction`."""
+        return self.classify(item).prediction
 
     def predict_batch(self, items: Iterable[ImageInput]) -> list[Prediction]:
         """Classify several images, in batches (`classify_stream`); any unusable image raises `UnusableImageError`."""
         return _every_answer(classify_stream(items, self))
-
-    def predict_images(self, items: Sequence[ImageInput], images: Sequence[DecodedImage],
-                       threshold: float | None = None) -> list[Prediction]:
-        """A `Prediction` for each of `images`, each `decode(item)` of the item at its place in `items` (decoded
-        already, as the app shows it), through `classify_stream`."""
-        photos = list(zip(items, images))
-        return _every_answer(classify_stream(photos, self, prepare=lambda photo: self.prepare(*photo),
-                                             threshold=threshold))
 
     def near_an_edge(self, prediction: Prediction) -> bool:
         """Whether a small change of pixels could move this answer noticeably (see DECODE_WHOLE_BELOW)."""
@@ -309,12 +336,12 @@ _END = object()
 def classify_stream(items: Iterable[Item], classifier: Classifier, batch_size: int = BATCH_SIZE, *,
                     prepare: Callable[[Item], Prepared] | None = None, workers: int = 0,
                     threshold: float | None = None) -> Iterator[list[tuple[Item, Prediction | UnusableImageError]]]:
-    """The one classify path: yields, per model batch, `(item, Prediction or UnusableImageError)` in input order.
+    """The path for many photos: yields, per model batch, `(item, Prediction or UnusableImageError)` in input order.
 
     Each item is made the network's input by `prepare` (default `classifier.prepare`: decode, model view, tensor)
     on `workers` threads at most two batches ahead of the model (`workers=0`: on the calling thread, between
-    batches), so memory stays flat however many items there are. A batch runs through `classifier.predictions`,
-    then `answered_whole_near_edges`. An item `prepare` cannot use (`UnusableImageError`) is answered with that
+    batches), so memory stays flat however many items there are. A batch is answered by `classifier.answers`,
+    as one photo is by `Classifier.classify`. An item `prepare` cannot use (`UnusableImageError`) is answered with that
     error; any other exception ends the stream. `threshold` overrides the model card's for `Prediction.unsure`.
     """
     if batch_size < 1:
@@ -324,11 +351,7 @@ def classify_stream(items: Iterable[Item], classifier: Classifier, batch_size: i
     def run(batch: list[tuple[Item, Prepared | UnusableImageError]]) -> list[tuple[Item, Prediction |
                                                                                    UnusableImageError]]:
         photos = [photo for _, photo in batch if not isinstance(photo, UnusableImageError)]
-        predictions = []
-        if photos:
-            predictions = classifier.predictions(classifier.to_batch([photo.tensor for photo in photos]), threshold)
-            predictions = classifier.answered_whole_near_edges(photos, predictions, threshold)
-        answers = iter(predictions)
+        answers = iter(classifier.answers(photos, threshold))
         return [(item, photo if isinstance(photo, UnusableImageError) else next(answers)) for item, photo in batch]
 
     batch: list[tuple[Item, Prepared | UnusableImageError]] = []

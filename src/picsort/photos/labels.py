@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from picsort.foundation.files import fsync_folder, is_temporary, write_atomically
-from picsort.photos.images import IMAGE_FORMATS, usable_image_extension
+from picsort.photos.images import IMAGE_FORMATS, image_format_extension, usable_image_extension
 from picsort.photos.photo_folders import class_folders_in, photos_in
 
 __all__ = ["NONE_LABEL", "NONE_TEXT", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
@@ -179,6 +179,7 @@ class LabelStore:
         predicted: str | None = None,
         probabilities: Mapping[str, float] | None = None,
         original_name: str | None = None,
+        decoded_whole: bool = False,
     ) -> Path:
         """Store the image under ``label`` (a class, or NONE_LABEL) and record the decision; returns its path.
 
@@ -186,6 +187,8 @@ class LabelStore:
         picsort.photos.images.UnusableImageError if ``data`` is not a usable image, and
         LabelStoreError (DiskFullError, ReadOnlyStoreError) when the disk refuses it.
         Saving an image that is already stored moves it to ``label``'s folder.
+        ``decoded_whole``: the caller has decoded ``data`` whole with every check already (the app's classify of a
+        photo it did not reduce), so only its format is read here, not its pixels again.
         """
         self._check_label(label)
         if predicted is not None and not isinstance(predicted, str):
@@ -195,7 +198,8 @@ class LabelStore:
         probabilities = _clean_probabilities(probabilities)
         raw = memoryview(data).tobytes()
         # Decoded whole, so only images training can actually read get stored.
-        extension = usable_image_extension(raw, name=original_name or "image")
+        name = original_name or "image"
+        extension = image_format_extension(raw, name) if decoded_whole else usable_image_extension(raw, name=name)
         digest = hashlib.sha256(raw).hexdigest()
         filename = f"{digest}.{extension}"
         target = self.root / label / filename

@@ -123,11 +123,11 @@ def test_teach_two_classes_train_and_the_page_answers_with_the_new_model(app, ph
         (card,) = [card for card in app.cards if card.name == f"try-{name}.jpg"]
         assert isinstance(card, ResultCard) and card.answer == name and card.classes == list(CLASSES)
     # A try-it photo labelled with a taught class joins the taught photos (the Teach folder), not the shared labels.
-    assert "Saved as light" in app._save_label(app.cards[0], "light")
+    assert "Saved as light" in app.shared.save_label(app.cards[0], "light")
     assert "light: <b>6</b>" in app.counts.value and "your Teach folder" in app.counts.value
     assert not (tmp_path / "labels" / "light").exists()
     # One labelled "none of these" is a photo of another thing: the next Train sets the threshold on it too.
-    assert "Saved as none of these" in app._save_label(app.cards[1], NONE_LABEL)
+    assert "Saved as none of these" in app.shared.save_label(app.cards[1], NONE_LABEL)
     panel.train_button.click()
     assert "Trained on 11 photos (dark 5, light 6)" in panel.status.value
     assert "set on 1 photo labelled none of these" in panel.status.value
@@ -297,3 +297,21 @@ def test_a_class_removed_leaves_no_widget_behind_in_the_kernel(app):
         panel.add_class("again")
         panel.remove_class("again")
     assert len(widgets.widget._instances) == before
+
+
+def test_a_visitor_s_panel_keeps_its_photos_in_their_own_teach_folder_or_says_why_it_cannot(tmp_path, monkeypatch):
+    from picsort.app.teach_panel import TEACH_FOLDER, TeachCannotStart, TeachPanel
+
+    panel = TeachPanel.for_visitor("a" * 32, labels_root=tmp_path / "labels", model_classes=["x", "y"],
+                                   on_trained=lambda trained: None)
+    store = panel.session.store
+    assert store.shown_as == TEACH_FOLDER and store.max_photos == teach_session.MAX_PHOTOS
+    assert store.root.is_relative_to(tmp_path) and store.root != tmp_path / "labels"
+
+    def missing(*_):
+        raise TeachError("picsort teach needs scikit-learn")
+
+    monkeypatch.setattr(teach_session, "_check_packages", missing)
+    with pytest.raises(TeachCannotStart, match="Teaching cannot start here: picsort teach needs scikit-learn"):
+        TeachPanel.for_visitor("b" * 32, labels_root=tmp_path / "labels", model_classes=["x", "y"],
+                               on_trained=lambda trained: None)

@@ -127,7 +127,7 @@ def every_route(classifier, photo):
         "predict": [classifier.predict(photo)],
         "predict_batch": api,
         "predict, a PIL image": [classifier.predict(Image.open(photo))],
-        "predict_images": classifier.predict_images([data], [classifier.decode(data)]),
+        "classify (the app's call)": [classifier.classify(data, name="phone.jpg").prediction],
         "classify_files": [answer for _, answer in classify_files([photo, photo, photo], classifier, batch_size=2)],
     }
 
@@ -162,19 +162,58 @@ def test_a_photo_decoded_whole_the_first_time_is_not_decoded_again(classifier, m
     own = answer_to(classifier, image_from_path(photo))
     answers = [classifier.predict(photo), *(answer for _, answer in classify_files([photo], classifier))]
     assert all(answer.probabilities == own.probabilities for answer in answers)
-    (app,) = classifier.predict_images([photo], [classifier.decode(photo)])
-    assert decodes == [] and app.probabilities == own.probabilities
+    app = classifier.classify(photo.read_bytes())
+    assert decodes == [] and app.prediction.probabilities == own.probabilities and not app.reduced
 
 
 def test_a_photo_gone_before_its_second_look_keeps_its_reduced_answer(classifier, phone_photo, monkeypatch, tmp_path):
     photo, answers = phone_photo
     copy = tmp_path / photo.name
     copy.write_bytes(photo.read_bytes())
-    decoded = classifier.decode(copy)
-    copy.unlink()
+    real = classifier.decode
+
+    def decode_then_lose(item, name=None):
+        decoded = real(item, name)
+        copy.unlink()
+        return decoded
+
+    monkeypatch.setattr(classifier, "decode", decode_then_lose)
     monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)
-    (prediction,) = classifier.predict_images([copy], [decoded])
+    prediction = classifier.classify(copy).prediction
+    assert not copy.exists()
     assert prediction.probabilities == pytest.approx(answers["reduced"].probabilities, abs=1e-6)
+
+
+@pytest.mark.parametrize("near_an_edge", [False, True], ids=["sure answers", "every answer looked at again"])
+def test_one_photo_s_call_and_the_batch_path_give_identical_answers(classifier, phone_photo, monkeypatch,
+                                                                      near_an_edge):
+    """`classify` (one photo, no stream) and `predict_batch` (the stream) answer by the same rule, to the bit."""
+    if near_an_edge:
+        monkeypatch.setattr(classify, "DECODE_WHOLE_BELOW", 1.01)
+    photo, _ = phone_photo
+    for item in [*EXAMPLES, photo]:
+        data = item.read_bytes()
+        one = classifier.classify(data)
+        (batch,) = classifier.predict_batch([data])
+        assert one.prediction.probabilities == batch.probabilities, item.name  # exactly: not approx
+        assert (one.prediction.similarity, one.prediction.resemblance) == (batch.similarity, batch.resemblance)
+        assert one.prediction.label == batch.label and one.prediction.unsure == batch.unsure
+        assert classifier.predict(data).probabilities == batch.probabilities
+
+
+def test_classify_hands_back_the_picture_it_decoded_once(classifier, phone_photo, monkeypatch):
+    photo, _ = phone_photo
+    decoded = classifier.decode(photo)
+    calls = []
+    real = classifier.decode
+    monkeypatch.setattr(classifier, "decode", lambda item, name=None: calls.append(name) or real(item, name))
+    with open(photo, "rb") as file:
+        result = classifier.classify(file)
+    assert calls == [photo.name]  # one decode, named as the file is
+    assert result.reduced and result.image.size == decoded.image.size
+    assert np.array_equal(np.asarray(result.image), np.asarray(decoded.image))
+    with pytest.raises(UnusableImageError, match="not-a-photo.jpg"):
+        classifier.classify(b"no image here", name="not-a-photo.jpg")
 
 
 def test_the_decoded_reduced_value_comes_from_the_decoder(classifier, phone_photo):
