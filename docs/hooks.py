@@ -4,7 +4,7 @@ A page asks for a generated part with a marker on a line of its own:
 
 - `<!-- picsort:cli -->`: every `picsort` sub-command's usage and options, from `picsort.cli.build_parser()`.
 - `<!-- picsort:csv-columns -->`: the results CSV's columns in order, from `picsort.batch.results.results_header`
-  (for the shipped model's classes), each described by the module docstring's list of columns.
+  (for the shipped model's classes), each described by `picsort.batch.results.COLUMNS`.
 - `<!-- picsort:environment -->`: the environment variables picsort, train.ipynb, the tests and the rehearsals read,
   found in their code, with the file that reads each.
 - `<!-- picsort:layout -->`: every module of each sub-package, with its docstring's first paragraph.
@@ -127,30 +127,20 @@ def _cli_reference(parser: argparse.ArgumentParser) -> str:
 
 # ---------------------------------------------------------------------------------------------------- the CSV
 
-def _documented_columns(docstring: str) -> dict[str, str]:
-    """The module docstring's "- `a`, `b`: what they hold" items, by column name."""
-    items = re.findall(r"^- ((?:`[^`]+`(?:, )?)+): (.*?)(?=^- |^\S|\Z)", docstring, re.MULTILINE | re.DOTALL)
-    described = {}
-    for names, description in items:
-        for name in re.findall(r"`([^`]+)`", names):
-            described[name] = " ".join(description.split())
-    return described
-
-
 def csv_reference() -> str:
     from picsort.batch import results
 
     classes = json.loads((REPO / "model" / "model.json").read_text())["classes"]
-    described = _documented_columns(results.__doc__ or "")
+    described = results.COLUMNS  # the one description of the columns, which `picsort classify --help` prints too
     rows = ["| # | column | what it holds |", "|---|---|---|"]
     for number, column in enumerate(results.results_header(classes), 1):
-        generic = next((f"p_<{'class'}>" for name in classes if column == f"p_{name}"), column)
-        description = described.get(column) or described.get(generic) or next(
-            (text_ for names, text_ in described.items() if f"`{column}` is" in text_), None)
+        generic = "p_<class>" if column in {f"p_{name}" for name in classes} else column
+        description = described.get(column) or described.get(generic)
         if description is None:
-            log.warning("the results CSV's column %r is not described in picsort.batch.results' docstring", column)
+            log.warning("the results CSV's column %r is not in picsort.batch.results.COLUMNS", column)
             description = ""
-        rows.append(f"| {number} | {code(column)} | {' '.join(description.split())} |")
+        flag = " (`true` or `false`; `false` on error rows)" if column in getattr(results, "FLAG_COLUMNS", ()) else ""
+        rows.append(f"| {number} | {code(column)} | {cell(description)}{flag} |")
     generic_header = ", ".join(results.results_header(["<class>"]))
     return (f"For the shipped model (classes {', '.join(code(name) for name in classes)}), in this order; another "
             f"model has one `p_` column per class of its own: {code(generic_header)}.\n\n" + "\n".join(rows))
@@ -230,7 +220,7 @@ def _python_reads(path: Path) -> dict[str, list[str]]:
 def environment_variables() -> dict[str, dict]:
     """{name: {"files": [...], "docs": [...]}} for every variable read in src/, rehearsal/, tests/ and train.ipynb."""
     found: dict[str, dict] = {}
-    paths = sorted([*(REPO / "src").rglob("*.py"), *(REPO / "rehearsal").rglob("*.py"), *(REPO / "tests").rglob("*.py")])
+    paths = sorted(path for folder in ("src", "rehearsal", "tests") for path in (REPO / folder).rglob("*.py"))
     for path in paths:
         relative = path.relative_to(REPO).as_posix()
         if relative.startswith(_NOT_OURS):
@@ -316,7 +306,7 @@ BENCHMARKS = REPO / "benchmarks"
 
 
 def on_files(files, config):
-    """benchmarks/README.md and benchmarks/results/*.md as pages of the site (benchmarks/all.md, benchmarks/results/)."""
+    """benchmarks/README.md and benchmarks/results/*.md as pages of the site (benchmarks/all.md, results/)."""
     generated = {"benchmarks/all.md": BENCHMARKS / "README.md"}
     for result in sorted((BENCHMARKS / "results").glob("*.md")):
         generated[f"benchmarks/results/{result.name}"] = result

@@ -63,7 +63,8 @@ def imports(path: Path, module: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                parent = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parent + ([base] if base else []))
             if base.split(".")[0] == "picsort":
                 found.add(base)
     return found
@@ -88,8 +89,8 @@ def floor(name: str) -> int | None:
 def dot_source(arrows: Counter, sizes: Counter) -> str:
     lines = ["digraph picsort {",
              '  graph [rankdir=TB, ranksep=0.45, nodesep=0.35, fontname="DejaVu Sans", bgcolor="white",',
-             '         label="picsort\'s import graph: one box per sub-package (modules in it); an arrow A -> B: A imports B '
-             '(how many imports)", labelloc=b, fontsize=11];',
+             '         label="picsort\'s import graph: one box per sub-package (modules in it); '
+             'an arrow A -> B: A imports B (how many imports)", labelloc=b, fontsize=11];',
              '  node [shape=box, style="rounded,filled", fillcolor="#eef3fb", color="#4a6fa5", fontname="DejaVu Sans", '
              'fontsize=12];',
              '  edge [color="#555555", fontname="DejaVu Sans", fontsize=10, arrowsize=0.7];']
@@ -114,7 +115,8 @@ def dot_source(arrows: Counter, sizes: Counter) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=OUT, help="folder for import-graph.dot and .svg (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=OUT,
+                        help="folder for import-graph.dot and .svg (default: %(default)s)")
     options = parser.parse_args(argv)
     arrows, sizes = edges()
     options.out.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,7 @@ def test_the_quick_start_puts_the_cpu_wheels_tip_before_the_commands():
     """Someone on workshop Wi-Fi reads the tip before running step 1, and the test command is the one .ci/run runs."""
     readme = (REPO / "README.md").read_text()
     tip = readme.index("--index-url https://download.pytorch.org/whl/cpu")
-    step_1 = readme.index("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt -e . && .venv/bin/picsort app")
+    step_1 = readme.index("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt -e . && "
+                          ".venv/bin/picsort app")
     step_2 = readme.index(".venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest -ra")
     assert tip < step_1 < step_2
