@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from urllib.parse import urlparse
+
+import tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 # What the badge opens: the app served by Voila inside Binder's Jupyter server (binder/postBuild).
@@ -36,3 +37,23 @@ def test_the_binder_badge_opens_the_repository_pyproject_names():
     for link in links:
         assert link == expected, (f"README.md's Binder badge opens {link}, but pyproject.toml's Repository is "
                                   f"{repository}: make the badge's link {expected}")
+
+
+def test_readme_stays_short_and_its_links_lead_somewhere():
+    """README is the front door (<= 150 lines); the user guide and design notes live in docs/, and every link
+    README makes to a file of the repository must find it there."""
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150, "README.md is over 150 lines: move the detail into a docs/ page"
+    for target in re.findall(r"\]\(([^)\s#]+)(?:#[^)]*)?\)", readme):
+        if not urlparse(target).scheme:
+            assert (REPO / target).exists(), f"README.md links to {target}, which is not in the repository"
+
+
+def test_the_quick_start_puts_the_cpu_wheels_tip_before_the_commands():
+    """Someone on workshop Wi-Fi reads the tip before running step 1, and the test command is the one .ci/run runs."""
+    readme = (REPO / "README.md").read_text()
+    tip = readme.index("--index-url https://download.pytorch.org/whl/cpu")
+    step_1 = readme.index("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt -e . && "
+                          ".venv/bin/picsort app")
+    step_2 = readme.index(".venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest -ra")
+    assert tip < step_1 < step_2
