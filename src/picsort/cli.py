@@ -62,10 +62,10 @@ class UsageError(Exception):
 
 
 def _classify_epilog() -> str:
-    """The examples and the CSV's columns, as picsort.batch.results describes them (no torch is imported)."""
+    """The examples and the CSV's columns, as picsort.batch.columns describes them (it imports no library)."""
     import textwrap
 
-    from picsort.batch.results import columns_text
+    from picsort.batch.columns import columns_text
 
     columns = "\n".join(textwrap.wrap(columns_text(), 100))
     return _EPILOG.replace("{columns}", columns)

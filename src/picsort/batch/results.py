@@ -7,7 +7,8 @@ would run as a formula (starting with `=`, `+`, `-`, `@`) get a leading `'`, as 
 An existing file is only ever appended to, and only when its first line is this model's header; one an older
 picsort wrote for this model is first rewritten, whole and at once, in today's columns (`upgrade_results`).
 
-The columns and what each holds are `COLUMNS`, the one description the CLI's help and the docs print.
+The columns and what each holds are `picsort.batch.columns.COLUMNS`, the one description the CLI's help and the
+docs print.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
+from picsort.batch.columns import results_header
 from picsort.foundation.files import write_atomically
 from picsort.photos.images import UnusableImageError
 from picsort.photos.labels import NONE_LABEL
@@ -36,34 +38,6 @@ _HEADER_LIMIT = 64 * 1024  # a first line longer than this is not a header of ou
 
 class ResultsFileError(Exception):
     """The --out file is not a results file of this model; nothing in it was changed."""
-
-
-# The CSV's columns in order, with what each holds; `p_<class>` stands for one column per class of the model.
-COLUMNS = {
-    "path": "the file",
-    "class": "the answer, what the file was sorted as: a class, or none when the photo looks like none of the "
-             "classes; empty when the file could not be used",
-    "closest": "the class with the top probability, also for none rows",
-    "probability": "the closest class's probability",
-    "p_<class>": "every class's probability, a column each",
-    "unsure": "true when the top probability is below the threshold",
-    "none_of_these": "true when the photo looks like none of the classes",
-    "error": "why the file could not be used; empty otherwise",
-}
-FLAG_COLUMNS = ("unsure", "none_of_these")  # true or false (pandas reads them as booleans); false for errors
-
-
-def results_header(classes: list[str]) -> list[str]:
-    """The CSV's columns for a model with these classes (`COLUMNS` says what each holds)."""
-    header: list[str] = []
-    for column in COLUMNS:
-        header += [f"p_{name}" for name in classes] if column == "p_<class>" else [column]
-    return header
-
-
-def columns_text() -> str:
-    """The columns as one paragraph of plain text (the CLI's help)."""
-    return "; ".join(f"{column}: {meaning}" for column, meaning in COLUMNS.items())
 
 
 def _old_header(classes: list[str]) -> list[str]:

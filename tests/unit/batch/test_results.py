@@ -104,14 +104,3 @@ def test_a_message_that_looks_like_a_formula_is_not_run_by_a_spreadsheet():
     assert escape_cell("=HYPERLINK(\"x\")") == "'=HYPERLINK(\"x\")" and escape_cell("-5 bytes") == "'-5 bytes"
     assert escape_cell("'quoted") == "'quoted"  # only a path cell doubles a leading quote
 
-
-def test_the_columns_are_described_once_and_the_help_prints_that_description():
-    from picsort.batch.results import COLUMNS, results_header
-    from picsort.cli import build_parser
-
-    assert results_header(["cat", "dog"]) == ["path", "class", "closest", "probability", "p_cat", "p_dog", "unsure",
-                                              "none_of_these", "error"]
-    subcommands = next(a for a in build_parser()._actions if a.dest == "command")
-    shown = " ".join(subcommands.choices["classify"].format_help().split())
-    for column, meaning in COLUMNS.items():
-        assert f"{column}: {' '.join(meaning.split())}" in shown
