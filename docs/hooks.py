@@ -3,8 +3,8 @@
 A page asks for a generated part with a marker on a line of its own:
 
 - `<!-- picsort:cli -->`: every `picsort` sub-command's usage and options, from `picsort.cli.build_parser()`.
-- `<!-- picsort:csv-columns -->`: the results CSV's columns in order, from `picsort.batch.results.results_header`
-  (for the shipped model's classes), each described by `picsort.batch.results.COLUMNS`.
+- `<!-- picsort:csv-columns -->`: the results CSV's columns in order, from `picsort.batch.columns.results_header`
+  (for the shipped model's classes), each described by `picsort.batch.columns.COLUMNS`.
 - `<!-- picsort:environment -->`: the environment variables picsort, train.ipynb, the tests and the rehearsals read,
   found in their code, with the file that reads each.
 - `<!-- picsort:layout -->`: every module of each sub-package, with its docstring's first paragraph.
@@ -128,20 +128,19 @@ def _cli_reference(parser: argparse.ArgumentParser) -> str:
 # ---------------------------------------------------------------------------------------------------- the CSV
 
 def csv_reference() -> str:
-    from picsort.batch import results
+    from picsort.batch import columns
 
     classes = json.loads((REPO / "model" / "model.json").read_text())["classes"]
-    described = results.COLUMNS  # the one description of the columns, which `picsort classify --help` prints too
+    described = columns.COLUMNS  # the one description of the columns, which `picsort classify --help` prints too
     rows = ["| # | column | what it holds |", "|---|---|---|"]
-    for number, column in enumerate(results.results_header(classes), 1):
+    for number, column in enumerate(columns.results_header(classes), 1):
         generic = "p_<class>" if column in {f"p_{name}" for name in classes} else column
         description = described.get(column) or described.get(generic)
         if description is None:
-            log.warning("the results CSV's column %r is not in picsort.batch.results.COLUMNS", column)
+            log.warning("the results CSV's column %r is not in picsort.batch.columns.COLUMNS", column)
             description = ""
-        flag = " (`true` or `false`; `false` on error rows)" if column in getattr(results, "FLAG_COLUMNS", ()) else ""
-        rows.append(f"| {number} | {code(column)} | {cell(description)}{flag} |")
-    generic_header = ", ".join(results.results_header(["<class>"]))
+        rows.append(f"| {number} | {code(column)} | {cell(description)} |")
+    generic_header = ", ".join(columns.results_header(["<class>"]))
     return (f"For the shipped model (classes {', '.join(code(name) for name in classes)}), in this order; another "
             f"model has one `p_` column per class of its own: {code(generic_header)}.\n\n" + "\n".join(rows))
 

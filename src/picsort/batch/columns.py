@@ -13,8 +13,8 @@ COLUMNS = {
     "closest": "the class with the top probability, also for none rows",
     "probability": "the closest class's probability",
     "p_<class>": "every class's probability, a column each",
-    "unsure": "true when the top probability is below the threshold",
-    "none_of_these": "true when the photo looks like none of the classes",
+    "unsure": "true when the top probability is below the threshold, else false (false on error rows)",
+    "none_of_these": "true when the photo looks like none of the classes, else false (false on error rows)",
     "error": "why the file could not be used; empty otherwise",
 }
 
