@@ -17,7 +17,7 @@ from pathlib import Path
 import anywidget
 import traitlets
 
-from picsort.photos.images import shown_name
+from picsort.foundation.shown_text import shown_name
 from picsort.photos.labels import NONE_LABEL, NONE_TEXT
 from picsort.app.widget_scripts import static_text, widget_script
 

@@ -23,7 +23,8 @@ from picsort.app.page_text import escape, html_widget, limits_text
 from picsort.app.upload_widget import UploadZone
 from picsort.foundation.process_memory import return_freed_memory
 from picsort.inference.classify import Classifier
-from picsort.photos.images import MAX_UPLOAD_BYTES, UnusableImageError, human_bytes, jpeg, shrunk
+from picsort.photos.images import MAX_UPLOAD_BYTES, UnusableImageError, jpeg, shrunk
+from picsort.foundation.shown_text import human_bytes
 
 __all__ = ["EXPLAIN_SIZE", "THUMBNAIL_SIZE", "Intake"]
 

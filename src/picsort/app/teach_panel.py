@@ -20,7 +20,8 @@ import ipywidgets as widgets
 
 from picsort.app.camera_widget import Camera
 from picsort.app.download_widget import DownloadButton, NothingToDownload
-from picsort.photos.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError, human_bytes
+from picsort.photos.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError
+from picsort.foundation.shown_text import human_bytes
 from picsort.foundation.folders import visitor_teach_dir
 from picsort.photos.labels import LabelStore, LabelStoreError
 from picsort.foundation.process_memory import return_freed_memory

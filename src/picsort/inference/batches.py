@@ -9,7 +9,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from picsort.inference.classify import BATCH_SIZE, Classifier, Prediction, Prepared, classify_stream
-from picsort.photos.images import UnusableImageError, shown_name
+from picsort.photos.images import UnusableImageError
+from picsort.foundation.shown_text import shown_name
 
 __all__ = ["DECODE_WORKERS", "Result", "classify_batches", "classify_files", "prepare_file"]
 

@@ -16,7 +16,6 @@ import os
 import re
 import stat
 import struct
-import unicodedata
 import warnings
 import zlib
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ import numpy as np
 import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
+from picsort.foundation.shown_text import human_bytes, shown_name
 from picsort.foundation.remote import is_url
 
 __all__ = [
@@ -42,8 +42,6 @@ __all__ = [
     "ImageTooLargeError",
     "UnusableImageError",
     "decode_image",
-    "escaped_text",
-    "human_bytes",
     "image_format_extension",
     "image_from_any",
     "image_from_bytes",
@@ -52,7 +50,6 @@ __all__ = [
     "is_image_file",
     "read_file_object",
     "usable_image_extension",
-    "shown_name",
 ]
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -566,14 +563,6 @@ def jpeg(image: Image.Image, size: int, quality: int = 85) -> tuple[bytes, tuple
     return buffer.getvalue(), small.size
 
 
-def human_bytes(count: int) -> str:
-    """A byte count as people read it: '20 MB', '1.5 KB', '12 bytes'."""
-    for unit, size in (("MB", 1024 * 1024), ("KB", 1024)):
-        if count >= size:
-            return f"{round(count / size, 1):g} {unit}"
-    return f"{count} bytes"
-
-
 def _too_large_message(label: str, pillow_message: str = "", pixels: int | None = None) -> str:
     if pixels is None:
         # Pillow's own bomb errors say "Image size (N pixels) exceeds ...".
@@ -590,37 +579,6 @@ def _megapixels(pixels: int) -> str:
     # "50 megapixels, the limit is 50".
     return f"{math.ceil(pixels / 100_000) / 10:g}"
 
-
-def shown_name(name: str, *, escaped: bool = False) -> str:
-    """A user's file name made safe to show (messages, cards): no control, format or bidi characters (a bidi
-    control would let "gpj.exe" display as "exe.jpg"; the others show as boxes), bounded length.
-
-    `escaped`: for a terminal, where a file can be looked for again by what was printed, each such character is
-    written as a backslash escape (`escaped_text`) instead of left out."""
-    if escaped:
-        text = escaped_text(str(name)).strip()
-    else:
-        text = "".join(ch for ch in str(name) if not unicodedata.category(ch).startswith("C")).strip()
-    text = text or "unnamed file"
-    return text if len(text) <= _MAX_SHOWN_NAME else text[: _MAX_SHOWN_NAME - 1] + "…"
-
-
-def escaped_text(text: str) -> str:
-    """`text` safe to print to a terminal: each control, format or bidi character as a backslash escape (`\\n`,
-    `\\x1b`, `\\u202e`), and each byte that was not UTF-8 (surrogateescape, as os.fsdecode gives) as `\\xff`, so
-    no escape sequence in a file name runs and nothing fails to print."""
-    parts = []
-    for ch in text:
-        if "\udc80" <= ch <= "\udcff":
-            parts.append(f"\\x{ord(ch) - 0xdc00:02x}")
-        elif unicodedata.category(ch).startswith("C"):
-            parts.append(ch.encode("unicode_escape", errors="backslashreplace").decode("ascii"))
-        else:
-            parts.append(ch)
-    return "".join(parts)
-
-
-_MAX_SHOWN_NAME = 120
 
 
 def _display_name(name: str) -> str:

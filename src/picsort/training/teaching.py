@@ -25,7 +25,8 @@ from picsort.inference.classify import FORWARD_CHUNK, Classifier, prepared_ahead
 from picsort.training.export import describe_head, model_card, network_architecture, save_card, save_weights
 from picsort.inference.none_of_these import REFERENCE_NAME, calibration, describe
 from picsort.foundation.folders import describe_source
-from picsort.photos.images import UnusableImageError, escaped_text, is_image_file, shown_name
+from picsort.photos.images import UnusableImageError, is_image_file
+from picsort.foundation.shown_text import escaped_text, shown_name
 from picsort.photos.photo_folders import photos_in
 from picsort.inference.model import (CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME, ModelFolderError, build_network,
                            centre_crop_extra, read_card_file)

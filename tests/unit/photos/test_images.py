@@ -862,12 +862,3 @@ def test_an_empty_picture_gets_no_class(classifier):
     with pytest.raises(UnusableImageError, match="empty"):
         classifier.predict(Image.new("RGB", (0, 0)))
 
-
-def test_a_name_printed_to_a_terminal_has_its_control_characters_escaped_not_run():
-    from picsort.photos.images import escaped_text, shown_name
-
-    name = "a\x1b[2J\nb\u202egpj.exe\udcff.jpg"  # clear-screen, newline, bidi override, a byte that is not UTF-8
-    assert shown_name(name, escaped=True) == "a\\x1b[2J\\nb\\u202egpj.exe\\xff.jpg"
-    assert shown_name(name) == "a[2Jbgpj.exe.jpg"  # on a page they are left out
-    assert escaped_text("plain words: café") == "plain words: café"
-    assert len(shown_name("\x1b" * 1000, escaped=True)) <= 120
