@@ -55,5 +55,17 @@ def test_the_quick_start_puts_the_cpu_wheels_tip_before_the_commands():
     tip = readme.index("--index-url https://download.pytorch.org/whl/cpu")
     step_1 = readme.index("python3 -m venv .venv && .venv/bin/pip install -r requirements.txt -e . && "
                           ".venv/bin/picsort app")
-    step_2 = readme.index(".venv/bin/pip install -r requirements-dev.txt && .venv/bin/python -m pytest -ra")
+    step_2 = readme.index(".venv/bin/pip install -r requirements-dev.txt && .venv/bin/ruff check .")
     assert tip < step_1 < step_2
+
+
+def test_the_readme_test_command_runs_what_ci_runs():
+    """.ci/run installs and then runs README's checks one by one: the two lists must stay the same."""
+    readme = (REPO / "README.md").read_text()
+    line = next(line for line in readme.splitlines() if "pip install -r requirements-dev.txt" in line)
+    readme_checks = line.split(" && ")
+    readme_checks = readme_checks[readme_checks.index(".venv/bin/pip install -r requirements-dev.txt") + 1:]
+    ci_checks = [line.strip() for line in (REPO / ".ci" / "run").read_text().splitlines()
+                 if line.startswith(".venv/bin/") and "pip install" not in line]
+    assert readme_checks == ci_checks
+    assert '.venv/bin/python -m pytest -ra -m "not slow"' in ci_checks and ".venv/bin/lint-imports" in ci_checks
