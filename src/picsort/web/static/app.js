@@ -255,7 +255,18 @@ function labelButton(card, label, key, words, chosen) {
   return button;
 }
 
-async function labelCard(card, label) {
+// Labels and undos run one after another, in the order of the keys pressed (a save waits for IndexedDB).
+let labelling = Promise.resolve();
+function inTurn(action) {
+  labelling = labelling.then(action, action);
+  return labelling;
+}
+
+function labelCard(card, label) {
+  return inTurn(() => saveLabel(card, label));
+}
+
+async function saveLabel(card, label) {
   const result = card.result;
   if (!result || result.error) return;
   try {
@@ -270,6 +281,10 @@ async function labelCard(card, label) {
 }
 
 function undoLast() {
+  return inTurn(undoNow);
+}
+
+function undoNow() {
   const undone = state.store.undo();
   if (!undone) { say("Nothing to undo."); return; }
   redrawPhoto(undone.undone.sha256);
@@ -295,9 +310,11 @@ function onKey(event, card) {
   const classIndex = key ? site.class_keys.indexOf(key) : -1;
   let handled = true;
   if (classIndex >= 0 && classIndex < site.classes.length) {
-    labelCard(card, site.classes[classIndex]).then(() => focusNext(card));
+    labelCard(card, site.classes[classIndex]);
+    focusNext(card);
   } else if (key === site.action_keys.none) {
-    labelCard(card, site.none_label).then(() => focusNext(card));
+    labelCard(card, site.none_label);
+    focusNext(card);
   } else if (key === site.action_keys.undo) {
     undoLast();
   } else if (key === site.action_keys.skip) {
