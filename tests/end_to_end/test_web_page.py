@@ -89,7 +89,7 @@ def open_page(page, url: str) -> None:
 
 def classify_in_page(page, files: list[Path], timeout: float = 300) -> list[dict]:
     before = page.evaluate("window.picsortWeb.results.length")
-    page.set_input_files("#choose", [str(file) for file in files])
+    page.set_input_files("#choose", [str(file) for file in files], timeout=timeout * 1000)
     wait_until(page, f"window.picsortWeb.results.length === {before + len(files)}", timeout)
     return page.evaluate("window.picsortWeb.results.slice(%d).map(r => ({name: r.name, error: r.error || null, "
                          "probabilities: r.probabilities || null, none_of_these: !!r.none_of_these}))" % before)
@@ -331,7 +331,8 @@ def test_twenty_visitors_at_once_all_get_their_answers(site, browser, classes, t
                 page.goto(url + "/", wait_until="commit")
             for index, page in enumerate(pages):
                 wait_until(page, "window.picsortWeb && window.picsortWeb.loadSeconds !== undefined", 300)
-                page.set_input_files("#choose", [str(EXAMPLES[index % 6]), str(EXAMPLES[(index + 3) % 6])])
+                page.set_input_files("#choose", [str(EXAMPLES[index % 6]), str(EXAMPLES[(index + 3) % 6])],
+                                     timeout=300_000)  # twenty pages loading at once: a busy machine is slow
             for page in pages:
                 wait_until(page, "window.picsortWeb.results.length === 2", 300)
                 results = page.evaluate("window.picsortWeb.results.map(r => ({name: r.name, error: r.error || null,"
