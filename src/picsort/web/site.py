@@ -112,3 +112,22 @@ def write_site(out: Path | str, model: Path | str | None = None, *, classifier=N
         raise SiteError(f"the site would be {size / 1e6:.1f} MB, over the {MAX_SITE_BYTES / 1e6:.0f} MB a page "
                         "should ask every visitor to download: export a smaller backbone (efficientnet_lite0)")
     return Site(out, size, tuple(classifier.classes))
+
+
+def zipped_site(model: Path | str, name: str | None = None) -> tuple[str, bytes]:
+    """(file name, bytes) of a zip holding the site for the model folder `model`, in one folder (`name`, default
+    picsort-web-<date>-<time>): Teach mode's *Download web page*. Unzipped, any static file server serves it."""
+    import datetime
+    import io
+    import tempfile
+    import zipfile
+
+    name = name or f"picsort-web-{datetime.datetime.now().strftime('%Y-%m-%d-%H%M')}"
+    buffer = io.BytesIO()
+    with tempfile.TemporaryDirectory(prefix="picsort-web-") as temporary:
+        site = write_site(Path(temporary) / name, model)
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for path in sorted(site.folder.rglob("*")):
+                if path.is_file():
+                    archive.write(path, f"{name}/{path.relative_to(site.folder).as_posix()}")
+    return f"{name}.zip", buffer.getvalue()

@@ -15,7 +15,7 @@ from PIL import Image
 
 from picsort.cli import main
 from picsort.results import results_header
-from picsort.web.site import MAX_SITE_BYTES, STATIC_FILES, VENDOR_FILES, SiteError, write_site
+from picsort.web.site import MAX_SITE_BYTES, STATIC_FILES, VENDOR_FILES, SiteError, write_site, zipped_site
 
 REPO = Path(__file__).resolve().parents[3]
 STATIC = REPO / "src" / "picsort" / "web" / "static"
@@ -112,3 +112,41 @@ def test_resize_js_is_pillows_bilinear_resize_and_crop(tmp_path, width, height):
     ours = np.frombuffer((tmp_path / "out").read_bytes(), np.uint8).reshape(260, 260, 3)
     pillow = np.asarray(Image.fromarray(pixels).resize((300, 300), Image.BILINEAR).crop((20, 20, 280, 280)))
     assert np.array_equal(ours, pillow)
+
+
+def test_zipped_site_is_one_folder_holding_the_site(tmp_path):
+    import io
+    import zipfile
+
+    name, data = zipped_site(REPO / "model", "bears-page")
+    assert name == "bears-page.zip"
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert {name.split("/")[0] for name in names} == {"bears-page"}
+    assert {"bears-page/index.html", "bears-page/model.onnx", "bears-page/site.json",
+            "bears-page/vendor/ort-wasm-simd-threaded.wasm"} <= set(names)
+
+
+def test_teach_mode_downloads_the_taught_model_as_a_web_page(tmp_path, photos):
+    from picsort.download_widget import NothingToDownload
+    from picsort.teach_panel import TeachPanel
+    from picsort.teach_session import TeachSession
+
+    panel = TeachPanel(TeachSession(), model_classes=["black", "grizzly", "teddy"], on_trained=lambda trained: None)
+    assert panel.web_download.description == "Download web page (zip)"
+    with pytest.raises(NothingToDownload, match="Train a model first"):
+        panel.web_zip()
+    folder, _ = photos
+    for name in sorted(path.name for path in folder.iterdir() if path.is_dir())[:2]:
+        panel.session.add_class(name)
+        for photo in sorted((folder / name).glob("*.jpg"))[:5]:
+            panel.session.add_photo(name, photo.read_bytes(), photo.name)
+    panel.train()
+    assert panel.trained is not None, panel.status.value
+    name, data, note = panel.web_zip()
+    import io
+    import zipfile
+
+    archive = zipfile.ZipFile(io.BytesIO(data))
+    folder_name = name.removesuffix(".zip")
+    settings = json.loads(archive.read(f"{folder_name}/site.json"))
+    assert settings["classes"] == panel.session.classes and "http.server" in note
