@@ -279,10 +279,13 @@ class TeachPanel:
         import tempfile
         from pathlib import Path
 
-        from picsort.web.site import zipped_site
+        from picsort.web.site import SiteError, zipped_site
 
         with tempfile.TemporaryDirectory(prefix="picsort-model-") as temporary:
-            name, data = zipped_site(self.trained.fitted.save(Path(temporary) / "model"))
+            try:
+                name, data = zipped_site(self.trained.fitted.save(Path(temporary) / "model"))
+            except SiteError as error:
+                raise NothingToDownload(str(error)) from None
         return name, data, (f"Unzip it and publish the folder (GitHub Pages), or serve it to a room: "
                             f"python -m http.server --directory {name.removesuffix('.zip')}")
 

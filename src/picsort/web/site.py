@@ -88,8 +88,13 @@ def write_site(out: Path | str, model: Path | str | None = None, *, classifier=N
     from picsort.classify import Classifier
     from picsort.web.onnx_export import onnx_bytes
 
+    import importlib.util
+
     out = Path(out)
     _check_folder(out)
+    if importlib.util.find_spec("onnx") is None:
+        raise SiteError("writing the page's model.onnx needs the onnx package: pip install -r requirements.txt "
+                        "(or pip install onnx==1.23.2)")
     if classifier is None:
         classifier = Classifier(model)
     card = dict(classifier.card)
