@@ -25,7 +25,7 @@ ORT_VERSION = "1.31.1"  # onnxruntime-web, vendored in static/vendor (its README
 MAX_SITE_BYTES = 40 * 1000 * 1000
 MODEL_FILE = "model.onnx"
 SITE_FILE = "site.json"
-STATIC_FILES = ("index.html", "page.css", "app.js", "resize.js", "store.js", "favicon.svg")
+STATIC_FILES = ("index.html", "page.css", "app.js", "resize.js", "store.js", "worker.js", "favicon.svg")
 VENDOR_FILES = ("ort.wasm.min.js", "ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm", "LICENSE",
                 "README.md", "SHA256SUMS")
 

@@ -66,7 +66,65 @@ function mb(bytes) {
   return `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
 }
 
-// ---- the model ------------------------------------------------------------------------------------------------
+// ---- the model: a pool of workers, each with its own session --------------------------------------------------
+class Pool {
+  constructor(count, model, site) {
+    this.waiting = []; // tasks with no free worker yet
+    this.pending = new Map(); // task id -> { resolve, reject }
+    this.nextId = 1;
+    this.workers = [];
+    this.failures = [];
+    const loaded = [];
+    for (let index = 0; index < count; index++) {
+      const worker = new Worker("worker.js");
+      const entry = { worker, ready: false, busy: false };
+      this.workers.push(entry);
+      loaded.push(new Promise((resolve, reject) => {
+        worker.onmessage = ({ data }) => {
+          if (data.type === "loaded") { entry.ready = true; resolve(); this.dispatch(); return; }
+          if (data.type === "failed") { this.failures.push(data.message); reject(new Error(data.message)); return; }
+          const task = this.pending.get(data.id);
+          this.pending.delete(data.id);
+          entry.busy = false;
+          if (data.type === "result") task.resolve(data);
+          else task.reject(new Error(data.message));
+          this.dispatch();
+        };
+        worker.onerror = (event) => { this.failures.push(event.message || "the worker failed"); reject(new Error(event.message)); };
+      }));
+      worker.postMessage({ type: "load", model: model.slice(0), size: site.size,
+                           wasmPaths: new URL("vendor/", location.href).href });
+    }
+    // Ready as soon as one worker is: the first photo need not wait for the others.
+    this.ready = Promise.any(loaded).catch(() => { throw new Error(this.failures[0] || "no worker started"); });
+  }
+
+  run(view) {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({ view, resolve, reject });
+      this.dispatch();
+    });
+  }
+
+  dispatch() {
+    for (const entry of this.workers) {
+      if (!this.waiting.length) return;
+      if (!entry.ready || entry.busy) continue;
+      const task = this.waiting.shift();
+      const id = this.nextId++;
+      this.pending.set(id, task);
+      entry.busy = true;
+      entry.worker.postMessage({ type: "run", id, view: task.view }, [task.view.buffer]);
+    }
+  }
+}
+
+function workerCount() {
+  const asked = Number(new URLSearchParams(location.search).get("workers"));
+  if (asked >= 1 && asked <= 8) return Math.floor(asked);
+  return Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1));
+}
+
 async function loadModel() {
   const started = performance.now();
   const response = await fetch("site.json");
@@ -76,24 +134,21 @@ async function loadModel() {
   $("model-name").textContent = site.title;
   document.title = `picsort: ${site.title}`;
   $("keys-help").textContent = `Keys on a card: ${site.keys_help}. Tab moves between cards.`;
-  if (typeof ort === "undefined") throw new Error("ONNX Runtime Web did not load (vendor/ort.wasm.min.js)");
-  ort.env.wasm.wasmPaths = new URL("vendor/", location.href).href;
-  ort.env.wasm.numThreads = 1; // threads need cross-origin isolation headers a plain static server does not send
-  state.session = await ort.InferenceSession.create(site.model, { executionProviders: ["wasm"],
-                                                                 graphOptimizationLevel: "all" });
   state.store = new LabelStore(site.model_id);
   updateCounts();
+  if (typeof WebAssembly === "undefined") throw new Error("this browser has no WebAssembly");
+  const model = await fetch(site.model);
+  if (!model.ok) throw new Error(`${site.model}: HTTP ${model.status}`);
+  state.pool = new Pool(workerCount(), await model.arrayBuffer(), site);
+  await state.pool.ready;
+  state.session = state.pool;
   state.loadedAt = performance.now();
   say(`Ready: ${site.classes.length} classes (${site.classes.join(", ")}). Add photos.`);
   return performance.now() - started;
 }
 
 async function scores(view) {
-  const { size } = state.site;
-  const input = new ort.Tensor("uint8", view, [1, size, size, 3]);
-  const output = await state.session.run({ pixels: input });
-  return { probabilities: Array.from(output.probabilities.data), similarity: output.similarity.data[0],
-           resemblance: output.resemblance.data[0] };
+  return state.pool.run(view);
 }
 
 function answer(raw) {
@@ -159,11 +214,30 @@ function addFiles(files) {
   for (const file of images) {
     const card = newCard(file);
     state.pending += 1;
-    state.queue = state.queue.then(() => classify(file, card)).finally(() => { state.pending -= 1; });
+    const answered = inSlot(() => answerFor(file));
+    // Answers come from the workers side by side; cards, results and the CSV keep the order the files came in.
+    state.queue = state.queue.then(() => answered).then((result) => publish(card, result))
+      .finally(() => { state.pending -= 1; });
   }
 }
 
-async function classify(file, card) {
+// At most one photo per worker (plus one being decoded) in hand at a time: a thousand photos dropped at once are
+// decoded as workers come free, not all at once.
+let slots = 0;
+const slotQueue = [];
+async function inSlot(task) {
+  const limit = (state.pool ? state.pool.workers.length : workerCount()) + 1;
+  if (slots >= limit) await new Promise((resolve) => slotQueue.push(resolve));
+  slots += 1;
+  try {
+    return await task();
+  } finally {
+    slots -= 1;
+    if (slotQueue.length) slotQueue.shift()();
+  }
+}
+
+async function answerFor(file) {
   const started = performance.now();
   let result;
   try {
@@ -178,8 +252,13 @@ async function classify(file, card) {
       : `'${shownName(file.name)}' could not be classified (${error && error.message ? error.message : error})`;
     result = { name: file.name, error: message };
   }
-  const finished = performance.now();
-  state.timings.push({ name: file.name, started, finished, seconds: (finished - started) / 1000 });
+  result.timing = { started, finished: performance.now() };
+  return result;
+}
+
+function publish(card, result) {
+  const { started, finished } = result.timing;
+  state.timings.push({ name: result.name, started, finished, seconds: (finished - started) / 1000 });
   state.results.push(result);
   card.result = result;
   drawCard(card);
