@@ -342,3 +342,32 @@ def test_twenty_visitors_at_once_all_get_their_answers(site, browser, classes, t
         finally:
             for context in contexts:
                 context.close()
+
+
+def test_photos_dropped_or_pasted_are_answered_and_heic_is_explained(site, browser, tmp_path):
+    heic = tmp_path / "phone.heic"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    files = [("dropped.jpg", EXAMPLES[2].read_bytes()), ("phone.heic", heic.read_bytes())]
+    with served(site) as url:
+        page = browser.new_page()
+        open_page(page, url)
+        handover = """async ([event, files]) => {
+            const transfer = new DataTransfer();
+            for (const [name, data] of files) {
+                const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+                transfer.items.add(new File([bytes], name, { type: name.endsWith('.jpg') ? 'image/jpeg' : '' }));
+            }
+            const target = document.getElementById('add');
+            if (event === 'drop') target.dispatchEvent(new DragEvent('drop', { dataTransfer: transfer, bubbles: true }));
+            else target.dispatchEvent(new ClipboardEvent('paste', { clipboardData: transfer, bubbles: true }));
+        }"""
+        encoded = [[name, base64.b64encode(data).decode()] for name, data in files]
+        page.evaluate(handover, ["drop", encoded])
+        wait_until(page, "window.picsortWeb.results.length === 2", 120)
+        page.evaluate(handover, ["paste", encoded[:1]])
+        wait_until(page, "window.picsortWeb.results.length === 3", 120)
+        names = page.locator(".card .name").all_text_contents()
+        assert names == ["dropped.jpg", "phone.heic", "dropped.jpg"]
+        assert page.locator(".card[data-state=answered] .verdict").first.text_content().startswith("grizzly")
+        assert "a browser cannot open" in page.locator(".card", has_text="phone.heic").text_content()
+        page.close()
