@@ -17,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from picsort.cards import ACTION_KEYS, CLASS_KEYS, keys_help
-from picsort.images import ACCEPTED_FORMATS_TEXT, MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES
+from picsort.images import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES
 from picsort.labels import NONE_LABEL, NONE_TEXT
 from picsort.results import results_header
 
@@ -64,7 +64,6 @@ def site_settings(classifier, model_bytes: bytes, title: str) -> dict:
         "max_upload_bytes": MAX_UPLOAD_BYTES,
         "max_image_pixels": MAX_IMAGE_PIXELS,
         "accepted_formats": "JPEG, PNG, WebP, GIF, BMP or AVIF",
-        "picsort_accepted_formats": ACCEPTED_FORMATS_TEXT,
         "model": MODEL_FILE,
         "model_id": hashlib.sha256(model_bytes).hexdigest()[:16],
         "onnxruntime_web": ORT_VERSION,

@@ -240,11 +240,15 @@ async function inSlot(task) {
 async function answerFor(file) {
   const started = performance.now();
   let result;
+  let parts = null; // milliseconds spent decoding and resizing, and waiting for the network's answer
   try {
     if (!state.session) await window.picsortWeb.ready;
     const bytes = new Uint8Array(await file.arrayBuffer());
+    const decodeStarted = performance.now();
     const decoded = await decode(file, bytes);
+    const decodedAt = performance.now();
     const raw = await scores(decoded.view);
+    parts = { decode: decodedAt - decodeStarted, network: performance.now() - decodedAt };
     const digest = await sha256(bytes);
     result = { name: file.name, ...answer(raw), sha256: digest, extension: decoded.extension, bytes };
   } catch (error) {
@@ -252,13 +256,14 @@ async function answerFor(file) {
       : `'${shownName(file.name)}' could not be classified (${error && error.message ? error.message : error})`;
     result = { name: file.name, error: message };
   }
-  result.timing = { started, finished: performance.now() };
+  result.timing = { started, finished: performance.now(), ...parts };
   return result;
 }
 
 function publish(card, result) {
   const { started, finished } = result.timing;
-  state.timings.push({ name: result.name, started, finished, seconds: (finished - started) / 1000 });
+  state.timings.push({ name: result.name, started, finished, seconds: (finished - started) / 1000,
+                       decode: result.timing.decode, network: result.timing.network });
   state.results.push(result);
   card.result = result;
   drawCard(card);
