@@ -171,6 +171,9 @@ def main() -> None:
     first = {which: statistics.median(run[0] for run in runs) for which, runs in measured.items()}
     each = {which: statistics.median(run[1] for run in runs) for which, runs in measured.items()}
     ratio = each["page"] / each["app"]
+
+    def rounds_of(which: str, index: int, unit: str) -> str:
+        return ", ".join(f"{run[index] * 1000:.0f}" if unit == "ms" else f"{run[index]:.1f}" for run in measured[which])
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# The web page (`picsort export-web`) against the app",
@@ -178,14 +181,17 @@ def main() -> None:
         f"{now}, {os.cpu_count()} CPUs, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
         f"median of {rounds} alternating round(s), {len(files)} photos ({'development bears' if PHOTOS.is_dir() else 'examples'}), "
         f"Debian's Chromium. The site ({site.size / 1e6:.1f} MB) from `python -m http.server` on 127.0.0.1, the app "
-        "from `picsort app`; ONNX Runtime Web on one thread (no cross-origin isolation on a plain static server).",
+        "from `picsort app`; the page's ONNX Runtime Web sessions run one thread each (a plain static server sends no "
+        "cross-origin isolation headers), two of them side by side in workers on this 2-core machine. Each round's "
+        "figure in brackets, page then app: other jobs on this machine move them a lot.",
         "",
         "| measure | web page | Voila app | page / app | goal |",
         "|---|---|---|---|---|",
-        f"| first answer, from asking for the page | {first['page']:.2f} s | {first['app']:.2f} s | "
-        f"{first['page'] / first['app']:.2f}x | – |",
-        f"| each photo after it ({len(files) - 1} in one selection) | {each['page'] * 1000:.0f} ms | "
-        f"{each['app'] * 1000:.0f} ms | {ratio:.2f}x | <= 1.5x {'✓' if ratio <= 1.5 else '✗'} |",
+        f"| first answer, from asking for the page | {first['page']:.2f} s ({rounds_of('page', 0, 's')}) | "
+        f"{first['app']:.2f} s ({rounds_of('app', 0, 's')}) | {first['page'] / first['app']:.2f}x | – |",
+        f"| each photo after it ({len(files) - 1} in one selection) | {each['page'] * 1000:.0f} ms "
+        f"({rounds_of('page', 1, 'ms')}) | {each['app'] * 1000:.0f} ms ({rounds_of('app', 1, 'ms')}) | {ratio:.2f}x | "
+        f"<= 1.5x {'✓' if ratio <= 1.5 else '✗'} |",
         f"| {VISITORS} visitors at once, 2 photos each, one `python -m http.server` | all answered in "
         f"{everyone:.1f} s (slowest first answer {slowest_first:.1f} s after its page opened) | – | – | "
         f"all answered {'✓'} |",

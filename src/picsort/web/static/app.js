@@ -122,6 +122,7 @@ class Pool {
 function workerCount() {
   const asked = Number(new URLSearchParams(location.search).get("workers"));
   if (asked >= 1 && asked <= 8) return Math.floor(asked);
+  if ((navigator.deviceMemory || 8) < 4) return 1; // a small phone: one session's memory (~150 MB) is plenty
   return Math.max(1, Math.min(2, navigator.hardwareConcurrency || 1));
 }
 
@@ -250,7 +251,8 @@ async function answerFor(file) {
     const raw = await scores(decoded.view);
     parts = { decode: decodedAt - decodeStarted, network: performance.now() - decodedAt };
     const digest = await sha256(bytes);
-    result = { name: file.name, ...answer(raw), sha256: digest, extension: decoded.extension, bytes };
+    // The file itself is kept, not its bytes: read again only when it is labelled (a thousand photos stay cheap).
+    result = { name: file.name, ...answer(raw), sha256: digest, extension: decoded.extension };
   } catch (error) {
     const message = error instanceof UnusableImage ? error.message
       : `'${shownName(file.name)}' could not be classified (${error && error.message ? error.message : error})`;
@@ -301,7 +303,7 @@ function drawCard(card) {
     return;
   }
   node.dataset.state = "answered";
-  if (!card.url) card.url = URL.createObjectURL(new Blob([result.bytes]));
+  if (!card.url) card.url = URL.createObjectURL(card.file);
   node.append(el("img", { src: card.url, alt: `photo ${shownName(result.name)}` }));
   const verdict = result.none_of_these
     ? `${site.none_text} (closest: ${result.closest}, ${percent(result.probability)})`
@@ -354,7 +356,9 @@ async function saveLabel(card, label) {
   const result = card.result;
   if (!result || result.error) return;
   try {
-    await state.store.save(result.bytes, result.sha256, result.extension, label, {
+    const bytes = new Uint8Array(await card.file.arrayBuffer());
+    if ((await sha256(bytes)) !== result.sha256) throw new Error("the file changed since it was classified");
+    await state.store.save(bytes, result.sha256, result.extension, label, {
       predicted: result.closest, probabilities: result.probabilities, originalName: result.name });
   } catch (error) {
     note(`The label for '${shownName(result.name)}' was not saved: ${error.message || error}`);
