@@ -114,6 +114,7 @@ def test_resize_js_is_pillows_bilinear_resize_and_crop(tmp_path, width, height):
     assert np.array_equal(ours, pillow)
 
 
+@pytest.mark.slow  # a second export and a 30 MB zip: ~10 s
 def test_zipped_site_is_one_folder_holding_the_site(tmp_path):
     import io
     import zipfile
@@ -126,6 +127,7 @@ def test_zipped_site_is_one_folder_holding_the_site(tmp_path):
             "bears-page/vendor/ort-wasm-simd-threaded.wasm"} <= set(names)
 
 
+@pytest.mark.slow  # Teach's features and Train, then an export: 20-60 s
 def test_teach_mode_downloads_the_taught_model_as_a_web_page(tmp_path, photos):
     from picsort.download_widget import NothingToDownload
     from picsort.teach_panel import TeachPanel
