@@ -151,6 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     app.add_argument("--lan", action="store_true",
                      help="serve everyone on this network (a workshop): listen on all interfaces and require a "
                           "random token, printed in the address to hand out")
+    export_web = commands.add_parser(
+        "export-web", help="write the model as a static web site that classifies in the visitor's browser",
+        description="Write a folder holding a web page that classifies photos in the visitor's own browser (ONNX "
+                    "Runtime Web, no server, nothing fetched from elsewhere), with the answers of picsort classify. "
+                    "Publish it on GitHub Pages or serve it with `python -m http.server` (docs/how-to/web-page.md).")
+    export_web.add_argument("--out", required=True, metavar="DIR",
+                            help="folder to write: new, empty, or a site written before (replaced)")
+    export_web.add_argument("--model", metavar="DIR", default=None,
+                            help="model folder (default: $PICSORT_MODEL_DIR, else the shipped model/)")
     commands.add_parser(
         "train", help="open train.ipynb in JupyterLab, as root too",
         description="Open train.ipynb in JupyterLab, from the repository whatever the current folder, as root too "
@@ -416,6 +425,20 @@ def teach_command(args) -> int:
     return 0
 
 
+def export_web_command(args) -> int:
+    """Run `export-web` with parsed arguments (picsort.web.site); returns the exit status."""
+    from picsort.inference.model import ModelFolderError
+    from picsort.web.site import SiteError, write_site
+
+    try:
+        site = write_site(args.out, args.model)
+    except (SiteError, ModelFolderError) as exc:
+        raise UsageError(str(exc)) from None
+    print(f"wrote {site.folder} ({site.size / 1e6:.1f} MB, classes: {', '.join(site.classes)}); try it with:\n"
+          f"  python -m http.server --directory {site.folder} 8000   # then open http://localhost:8000")
+    return 0
+
+
 def app_command(args, voila_options: list[str]) -> int:
     """`voila app.ipynb` (picsort.serving.voila_server), until it stops."""
     from picsort.serving.voila_server import serve_app
@@ -475,6 +498,8 @@ def main(argv: list[str] | None = None, *, own_process: bool = False) -> int:
     try:
         if args.command == "teach":
             return teach_command(args)
+        if args.command == "export-web":
+            return export_web_command(args)
         return classify_command(args, own_process)
     except UsageError as exc:
         print(f"{PROGRAM} {args.command}: error: {exc}", file=sys.stderr)

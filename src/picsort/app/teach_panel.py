@@ -97,6 +97,8 @@ class TeachPanel:
         self.status = _html("", "picsort-teach-status")
         self.download = DownloadButton(self.model_zip, mime="application/zip", description="Download model (zip)")
         self.download.add_class("picsort-teach-download")
+        self.web_download = DownloadButton(self.web_zip, mime="application/zip", description="Download web page (zip)")
+        self.web_download.add_class("picsort-teach-web-download")
         self.photos_download = DownloadButton(self.photos_zip, mime="application/zip",
                                               description="Download photos (labels zip)")
         self.photos_download.add_class("picsort-teach-photos-download")
@@ -110,7 +112,7 @@ class TeachPanel:
                   f"</p>", "picsort-teach-intro"),
             widgets.HBox([self.name_input, self.add_button, self.from_model_button]),
             self.target, self.upload, self.camera, self.message, self.classes_box,
-            widgets.HBox([self.train_button, self.download]), self.photos_download, self.status])
+            widgets.HBox([self.train_button, self.download, self.web_download]), self.photos_download, self.status])
         self.widget.add_class("picsort-teach")
         for name in session.classes:
             self._add_row(name)
@@ -299,6 +301,23 @@ class TeachPanel:
             raise NothingToDownload("Train a model first.")
         name, data = self.trained.model_zip()
         return name, data, (f"Unzip it and serve it: PICSORT_MODEL_DIR={name.removesuffix('.zip')} picsort app")
+
+    def web_zip(self) -> tuple[str, bytes, str]:
+        """The trained model as a web page that classifies in the visitor's browser (picsort.web), zipped."""
+        if self.trained is None:
+            raise NothingToDownload("Train a model first.")
+        import tempfile
+        from pathlib import Path
+
+        from picsort.web.site import SiteError, zipped_site
+
+        with tempfile.TemporaryDirectory(prefix="picsort-model-") as temporary:
+            try:
+                name, data = zipped_site(self.trained.fitted.save(Path(temporary) / "model"))
+            except SiteError as error:
+                raise NothingToDownload(str(error)) from None
+        return name, data, (f"Unzip it and publish the folder (GitHub Pages), or serve it to a room: "
+                            f"python -m http.server --directory {name.removesuffix('.zip')}")
 
     # -- what the section says ---------------------------------------------------------------------------
 
