@@ -4,8 +4,8 @@ Reads every module under src/picsort with the standard library's `ast` (nothing 
 picsort's dependencies), counts the imports from one sub-package's modules into another's (an arrow's label: how
 many module-to-module imports; imports made inside functions count too), and writes docs/design/import-graph.dot
 and, with Graphviz's `dot` (`apt-get install graphviz`), docs/design/import-graph.svg. The boxes stand in rows by
-the floors pyproject.toml's import-linter contract names (cli > app > serving > batch | training > inference >
-photos > foundation); an arrow that points up a floor would break that contract and is drawn red.
+the floors pyproject.toml's import-linter contract names (cli > app > serving | web > batch | training >
+inference > photos > foundation); an arrow that points up a floor would break that contract and is drawn red.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = REPO / "src" / "picsort"
 OUT = REPO / "docs" / "design"
-# Top floor first, as in pyproject.toml's [[tool.importlinter.contracts]] "layers"; batch and training share one.
-FLOORS = [["cli"], ["app"], ["serving"], ["batch", "training"], ["inference"], ["photos"], ["foundation"]]
+# Top floor first, as in pyproject.toml's [[tool.importlinter.contracts]] "layers"; side by side share one.
+FLOORS = [["cli"], ["app"], ["serving", "web"], ["batch", "training"], ["inference"], ["photos"], ["foundation"]]
 # What each box holds, in a few words (shown under its name).
 ROLES = {
     "cli": "picsort classify / teach / app / train",
     "app": "the page, cards, Teach, widgets",
     "serving": "Voila server, kernel websocket, limits",
+    "web": "export-web: the model as a static page",
     "batch": "folders into a CSV, copies, Dask",
     "training": "teach, export, notebook helpers",
     "inference": "classify, the network, none of these",
