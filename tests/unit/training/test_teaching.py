@@ -178,7 +178,7 @@ def test_real_photos_teach_a_model_right_on_other_photos_and_unlike_other_things
 def test_ten_photos_a_class_and_no_photos_of_other_things_still_say_none_of_these_to_bears(tmp_path, cache,
                                                                                             monkeypatch):
     """Issue 24: taught church, parachute and golf ball, 10 photos each and nothing else, the model said "none of
-    these" to 34 % of the bears; it is the rule the notebook and Teach mode share (none_of_these.calibration)."""
+    these" to 34 % of the bears; it is the rule the notebook and Teach mode share (calibration.calibration)."""
     from picsort import teach
     from picsort.inference.classify import load_model
     from picsort.photos.photo_folders import photos_in
