@@ -18,7 +18,7 @@ import anywidget
 import traitlets
 
 from picsort.photos.images import shown_name
-from picsort.photos.labels import NONE_LABEL, NONE_TEXT
+from picsort.foundation.vocabulary import NONE_LABEL, NONE_TEXT
 from picsort.app.widget_scripts import static_text, widget_script
 
 __all__ = ["ACTION_KEYS", "LabelNotSaved", "ProblemCard", "ResultCard", "keys_help", "percent", "shown_name"]

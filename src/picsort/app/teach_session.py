@@ -34,7 +34,8 @@ from picsort.inference.classify import Classifier
 from picsort.foundation.files import write_atomically
 from picsort.foundation.folders import teach_features_dir
 from picsort.photos.images import jpeg
-from picsort.photos.labels import NONE_LABEL, LabelStore, check_class_name
+from picsort.foundation.vocabulary import NONE_LABEL, check_class_name
+from picsort.photos.labels import LabelStore
 from picsort.inference.model import centre_crop_extra
 from picsort.training.teaching import MODEL_FILES, Fitted, _check_packages, fit_model, pretrained_classifier
 from picsort.training.notebook import NotEnoughPhotosError, check_photo_counts

@@ -9,19 +9,18 @@ import os
 import shutil
 from pathlib import Path
 
+from picsort.foundation import vocabulary
+from picsort.foundation.vocabulary import UNSURE_FOLDER
 from picsort.inference.classify import Prediction
-from picsort.photos.labels import NONE_LABEL
 
 __all__ = ["UNSURE_FOLDER", "answer_folder", "copy_into"]
 
-UNSURE_FOLDER = "unsure"
-
 
 def answer_folder(result: Prediction, unsure_folder: str = UNSURE_FOLDER) -> str:
-    """The folder of `copy_to` a classified file is copied into: its class, `unsure_folder` or `none`."""
-    if result.none_of_these:
-        return NONE_LABEL
-    return unsure_folder if result.unsure else result.label
+    """The folder of `copy_to` a classified file is copied into: its class, `unsure_folder` or `none`
+    (picsort.foundation.vocabulary.answer_folder)."""
+    return vocabulary.answer_folder(result.label, none_of_these=result.none_of_these, unsure=result.unsure,
+                                    unsure_in=unsure_folder)
 
 
 def copy_into(source: str, folder: Path) -> Path:

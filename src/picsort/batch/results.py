@@ -31,7 +31,7 @@ from pathlib import Path
 
 from picsort.foundation.files import write_atomically
 from picsort.photos.images import UnusableImageError
-from picsort.photos.labels import NONE_LABEL
+from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.foundation.remote import is_url
 
 __all__ = ["ResultsFileError", "escape_cell", "format_rows", "open_results", "path_from_cell", "path_key",

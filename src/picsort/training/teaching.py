@@ -272,7 +272,8 @@ def _class_photos(source: Path | str) -> tuple[dict[str, list[Path]], list[Path]
     """The photo files of each class, from a class-folder set or the app's labels (folder or zip), and those in its
     `none/` folder (labelled "none of these"). A class folder whose name is no class name (`check_class_name`: a
     model could not be served with it), or that is a link out of the source, is a TeachError."""
-    from picsort.photos.labels import NONE_LABEL, LabelStore, check_class_name
+    from picsort.foundation.vocabulary import NONE_LABEL, check_class_name
+    from picsort.photos.labels import LabelStore
     from picsort.photos.sources import class_folders, is_label_store, label_store_folder
 
     source = Path(source)

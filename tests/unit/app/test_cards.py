@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from picsort.app.cards import FORGOTTEN, LabelNotSaved, ProblemCard, ResultCard, keys_help, percent, shown_name
-from picsort.photos.labels import NONE_LABEL
+from picsort.foundation.vocabulary import NONE_LABEL
 
 REPO = Path(__file__).resolve().parents[3]
 CLASSES = ["black", "grizzly", "teddy"]

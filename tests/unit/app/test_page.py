@@ -27,7 +27,8 @@ from picsort.app.cards import ProblemCard, ResultCard, percent
 from picsort.inference.classify import load_model
 from picsort.app.download_widget import NothingToDownload
 from picsort.photos.images import MAX_UPLOAD_BYTES
-from picsort.photos.labels import NONE_LABEL, DiskFullError, LabelStore
+from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.photos.labels import DiskFullError, LabelStore
 from rehearsal.phone_sized import phone_sized
 
 REPO = Path(__file__).resolve().parents[3]

@@ -14,7 +14,8 @@ from picsort.app.page import ClassifierApp
 from picsort.app.cards import ResultCard
 from picsort.app.teach_panel import TeachPanel
 from picsort.inference.classify import load_model
-from picsort.photos.labels import NONE_LABEL, LabelStore
+from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.photos.labels import LabelStore
 from picsort.training.teaching import TeachError
 from tests.conftest import make_synthetic_photos
 

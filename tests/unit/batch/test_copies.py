@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from picsort.batch.copies import UNSURE_FOLDER, answer_folder, copy_into
-from picsort.photos.labels import NONE_LABEL
+from picsort.foundation.vocabulary import NONE_LABEL
 
 
 def test_the_folder_is_the_class_unless_unsure_or_none_of_these(make_prediction):

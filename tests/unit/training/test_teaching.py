@@ -88,7 +88,8 @@ def test_teach_writes_a_model_the_api_and_the_app_load_and_never_imports_fastai(
 
 
 def test_a_labels_zip_from_the_app_teaches_a_model_picsort_classify_uses(tmp_path, cache, monkeypatch):
-    from picsort.photos.labels import NONE_LABEL, LabelStore
+    from picsort.foundation.vocabulary import NONE_LABEL
+    from picsort.photos.labels import LabelStore
 
     monkeypatch.setenv("PICSORT_CACHE", str(cache))
     photos = make_synthetic_photos(tmp_path / "photos", per_class=4)
