@@ -42,8 +42,14 @@ from pathlib import Path
 from typing import BinaryIO
 
 from picsort.foundation.files import fsync_folder, is_temporary, write_atomically
-from picsort.foundation.vocabulary import MANIFEST_NAME, NONE_LABEL, check_class_names, check_label
-from picsort.foundation.vocabulary import NONE_TEXT, shown_label  # noqa: F401  (picsort.app.page imports them here)
+from picsort.foundation.vocabulary import (  # noqa: F401  (picsort.app.page imports them here)
+    MANIFEST_NAME,
+    NONE_LABEL,
+    NONE_TEXT,
+    check_class_names,
+    check_label,
+    shown_label,
+)
 from picsort.photos.images import IMAGE_FORMATS, usable_image_extension
 from picsort.photos.photo_folders import class_folders_in, photos_in
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Sequence
 
-from picsort.photos.images import image_from_path
 from picsort.foundation.vocabulary import label_order, shown_label
+from picsort.photos.images import image_from_path
 from picsort.photos.sources import LabelledPhoto
 
 COLUMNS = 6

@@ -14,9 +14,9 @@ import pytest
 
 from picsort.batch.copies import UNSURE_FOLDER, answer_folder, copy_into
 from picsort.foundation.files import is_temporary
+from picsort.foundation.vocabulary import NONE_LABEL
 
 SRC = Path(__file__).resolve().parents[3] / "src"
-from picsort.foundation.vocabulary import NONE_LABEL
 
 
 def test_the_folder_is_the_class_unless_unsure_or_none_of_these(make_prediction):

@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import pytest
 
-from picsort.foundation.vocabulary import (CLASS, MANIFEST_NAME, NONE, NONE_LABEL, NONE_TEXT, UNSURE, UNSURE_FOLDER,
-                                           answer_folder, answer_kind, check_class_name, check_class_names,
-                                           check_label, choose_unsure_folder, label_order, shown_label)
+from picsort.foundation.vocabulary import (
+    CLASS,
+    MANIFEST_NAME,
+    NONE,
+    NONE_LABEL,
+    NONE_TEXT,
+    UNSURE,
+    UNSURE_FOLDER,
+    answer_folder,
+    answer_kind,
+    check_class_name,
+    check_class_names,
+    check_label,
+    choose_unsure_folder,
+    label_order,
+    shown_label,
+)
 
 
 @pytest.mark.parametrize("name", ["grizzly", "polar bear", "Ursus arctos (brown)", "ours brun", "熊"])

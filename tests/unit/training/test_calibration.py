@@ -12,8 +12,14 @@ from picsort.inference.backbones import ImageNetHead
 from picsort.inference.classify import Classifier
 from picsort.inference.model import ModelFolderError
 from picsort.inference.none_of_these import REFERENCE_NAME, NoneOfTheseCheck
-from picsort.training.calibration import (CHANCE_FACTOR, RESEMBLANCE_BOUNDS, calibration, choose_threshold,
-                                          plot_scores, resemblance_threshold)
+from picsort.training.calibration import (
+    CHANCE_FACTOR,
+    RESEMBLANCE_BOUNDS,
+    calibration,
+    choose_threshold,
+    plot_scores,
+    resemblance_threshold,
+)
 
 
 def test_export_keeps_the_training_photos_features_and_a_calibrated_threshold(small_model):
