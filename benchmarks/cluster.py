@@ -96,7 +96,8 @@ class SeparateCluster:
         self.processes = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
                                             self.address.rsplit(":", 1)[1], "--no-dashboard"], cwd=home,
                                            stdout=log, stderr=log, start_new_session=True,
-                                           env={**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})]
+                                           env={**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+                                                "DASK_TEMPORARY_DIRECTORY": str(home)})]
         for number in range(2):
             folder = home / f"worker{number}"
             folder.mkdir()
@@ -174,6 +175,8 @@ def main() -> None:
     load_before, began = os.getloadavg(), time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:
         scratch = Path(scratch)
+        # The workers' copies of the model (picsort.batch.cluster.model_folder) go with the rest of this run's files.
+        os.environ["PICSORT_WORKER_MODELS"] = str(scratch / "worker-models")
         inputs = FOLDERS
         if args.quick:
             (scratch / "photos").mkdir()

@@ -154,7 +154,8 @@ def none_of_these(learn, others_for_calibration: list[Path], others: list[Path],
                   ) -> tuple[float, float, float]:
     """Calibrate as export_model does, then the fraction of `others` (held-out Imagenette photos), of the
     validation photos and of the shifted validation photos that are flagged "none of these"."""
-    from picsort.inference.none_of_these import NoneOfTheseCheck, calibrate, pooled_features
+    from picsort.inference.none_of_these import NoneOfTheseCheck
+    from picsort.training.calibration import calibrate, pooled_features
 
     reference, settings = calibrate(learn, others=others_for_calibration)
     index = NoneOfTheseCheck(reference, settings["k"], settings["threshold"])
@@ -200,7 +201,7 @@ def write(rows, partial: bool) -> None:
         "Validation split: 83 of the 416 development photos (RandomSplitter(0.2, seed=42)); one photo is 1.2 %.",
         "Shifted: the same 83 photos changed six ways (" + ", ".join(SHIFTS) + "), 498 in all.",
         "",
-        "None of these: the threshold calibrated as export_model does (picsort.inference.none_of_these.choose_threshold, with 10 "
+        "None of these: the threshold calibrated as export_model does (picsort.training.calibration.choose_threshold, with 10 "
         "Imagenette photos per class as photos of other things), then measured on 30 other Imagenette photos per "
         "class (300), on the validation photos and on the shifted ones (photos of the classes that should not be "
         "flagged).",

@@ -5,7 +5,7 @@
 
 Every triple of the 10 Imagenette classes (120) is taught with no photos of other things, as train.ipynb splits
 them: a fixed random sample of PER_CLASS photos a class, 80 % training photos (the reference), 20 % validation
-photos. The "none of these" settings come from picsort.inference.none_of_these.calibration, the rule train.ipynb,
+photos. The "none of these" settings come from picsort.training.calibration.calibration, the rule train.ipynb,
 `picsort teach` and Teach mode use, and the head from picsort.training.notebook.logistic_head, both on the pooled features
 of the pretrained Lite2 body with each photo prepared as the app prepares it (picsort.training.teaching's feature pass).
 Each model is checked on the 416 development bears (goal: flagged) and on the other photos of its classes
@@ -33,8 +33,9 @@ import torch  # noqa: E402
 
 from picsort.inference.backbones import DEFAULT_BACKBONE, imagenet_classifier  # noqa: E402
 from picsort.foundation.folders import cache_dir  # noqa: E402
-from picsort.inference.none_of_these import NoneOfTheseCheck, calibration  # noqa: E402
+from picsort.inference.none_of_these import NoneOfTheseCheck  # noqa: E402
 from picsort.photos.photo_folders import photos_in  # noqa: E402
+from picsort.training.calibration import calibration  # noqa: E402
 from picsort.training.notebook import logistic_head  # noqa: E402
 from results_table import publish  # noqa: E402
 
@@ -66,7 +67,7 @@ def features_of_every_photo() -> tuple[list[str], torch.Tensor]:
 def stand_in_threshold(reference, held_out, labels, held_labels, k=5):
     """The last stop's similarity threshold without photos of other things: each class's photos scored against the
     other classes' photos stood in for other things (its none_of_these.other_class_scores)."""
-    from picsort.inference.none_of_these import choose_threshold, leave_one_out
+    from picsort.training.calibration import choose_threshold, leave_one_out
 
     unit = torch.nn.functional.normalize
     reference, held_out = unit(reference, dim=1), unit(held_out, dim=1)
@@ -140,7 +141,7 @@ def main() -> None:
         f"{torch.__version__}. Every triple of the 10 Imagenette classes ({len(triples)}), a fixed random sample "
         f"of photos a class (seed = the triple's number), 80 % training / 20 % validation as train.ipynb splits; "
         f"{len(bears)} development bears as the photos of other things; the other Imagenette photos of the three "
-        f"classes as the classes' photos. **Now**: picsort.inference.none_of_these.calibration (ImageNet resemblance or "
+        f"classes as the classes' photos. **Now**: picsort.training.calibration.calibration (ImageNet resemblance or "
         f"similarity). **Before**: the similarity alone with the classes standing in for other things (the last "
         f"stop's rule), from the same features.",
         "",

@@ -77,6 +77,17 @@ def make_synthetic_photos(root: Path, classes=("black", "grizzly", "teddy"), per
     return root
 
 
+@pytest.fixture(scope="session", autouse=True)
+def worker_models(tmp_path_factory) -> Path:
+    """Where the Dask workers the tests start (in this process, in the commands they run, as separate processes)
+    keep the model folders they are sent: under this run's temporary folder, not in /tmp, where a worker keeps
+    them for the next run (picsort.batch.cluster.model_folder, $PICSORT_WORKER_MODELS)."""
+    folder = tmp_path_factory.mktemp("worker-models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PICSORT_WORKER_MODELS", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def photos(tmp_path_factory) -> tuple[Path, bool]:
     """`(folder, real)`: real photos where there are some, else a synthetic class-folder set."""

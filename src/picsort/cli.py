@@ -316,7 +316,7 @@ def _check_inputs(args) -> tuple[Path, Path | None]:
 
 def _load_classifier(folder: str | None):
     from picsort.inference.classify import load_model  # torch loads here, after the cheap checks
-    from picsort.photos.labels import check_class_names
+    from picsort.foundation.vocabulary import check_class_names
     from picsort.inference.model import ModelFolderError, model_dir
 
     try:

@@ -138,7 +138,8 @@ def test_a_five_minute_labels_zip_trains_and_a_missing_category_is_named(tmp_pat
     with a message naming it, not a traceback."""
     import json
 
-    from picsort.photos.labels import NONE_LABEL, LabelStore
+    from picsort.foundation.vocabulary import NONE_LABEL
+    from picsort.photos.labels import LabelStore
 
     photos = make_synthetic_photos(tmp_path / "photos", per_class=3)
     store = LabelStore(tmp_path / "labels", classes=["black", "grizzly", "teddy"])

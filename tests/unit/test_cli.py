@@ -20,7 +20,7 @@ from picsort.batch.sort import UNSURE_FOLDER, classify_files, find_images
 from picsort.inference.classify import load_model
 from picsort.cli import main
 from picsort.photos.images import UnusableImageError
-from picsort.photos.labels import NONE_LABEL
+from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.batch.results import results_header
 
 REPO = Path(__file__).resolve().parents[2]

@@ -18,10 +18,10 @@ import anywidget
 import traitlets
 
 from picsort.foundation.shown_text import shown_name
-from picsort.photos.labels import NONE_LABEL, NONE_TEXT
+from picsort.foundation.vocabulary import ACTION_KEYS, CLASS_KEYS, NONE_LABEL, NONE_TEXT
 from picsort.app.widget_scripts import static_text, widget_script
 
-__all__ = ["ACTION_KEYS", "LabelNotSaved", "ProblemCard", "ResultCard", "keys_help", "percent", "shown_name"]
+__all__ = ["LabelNotSaved", "ProblemCard", "ResultCard", "percent"]
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +29,12 @@ GENERIC_PROBLEM = "Something went wrong with {name}. Please try again, or try an
 FORGOTTEN = "This photo is no longer held (too many photos on the page): upload it again to label it."
 # The keys on a card in focus, written here only: cards.js acts on them (sent as the traits class_keys and
 # action_keys) and the page lists them (keys_help). The first nine classes have the keys 1-9.
-CLASS_KEYS = "123456789"
-ACTION_KEYS = {"none": ("0", NONE_TEXT), "skip": ("S", "skip"), "undo": ("U", "undo")}  # action: (key, words)
 _STYLE = static_text("cards.css")
 _SCRIPT = widget_script("dom.js", "cards.js")
 
 
 class LabelNotSaved(Exception):
     """Raised by an `on_label` callback to show its message on the card (nothing was saved)."""
-
-
-def keys_help(classes: list[str]) -> str:
-    """The keys of a card with these classes, in words: '1–3 the classes, 0 none of these, S skip, U undo'."""
-    keys = CLASS_KEYS[: len(classes)]
-    first = keys if len(keys) == 1 else f"{keys[0]}–{keys[-1]}"
-    return ", ".join([f"{first} the classes", *(f"{key} {words}" for key, words in ACTION_KEYS.values())])
 
 
 def percent(probability: float) -> str:

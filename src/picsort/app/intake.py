@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import ipywidgets as widgets
 
 from picsort.app.card_pages import Upload
-from picsort.app.cards import GENERIC_PROBLEM, ProblemCard, ResultCard, shown_name
+from picsort.app.cards import GENERIC_PROBLEM, ProblemCard, ResultCard
+from picsort.foundation.shown_text import shown_name
 from picsort.app.page_text import escape, html_widget, limits_text
 from picsort.app.upload_widget import UploadZone
 from picsort.foundation.process_memory import return_freed_memory

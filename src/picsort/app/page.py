@@ -25,7 +25,8 @@ from typing import Any, Iterable, Mapping
 import ipywidgets as widgets
 
 from picsort.app.card_pages import CardPages, Upload
-from picsort.app.cards import ACTION_KEYS, ProblemCard, ResultCard
+from picsort.app.cards import ProblemCard, ResultCard
+from picsort.foundation.vocabulary import ACTION_KEYS
 from picsort.app.download_widget import DownloadButton
 from picsort.app.intake import Intake
 from picsort.app.page_text import escape, html_widget, intro_text, limits_text

@@ -12,7 +12,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
-from picsort.app.cards import keys_help
+from picsort.foundation.vocabulary import keys_help
 from picsort.photos.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES
 from picsort.foundation.shown_text import human_bytes
 

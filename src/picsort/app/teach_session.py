@@ -30,13 +30,15 @@ import torch
 from PIL import Image
 
 from picsort.inference.backbones import DEFAULT_BACKBONE, native_size
+from picsort.inference.batches import pooled_body_features
 from picsort.inference.classify import Classifier
 from picsort.foundation.files import write_atomically
 from picsort.foundation.folders import teach_features_dir
 from picsort.photos.images import jpeg
-from picsort.photos.labels import NONE_LABEL, LabelStore, check_class_name
+from picsort.foundation.vocabulary import NONE_LABEL, check_class_name
+from picsort.photos.labels import LabelStore
 from picsort.inference.model import centre_crop_extra
-from picsort.training.teaching import MODEL_FILES, Fitted, _check_packages, fit_model, pretrained_classifier
+from picsort.training.teaching import MODEL_FILES, Fitted, check_packages, fit_model, pretrained_classifier
 from picsort.training.notebook import NotEnoughPhotosError, check_photo_counts
 
 __all__ = ["MAX_CLASSES", "MAX_PHOTOS", "MIN_PHOTOS", "DuplicatePhotoError", "TeachSession", "TaughtPhoto",
@@ -124,7 +126,7 @@ class TeachSession:
     """
 
     def __init__(self, classes: Sequence[str] = (), backbone: str = DEFAULT_BACKBONE, store: LabelStore | None = None):
-        _check_packages(backbone)  # says which package to install, before the body is loaded
+        check_packages(backbone)  # says which package to install, before the body is loaded
         self.backbone = backbone
         self.store = store  # where each photo is kept on disk as it is added (None: in memory only)
         # Features of the store's photos labelled "none of these" (on the page, after a Train): photos of other
@@ -273,9 +275,7 @@ class TeachSession:
         """(the picture as decoded, its raw average-pooled body features); raises UnusableImageError."""
         preparer = self.preparer
         image = preparer.to_image(data, name=name)
-        with torch.inference_mode():
-            (maps,) = preparer.feature_maps(preparer.to_batch([preparer.to_tensor(image)]))
-            return image, maps.float().mean(dim=(2, 3))[0].clone()
+        return image, pooled_body_features(preparer, [preparer.to_tensor(image)])[0].clone()
 
     # -- features kept beside the photos (a reload reads them instead of decoding every photo again) -----------
 

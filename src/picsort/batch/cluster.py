@@ -9,7 +9,11 @@
   code and so the same probabilities as one process. Each worker process loads the model once and keeps it for
   every later shard (`worker_classifier`). The model folder's files travel to each worker once, in a worker
   plugin the scheduler keeps for workers that join or restart later (`ModelFolderPlugin`), and a worker writes
-  them under its own temp folder: workers need not see the client's model folder, nor the repository.
+  them under its own temp folder (`picsort-model-<digest>`, or under $PICSORT_WORKER_MODELS): workers need not see
+  the client's model folder, nor the repository. That folder is left in place on purpose: on a Binder pod or a
+  long-lived worker machine the next run with the same model finds it and writes nothing.
+- A local cluster (`--workers N`, `connect`) keeps its workers' scratch space (Dask's `dask-scratch-space`) in a
+  temporary folder of its own, removed when the cluster closes.
 - With `copy_to` the worker copies each file before returning its row (so the destination must be a folder
   the workers share with one another); the client writes the rows, flushed shard by shard, in the same CSV
   as a single process (same header, error rows, escaping, resume).
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import tempfile
 import uuid
 from collections import deque
@@ -37,6 +42,7 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 from picsort.inference.batches import Result, classify_batches
 from picsort.batch.copies import answer_folder, copy_into
+from picsort.foundation.vocabulary import UNSURE_FOLDER
 from picsort.inference.classify import Classifier
 from picsort.inference.none_of_these import REFERENCE_NAME
 from picsort.photos.images import UnusableImageError
@@ -55,6 +61,9 @@ AHEAD_PER_THREAD = 2
 SERVED_FILES = (CARD_NAME, WEIGHTS_NAME, REFERENCE_NAME)
 # A file that crashes its worker this many times in a row gets an error row (local_cluster's scheduler setting).
 ALLOWED_FAILURES = 1
+# Where a worker keeps the model folders it is sent, when set (in the worker's environment); else its machine's temp
+# folder. The tests point it under their own temporary folder, so a run leaves nothing in /tmp.
+WORKER_MODELS_VARIABLE = "PICSORT_WORKER_MODELS"
 
 
 @dataclass(frozen=True)
@@ -75,8 +84,10 @@ class ModelFiles:
 
 
 def model_folder(digest: str) -> Path:
-    """Where a worker keeps the model files of this digest: its machine's temp folder."""
-    return Path(tempfile.gettempdir()) / f"picsort-model-{digest[:16]}"
+    """Where a worker keeps the model files of this digest: `picsort-model-<digest>` in $PICSORT_WORKER_MODELS if
+    set, else in its machine's temp folder, where it stays for the next run (a Binder pod's or a worker machine's
+    cache: one model folder, about 20 MB, a model)."""
+    return Path(os.environ.get(WORKER_MODELS_VARIABLE) or tempfile.gettempdir()) / f"picsort-model-{digest[:16]}"
 
 
 class ModelFolderPlugin(WorkerPlugin):
@@ -94,6 +105,7 @@ class ModelFolderPlugin(WorkerPlugin):
         if folder.is_dir():
             return
         # Written aside and renamed into place: two worker processes on one machine may both be writing it.
+        folder.parent.mkdir(parents=True, exist_ok=True)
         partial = Path(tempfile.mkdtemp(prefix=".picsort-model-", dir=folder.parent))
         for name, data in self.model.files.items():
             (partial / name).write_bytes(data)
@@ -157,7 +169,7 @@ def crashed_message(path: str) -> str:
 
 def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *, batch_size: int = 32,
                         threshold: float | None = None, copy_to: str | os.PathLike | None = None,
-                        unsure_folder: str = "unsure", shard_size: int = SHARD_FILES) -> Iterator[list[Result]]:
+                        unsure_folder: str = UNSURE_FOLDER, shard_size: int = SHARD_FILES) -> Iterator[list[Result]]:
     """Classify `paths` on the workers of a Dask `client`: yields each shard's results as it finishes.
 
     Shards finish in any order; within one the results are in its paths' order. `classifier` must have been
@@ -228,31 +240,51 @@ def classify_on_cluster(client, paths: Iterable[str], classifier: Classifier, *,
             client.cancel(list(pending))
 
 
-def local_cluster(workers: int, threads_per_worker: int = 1):
-    """A Dask cluster of `workers` processes on this machine (127.0.0.1), `threads_per_worker` threads each."""
+def local_cluster(workers: int, threads_per_worker: int = 1, local_directory: str | os.PathLike | None = None):
+    """A Dask cluster of `workers` processes on this machine (127.0.0.1), `threads_per_worker` threads each. The
+    scratch space (`dask-scratch-space`) of its scheduler and workers goes in `local_directory` (when None, Dask's
+    temporary-directory setting, else the temp folder)."""
     import dask
     from distributed import LocalCluster
 
-    with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}):
+    settings = {"distributed.scheduler.allowed-failures": ALLOWED_FAILURES}
+    if local_directory is not None:
+        # The workers take local_directory; the scheduler (in this process) reads Dask's temporary-directory.
+        local_directory = os.fspath(local_directory)
+        settings["temporary-directory"] = local_directory
+    with dask.config.set(settings):
         return LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                            host="127.0.0.1", dashboard_address="127.0.0.1:0", scheduler_port=0)
+                            host="127.0.0.1", dashboard_address="127.0.0.1:0", scheduler_port=0,
+                            local_directory=local_directory)
 
 
 def connect(workers: int | None = None, scheduler: str | None = None):
     """A `distributed.Client` to a new local cluster of `workers` processes, or to the scheduler at `scheduler`.
 
-    Returns `(client, close)`; `close()` closes the client (and the local cluster).
+    Returns `(client, close)`; `close()` closes the client (and the local cluster, whose workers' scratch space is a
+    temporary folder of this run's, removed then).
     """
     from distributed import Client
 
     if scheduler:
         client = Client(scheduler, timeout="30s")
         return client, client.close
-    cluster = local_cluster(workers)
-    client = Client(cluster)
+    scratch = tempfile.mkdtemp(prefix="picsort-dask-")
+    cluster = None
+    try:
+        cluster = local_cluster(workers, local_directory=scratch)
+        client = Client(cluster)
+    except BaseException:
+        if cluster is not None:
+            cluster.close()
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
 
     def close() -> None:
-        client.close()
-        cluster.close()
+        try:
+            client.close()
+            cluster.close()
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     return client, close

@@ -2,26 +2,24 @@
 
 from __future__ import annotations
 
-import contextlib
 import filecmp
 import itertools
 import os
-import shutil
 from pathlib import Path
 
+from picsort.foundation import vocabulary
+from picsort.foundation.files import copy_atomically
+from picsort.foundation.vocabulary import UNSURE_FOLDER
 from picsort.inference.classify import Prediction
-from picsort.photos.labels import NONE_LABEL
 
 __all__ = ["UNSURE_FOLDER", "answer_folder", "copy_into"]
 
-UNSURE_FOLDER = "unsure"
-
 
 def answer_folder(result: Prediction, unsure_folder: str = UNSURE_FOLDER) -> str:
-    """The folder of `copy_to` a classified file is copied into: its class, `unsure_folder` or `none`."""
-    if result.none_of_these:
-        return NONE_LABEL
-    return unsure_folder if result.unsure else result.label
+    """The folder of `copy_to` a classified file is copied into: its class, `unsure_folder` or `none`
+    (picsort.foundation.vocabulary.answer_folder)."""
+    return vocabulary.answer_folder(result.label, none_of_these=result.none_of_these, unsure=result.unsure,
+                                    unsure_in=unsure_folder)
 
 
 def copy_into(source: str, folder: Path) -> Path:
@@ -36,16 +34,9 @@ def copy_into(source: str, folder: Path) -> Path:
     for number in itertools.count():
         target = folder / (name if number == 0 else f"{stem}-{number}{suffix}")
         if not target.exists():
-            # Copy under a hidden name first: a run killed mid-copy never leaves a half file that looks real.
-            partial = folder / f".{target.name}.picsort-partial"
-            try:
-                shutil.copy2(source, partial)
-                os.replace(partial, target)
-            except BaseException:  # a full disk or Ctrl-C mid-copy: no half file left behind either
-                with contextlib.suppress(FileNotFoundError):
-                    partial.unlink()
-                raise
-            return target
+            # Copied under a hidden temporary name, flushed to disk and renamed into place: a run killed or a
+            # disk full mid-copy never leaves a half file that looks real.
+            return copy_atomically(source, target)
         if target.is_file() and filecmp.cmp(source, target, shallow=False):
             return target
     raise AssertionError("unreachable")

@@ -24,7 +24,7 @@ from pathlib import Path
 from picsort.batch.columns import results_header
 from picsort.foundation.files import write_atomically
 from picsort.photos.images import UnusableImageError
-from picsort.photos.labels import NONE_LABEL
+from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.foundation.remote import is_url
 
 __all__ = ["ResultsFileError", "escape_cell", "format_rows", "open_results", "path_from_cell", "path_key",

@@ -30,9 +30,10 @@ from pathlib import Path
 
 from picsort.inference.batches import DECODE_WORKERS, Result, classify_batches, classify_files
 from picsort.inference.classify import Classifier, Prediction
-from picsort.batch.copies import UNSURE_FOLDER, answer_folder, copy_into
+from picsort.batch.copies import answer_folder, copy_into
 from picsort.photos.images import UnusableImageError, is_image_file
-from picsort.photos.labels import check_class_names
+from picsort.foundation.vocabulary import (NONE, UNSURE, UNSURE_FOLDER, answer_kind, check_class_names,
+                                           choose_unsure_folder)
 from picsort.foundation.remote import is_url
 from picsort.batch.results import format_rows, open_results, path_key
 
@@ -163,7 +164,7 @@ def sort_files(inputs: Iterable[str | os.PathLike], classifier: Classifier, out:
         raise ValueError("copy_to works for files on disk only, not for URL inputs (" +
                          next(item for item in inputs if is_url(item)) + "): copy them from the CSV's rows")
     skip = [copy_to] if copy_to is not None else []
-    unsure_folder = UNSURE_FOLDER if UNSURE_FOLDER not in classes else f"_{UNSURE_FOLDER}"
+    unsure_folder = choose_unsure_folder(classes)
     # One pass to count first gives a total to show (not on a cluster: its first shards start while a huge
     # listing goes on).
     counted = client is None and (on_progress is not None or on_rows is not None)
@@ -220,9 +221,10 @@ def _tally(report: SortReport, result: Prediction | UnusableImageError, unsure_f
     if isinstance(result, UnusableImageError):
         report.errors += 1
         return None
-    if result.none_of_these:
+    kind = answer_kind(none_of_these=result.none_of_these, unsure=result.unsure)
+    if kind == NONE:
         report.none_of_these += 1
-    elif result.unsure:
+    elif kind == UNSURE:
         report.unsure += 1
     else:
         report.counts[result.label] += 1

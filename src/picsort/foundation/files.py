@@ -1,18 +1,22 @@
-"""How picsort writes a file it keeps (labels, records, model cards): whole or not at all, readable by others
-(0644)."""
+"""How picsort writes a file it keeps (labels, records, model cards, `--copy-to` copies): whole or not at all,
+flushed to disk, readable by others (0644; a copy keeps its source's mode)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
+from typing import BinaryIO
 
-__all__ = ["TEMPORARY_SUFFIX", "fsync_folder", "is_temporary", "write_atomically"]
+__all__ = ["TEMPORARY_SUFFIX", "copy_atomically", "fsync_folder", "is_temporary", "write_atomically"]
 
 # Temporary files are hidden (leading dot) and end in this suffix: folder scans skip them, and a label
 # store that finds one on opening knows it is left over from a killed write.
 TEMPORARY_SUFFIX = ".tmp"
+COPY_CHUNK = 1 << 20  # bytes read and written at a time by copy_atomically
 
 
 def write_atomically(path: Path | str, data: bytes | bytearray | memoryview) -> Path:
@@ -22,14 +26,30 @@ def write_atomically(path: Path | str, data: bytes | bytearray | memoryview) -> 
     are flushed to disk, get mode 0644 (mkstemp makes them private) and replace `path` in one rename.
     A failure leaves no temporary file behind.
     """
-    path = Path(path)
+    return _replace_atomically(Path(path), lambda file: file.write(data),
+                               lambda temporary: os.chmod(temporary, 0o644))
+
+
+def copy_atomically(source: Path | str, path: Path | str) -> Path:
+    """Copy the file `source` to `path` as `write_atomically` writes: readers see no file (or the old one) or the
+    whole copy, flushed to disk. The copy keeps the source's mode and times, as `shutil.copy2` does."""
+    def write(file: BinaryIO) -> None:
+        with open(source, "rb") as original:
+            shutil.copyfileobj(original, file, COPY_CHUNK)
+
+    return _replace_atomically(Path(path), write, lambda temporary: shutil.copystat(source, temporary))
+
+
+def _replace_atomically(path: Path, write: Callable[[BinaryIO], object], finish: Callable[[str], object]) -> Path:
+    """`write` into a hidden temporary file beside `path`, flush it to disk, `finish` it (its mode), rename it to
+    `path` and make the rename last; a failure at any step leaves no temporary file behind."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as file:
-            file.write(data)
+            write(file)
             file.flush()
             os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)
+        finish(temporary)
         os.replace(temporary, path)
     except BaseException:
         with suppress(FileNotFoundError):

@@ -7,18 +7,33 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+# picsort.inference.classify first: it sets how idle OpenMP threads wait before torch loads (torch comes with it).
 from picsort.inference.classify import BATCH_SIZE, Classifier, Prediction, Prepared, classify_stream
+from picsort.inference.none_of_these import average_pooled
 from picsort.photos.images import UnusableImageError
 from picsort.foundation.shown_text import shown_name
 
-__all__ = ["DECODE_WORKERS", "Result", "classify_batches", "classify_files", "prepare_file"]
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["DECODE_WORKERS", "Result", "classify_batches", "classify_files", "pooled_body_features", "prepare_file"]
 
 # Decoding threads. Pillow releases the GIL while it decodes and resizes, so two threads keep a batch
 # ready while the model runs the previous one (see benchmarks/cli_throughput.py for the measurements).
 DECODE_WORKERS = 2
 
 Result = tuple[str, Prediction | UnusableImageError]
+
+
+def pooled_body_features(classifier: Classifier, tensors: list[torch.Tensor]) -> torch.Tensor:
+    """Raw average-pooled body features (N×C) of photos prepared by `classifier` (`to_tensor`), the body run on
+    them FORWARD_CHUNK at a time: what `picsort teach` and Teach mode fit a head and calibrate on."""
+    import torch  # loaded by picsort.inference.classify already, after its thread setting
+
+    with torch.inference_mode():
+        return torch.cat([average_pooled(maps) for maps in classifier.feature_maps(classifier.to_batch(tensors))])
 
 
 def prepare_file(classifier: Classifier, path: str) -> Prepared:

@@ -27,7 +27,7 @@ from PIL import Image
 from picsort.inference.none_of_these import NoneOfTheseCheck
 from picsort.photos.images import (DecodedImage, ImageInput, UnusableImageError, decode_image, image_from_any,
                             is_file_object, read_file_object)
-from picsort.photos.labels import NONE_LABEL
+from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.inference.model import DEFAULT_THRESHOLD, feature_width, load_network, model_dir, read_card
 
 __all__ = ["BATCH_SIZE", "Classified", "Classifier", "Prediction", "Prepared", "classify_stream", "load_model",

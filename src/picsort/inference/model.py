@@ -198,7 +198,7 @@ def network_problem(card: dict) -> str | None:
         return f"classes is {_shown(classes)}: a list of class names"
     if not 2 <= len(classes) <= MAX_CLASSES:
         return f"classes lists {len(classes)} names: a model has 2 to {MAX_CLASSES} classes"
-    from picsort.photos.labels import check_class_names  # the one rule for class names
+    from picsort.foundation.vocabulary import check_class_names  # the one rule for class names
 
     try:
         check_class_names(classes)

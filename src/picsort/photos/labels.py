@@ -12,7 +12,7 @@ notebook reads as a local data source)::
 
 Each image is stored once, under the hex SHA-256 of its bytes, in the folder of
 its latest label. Names supplied by users are never used as paths: labels are
-checked (:func:`check_class_name`), and the original file name is only recorded
+checked (:func:`picsort.foundation.vocabulary.check_class_name`), and the original file name is only recorded
 in the manifest.
 
 The manifest's last line about an image is its current state. A save writes the
@@ -42,19 +42,15 @@ from pathlib import Path
 from typing import BinaryIO
 
 from picsort.foundation.files import fsync_folder, is_temporary, write_atomically
+from picsort.foundation.vocabulary import MANIFEST_NAME, NONE_LABEL, check_class_names, check_label
 from picsort.photos.images import IMAGE_FORMATS, image_format_extension, usable_image_extension
 from picsort.photos.photo_folders import class_folders_in, photos_in
 
-__all__ = ["NONE_LABEL", "NONE_TEXT", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
-           "check_class_name", "check_class_names", "check_label", "shown_label", "stored_name_problem"]
+__all__ = ["MANIFEST_NAME", "DiskFullError", "LabelStore", "LabelStoreError", "ReadOnlyStoreError",
+           "stored_name_problem"]
 
-NONE_LABEL = "none"
-NONE_TEXT = "none of these"  # how NONE_LABEL reads to people: the page's buttons, headlines, counts; the review grid
-MANIFEST_NAME = "manifest.jsonl"
 LOCK_NAME = ".lock"
 
-# Longest file/folder name most filesystems allow, in bytes.
-_MAX_NAME_BYTES = 255
 # What save() names an image: its SHA-256 and the extension of its format.
 _STORED_NAME = re.compile(r"(?P<sha256>[0-9a-f]{64})\.(?P<extension>[a-z0-9]+)")
 _STORED_EXTENSIONS = frozenset(IMAGE_FORMATS.values())
@@ -70,64 +66,6 @@ class DiskFullError(LabelStoreError):
 
 class ReadOnlyStoreError(LabelStoreError):
     """The label store's folder cannot be written to."""
-
-
-def check_class_name(name: str) -> str:
-    """`name` if it is a usable class name, else ValueError naming the problem.
-
-    The one rule for class names (the store, the app and the command line use it): a class name becomes a
-    folder name, a CSS hook and a CSV cell, so it must be one printable, visible folder name, and must not be
-    the name kept for "none of these" photos.
-    """
-    if not isinstance(name, str):
-        raise ValueError(f"a class name must be text, not {type(name).__name__} ({name!r})")
-    problem = None
-    hidden = next((ch for ch in name if not ch.isprintable() and ch != " "), None)
-    if name == "":
-        problem = "is empty"
-    elif name in (".", ".."):
-        problem = "is not a valid folder name"
-    elif "/" in name or "\\" in name:
-        problem = "must not contain '/' or '\\'"
-    elif hidden is not None:
-        problem = f"must contain only printable characters (it has U+{ord(hidden):04X})"
-    elif name.startswith("."):
-        problem = "must not start with '.'"
-    elif name != name.strip():
-        problem = "must not start or end with spaces"
-    elif name.casefold() == NONE_LABEL:
-        problem = "is kept for photos that are none of the classes"
-    elif name == MANIFEST_NAME:
-        problem = "is reserved for the label store's manifest"
-    elif len(name.encode("utf-8", errors="surrogatepass")) > _MAX_NAME_BYTES:
-        problem = "is too long"
-    if problem:
-        raise ValueError(f"class name {name!r} {problem}")
-    return name
-
-
-def check_class_names(names: Sequence[str]) -> tuple[str, ...]:
-    """`names` (a model's or a store's classes) as a tuple if each is a usable class name (`check_class_name`)
-    and none comes twice; else ValueError naming the problem (TypeError for one string instead of a list)."""
-    if isinstance(names, str):
-        raise TypeError("classes must be a sequence of names, not one string")
-    names = tuple(names)
-    for name in names:
-        check_class_name(name)
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ValueError(f"classes are listed more than once: {', '.join(duplicates)}")
-    return names
-
-
-def shown_label(label: str) -> str:
-    """A label (a class or NONE_LABEL) as people read it."""
-    return NONE_TEXT if label == NONE_LABEL else label
-
-
-def check_label(label: str) -> str:
-    """`label` if a photo can be stored under it (a usable class name, or NONE_LABEL), else ValueError."""
-    return label if label == NONE_LABEL else check_class_name(label)
 
 
 def stored_name_problem(label: object, name: str) -> str | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from itertools import groupby
 from typing import Sequence
 
+from picsort.foundation.vocabulary import label_order, shown_label
 from picsort.photos.images import image_from_path
-from picsort.photos.labels import NONE_LABEL, shown_label
 from picsort.photos.sources import LabelledPhoto
 
 COLUMNS = 6
@@ -28,7 +28,7 @@ def show_labelled(photos: Sequence[LabelledPhoto], columns: int = COLUMNS):
         return None
     import matplotlib.pyplot as plt
 
-    order = sorted(photos, key=lambda p: (p.label == NONE_LABEL, p.label))
+    order = sorted(photos, key=lambda p: label_order(p.label))
     groups = [(label, list(group)) for label, group in groupby(order, key=lambda p: p.label)]
     rows = sum(-(-len(group) // columns) for _, group in groups)
     figure, axes = plt.subplots(rows, columns, figsize=(2.2 * columns, 2.6 * rows), squeeze=False)

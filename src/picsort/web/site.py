@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from picsort.app.cards import ACTION_KEYS, CLASS_KEYS, keys_help
 from picsort.photos.images import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES
-from picsort.photos.labels import NONE_LABEL, NONE_TEXT
+from picsort.foundation.vocabulary import ACTION_KEYS, CLASS_KEYS, NONE_LABEL, NONE_TEXT, keys_help
 from picsort.batch.columns import results_header
 
 ORT_VERSION = "1.31.1"  # onnxruntime-web, vendored in static/vendor (its README says how to move to another)

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from picsort.app.cards import FORGOTTEN, LabelNotSaved, ProblemCard, ResultCard, keys_help, percent, shown_name
-from picsort.photos.labels import NONE_LABEL
+from picsort.app.cards import FORGOTTEN, LabelNotSaved, ProblemCard, ResultCard, percent
+from picsort.foundation.shown_text import shown_name
+from picsort.foundation.vocabulary import keys_help
+from picsort.foundation.vocabulary import NONE_LABEL
 
 REPO = Path(__file__).resolve().parents[3]
 CLASSES = ["black", "grizzly", "teddy"]

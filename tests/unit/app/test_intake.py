@@ -16,7 +16,8 @@ from picsort.app.intake import EXPLAIN_SIZE
 from picsort.app.page import ClassifierApp
 from picsort.inference import classify
 from picsort.photos.images import MAX_UPLOAD_BYTES
-from picsort.photos.labels import NONE_LABEL, LabelStore
+from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.photos.labels import LabelStore
 from tests.unit.app.conftest import (
     EXAMPLES,
     REPO,

@@ -16,7 +16,8 @@ import pytest
 from PIL import Image
 
 from picsort.app.page import ClassifierApp, build_app
-from picsort.photos.labels import NONE_LABEL, LabelStore
+from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.photos.labels import LabelStore
 from tests.unit.app.conftest import EXAMPLES, REPO, model_with_classes
 
 

@@ -15,7 +15,8 @@ from picsort.app.cards import ResultCard
 from picsort.app.download_widget import NothingToDownload
 from picsort.app.page import ClassifierApp
 from picsort.app.shared_labels import ELSEWHERE, SharedLabels
-from picsort.photos.labels import NONE_LABEL, DiskFullError, LabelStore
+from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.photos.labels import DiskFullError, LabelStore
 from tests.unit.app.conftest import (
     EXAMPLES,
     REPO,

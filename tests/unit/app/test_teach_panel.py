@@ -14,8 +14,9 @@ from picsort.app.page import ClassifierApp
 from picsort.app.cards import ResultCard
 from picsort.app.teach_panel import TeachPanel
 from picsort.inference.classify import load_model
-from picsort.photos.labels import NONE_LABEL, LabelStore
-from picsort.training.teaching import TeachError
+from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.photos.labels import LabelStore
+from picsort.training import teaching
 from tests.conftest import make_synthetic_photos
 
 CLASSES = ("dark", "light")
@@ -166,10 +167,7 @@ def test_the_teach_section_says_what_is_wrong_in_plain_words(app, photos):
 
 
 def test_without_the_packages_teaching_needs_the_section_says_what_to_install(app, monkeypatch):
-    def missing(_backbone):
-        raise TeachError("picsort teach needs scikit-learn: pip install scikit-learn (requirements.txt pins them)")
-
-    monkeypatch.setattr(teach_session, "_check_packages", missing)
+    monkeypatch.setattr(teaching, "missing_packages", lambda backbone: ["scikit-learn"])
     app.teach_button.click()
     assert "Teaching cannot start here" in text(app.teach_box) and "pip install scikit-learn" in text(app.teach_box)
 

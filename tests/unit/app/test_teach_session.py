@@ -146,7 +146,8 @@ def test_a_spoilt_features_file_costs_only_a_decode(session_factory, photos, tmp
 
 def test_photos_labelled_none_of_these_are_read_back_without_decoding_too(session_factory, photos, tmp_path,
                                                                          monkeypatch):
-    from picsort.photos.labels import NONE_LABEL, LabelStore
+    from picsort.foundation.vocabulary import NONE_LABEL
+    from picsort.photos.labels import LabelStore
 
     LabelStore(tmp_path / "mine").save(photos["light"][0], NONE_LABEL)  # labelled on the page after a Train
     first = session_factory(store=LabelStore(tmp_path / "mine"))

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,8 +121,10 @@ def scheduler(s3, tmp_path_factory):
 
     home = tmp_path_factory.mktemp("dask")
     address = f"tcp://127.0.0.1:{free_port()}"
+    # The scheduler's scratch space in `home`, not in /tmp (the workers' is their --local-directory).
     processes = [start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
-                        "--no-dashboard"], home, {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})]
+                        "--no-dashboard"], home, {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1",
+                                                  "DASK_TEMPORARY_DIRECTORY": str(home)})]
     try:
         for number in range(2):
             folder = home / f"worker{number}"
@@ -304,6 +307,35 @@ def test_an_s3_prefix_on_separate_workers_gives_the_same_rows(client, bucket, on
     report = sort_files([bucket], load_model(), out, recursive=True, client=client, shard_size=8)
     assert report.processed == 50
     assert_same_rows(by_name(read_rows(out), bucket), one_process)
+
+
+def test_a_local_cluster_run_leaves_nothing_in_the_temp_folder(tmp_path, monkeypatch):
+    """`--workers N` (connect): the workers' scratch space is a folder of the run's own, removed on close, and the
+    model they are sent goes where $PICSORT_WORKER_MODELS says, not into the machine's temp folder."""
+    from picsort.batch.cluster import ModelFiles, connect, model_folder
+
+    # A temp folder of this test's (for this process and the worker processes it starts): the machine's /tmp may
+    # hold a dask-scratch-space of other programs' already.
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setenv("PICSORT_WORKER_MODELS", str(tmp_path / "models"))
+    assert tempfile.gettempdir() == str(temp)
+    client, close = connect(workers=2)
+    try:
+        scratch = set(client.run(lambda dask_worker: dask_worker.local_directory).values())
+        assert all(Path(folder).relative_to(temp).parts[0].startswith("picsort-dask-") for folder in scratch), scratch
+        model = load_model()
+        report = sort_files([EXAMPLES], model, tmp_path / "results.csv", client=client)
+        assert report.processed == 6
+        assert [entry.name for entry in (tmp_path / "models").iterdir()] == [
+            model_folder(ModelFiles.read(model.folder).digest).name]
+    finally:
+        close()
+    assert not any(Path(folder).exists() for folder in scratch)
+    assert [name for name in os.listdir(temp)
+            if name == "dask-scratch-space" or name.startswith(("picsort-model-", "picsort-dask-"))] == []
 
 
 def test_options_for_one_process_are_refused_on_a_cluster(tmp_path, capsys):

@@ -10,7 +10,7 @@ import pytest
 
 from picsort.inference.classify import Prediction
 from picsort.photos.images import UnusableImageError
-from picsort.photos.labels import NONE_LABEL
+from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.batch.results import (ResultsFileError, escape_cell, format_rows, open_results, path_from_cell, path_key,
                              results_header, upgrade_results)
 

@@ -14,7 +14,7 @@ import pytest
 from picsort.batch.sort import find_images, sort_files
 from picsort.inference.classify import load_model
 from picsort.cli import summary
-from picsort.photos.labels import NONE_LABEL
+from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.batch.results import ResultsFileError, results_header
 
 REPO = Path(__file__).resolve().parents[3]

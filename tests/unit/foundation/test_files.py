@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from picsort.foundation.files import is_temporary, write_atomically
+from picsort.foundation.files import copy_atomically, is_temporary, write_atomically
 
 
 def test_write_atomically_replaces_the_file_whole_and_others_can_read_it(tmp_path):
@@ -36,3 +36,13 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary_one(tmp_path,
     assert [p.name for p in tmp_path.iterdir()] == ["manifest.jsonl"]
     assert seen and all(is_temporary(name) for name in seen)  # what it writes meanwhile is named as temporary
     assert not is_temporary("manifest.jsonl") and not is_temporary(".lock")
+
+
+def test_copy_atomically_replaces_the_file_whole_with_the_source_s_mode(tmp_path):
+    source, path = tmp_path / "photo.jpg", tmp_path / "copy.jpg"
+    source.write_bytes(b"new photo")
+    os.chmod(source, 0o600)
+    path.write_bytes(b"old")
+    assert copy_atomically(source, path) == path
+    assert path.read_bytes() == b"new photo" and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.jpg", "photo.jpg"]  # no temporary file left

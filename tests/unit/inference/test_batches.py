@@ -9,6 +9,7 @@ import pytest
 from picsort.inference.batches import classify_batches, classify_files
 from picsort.inference.classify import load_model
 from picsort.photos.images import UnusableImageError
+from tests.conftest import EXAMPLES
 
 
 def test_streaming_reads_paths_lazily_and_keeps_order(examples_and_bad_files):
@@ -66,3 +67,22 @@ def test_a_file_that_breaks_the_decoder_gets_an_error_naming_it_and_the_run_goes
 def test_impossible_settings_are_refused_by_name(examples_and_bad_files, arguments, words):
     with pytest.raises(ValueError, match=words):
         next(classify_batches([examples_and_bad_files / "a.jpg"], load_model(), **arguments))
+
+
+def test_pooled_body_features_are_the_average_pooled_feature_maps_of_each_photo():
+    import torch
+
+    from picsort.inference.batches import pooled_body_features
+    from picsort.inference.none_of_these import average_pooled, pooled
+
+    model = load_model()
+    files = sorted(EXAMPLES.glob("*.jpg"))[:3]
+    tensors = [model.prepare(str(file)).tensor for file in files]
+    features = pooled_body_features(model, tensors)
+    with torch.inference_mode():
+        (maps,) = model.feature_maps(model.to_batch(tensors))
+    assert features.shape == (3, maps.shape[1]) and torch.allclose(features, maps.float().mean(dim=(2, 3)))
+    assert torch.equal(average_pooled(maps), features)
+    assert torch.allclose(pooled(maps), torch.nn.functional.normalize(features, dim=1))
+    # one photo at a time (Teach mode) gives what a batch (picsort teach) gives
+    assert torch.allclose(pooled_body_features(model, tensors[1:2])[0], features[1], atol=1e-5)

@@ -21,8 +21,8 @@ import pytest
 from PIL import Image
 
 from picsort.photos.images import UnusableImageError
-from picsort.photos.labels import (NONE_LABEL, DiskFullError, LabelStore, LabelStoreError, ReadOnlyStoreError,
-                            check_class_name, check_class_names)
+from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.photos.labels import DiskFullError, LabelStore, LabelStoreError, ReadOnlyStoreError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 MANIFEST_KEYS = {"id", "sha256", "label", "predicted", "probabilities", "original_name", "time", "path"}
@@ -320,8 +320,7 @@ WORKER = textwrap.dedent(
     import io, sys, time
     from pathlib import Path
     from PIL import Image
-    from picsort.photos.labels import (NONE_LABEL, DiskFullError, LabelStore, LabelStoreError, ReadOnlyStoreError,
-                            check_class_name)
+    from picsort.photos.labels import LabelStore
 
     root, worker, count, go = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), Path(sys.argv[4])
     SHARED = int(sys.argv[5])
@@ -384,36 +383,6 @@ def test_concurrent_writers_in_separate_processes(tmp_path):
         assert store.label_of(digest) == entry["label"]
     assert [Path(f).name for f in all_files(root) if Path(f).name.startswith(".")] == [".lock"]
     assert sum(store.counts().values()) == workers * per_worker + shared
-
-
-# --- the one class-name rule ---------------------------------------------------
-
-
-@pytest.mark.parametrize("name", ["grizzly", "polar bear", "Ursus arctos (brown)", "ours brun", "熊"])
-def test_usable_class_names_are_returned(name):
-    assert check_class_name(name) == name
-
-
-@pytest.mark.parametrize(
-    ("name", "problem"),
-    [("", "is empty"), ("../evil", "'/'"), ("a\\b", "'/'"), (".hidden", "start with '.'"),
-     ("gpj.exe\u202e", "U+202E"), ("tab\there", "U+0009"), ("none", "none of the classes"),
-     ("None", "none of the classes"), (" teddy", "spaces"), (3, "must be text")],
-)
-def test_unusable_class_names_are_refused_naming_the_problem(name, problem):
-    with pytest.raises(ValueError) as info:
-        check_class_name(name)
-    assert problem in str(info.value)
-
-
-def test_a_list_of_classes_is_refused_for_a_bad_name_or_one_listed_twice():
-    assert check_class_names(["grizzly", "black"]) == ("grizzly", "black")
-    with pytest.raises(ValueError, match="'../evil' must not contain '/'"):
-        check_class_names(["grizzly", "../evil"])
-    with pytest.raises(ValueError, match="classes are listed more than once: grizzly"):
-        check_class_names(["grizzly", "black", "grizzly"])
-    with pytest.raises(TypeError, match="not one string"):
-        check_class_names("grizzly")
 
 
 def test_a_model_whose_classes_include_none_is_refused(tmp_path):

@@ -8,7 +8,8 @@ matplotlib.use("Agg")
 
 from PIL import Image  # noqa: E402
 
-from picsort.photos.labels import NONE_LABEL, LabelStore  # noqa: E402
+from picsort.foundation.vocabulary import NONE_LABEL  # noqa: E402
+from picsort.photos.labels import LabelStore  # noqa: E402
 from picsort.photos.review import show_labelled  # noqa: E402
 from picsort.photos.sources import LabelledPhoto, labels_to_review  # noqa: E402
 from tests.conftest import EXAMPLES  # noqa: E402

