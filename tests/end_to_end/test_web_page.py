@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import IN_CI, SHARED, stop_process_group
+from tests.conftest import IN_CI, SHARED, stop_process_group
 from picsort.batch.columns import results_header
 from picsort.web.site import write_site
 

@@ -306,10 +306,9 @@ def test_a_visitor_s_panel_keeps_its_photos_in_their_own_teach_folder_or_says_wh
     assert store.shown_as == TEACH_FOLDER and store.max_photos == teach_session.MAX_PHOTOS
     assert store.root.is_relative_to(tmp_path) and store.root != tmp_path / "labels"
 
-    def missing(*_):
-        raise TeachError("picsort teach needs scikit-learn")
+    from picsort.training import teaching
 
-    monkeypatch.setattr(teach_session, "_check_packages", missing)
-    with pytest.raises(TeachCannotStart, match="Teaching cannot start here: picsort teach needs scikit-learn"):
+    monkeypatch.setattr(teaching, "missing_packages", lambda backbone: ["scikit-learn"])
+    with pytest.raises(TeachCannotStart, match="Teaching cannot start here: .*pip install scikit-learn"):
         TeachPanel.for_visitor("b" * 32, labels_root=tmp_path / "labels", model_classes=["x", "y"],
                                on_trained=lambda trained: None)

@@ -37,9 +37,9 @@ class _NoneForTeddies:
     def __getattr__(self, name):
         return getattr(self.model, name)
 
-    def predictions(self, batch, threshold=None):
+    def answers(self, photos, threshold=None):  # the one rule every classify call answers by
         return [replace(real, none_of_these=real.closest == "teddy")
-                for real in self.model.predictions(batch, threshold)]
+                for real in self.model.answers(photos, threshold)]
 
 
 def test_sort_files_counts_and_copies_none_of_these_apart(examples_and_bad_files, tmp_path):
