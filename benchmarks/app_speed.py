@@ -51,11 +51,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: E402
-
-from picsort.inference.classify import FORWARD_CHUNK, load_model  # noqa: E402
-from picsort.foundation.folders import MODEL_DIR  # noqa: E402
-from picsort.inference.model import WEIGHTS_NAME, LEARNER_NAME  # noqa: E402
 from results_table import publish  # noqa: E402
+
+from picsort.foundation.folders import MODEL_DIR  # noqa: E402
+from picsort.inference.classify import FORWARD_CHUNK, load_model  # noqa: E402
+from picsort.inference.model import LEARNER_NAME, WEIGHTS_NAME  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "datasets" / "bears"
 RESULTS = REPO / "benchmarks" / "results" / "app.md"
@@ -265,8 +265,8 @@ def run_kernel(nb, env: dict[str, str]) -> tuple[float, float]:
 
     Run as Voila runs a notebook: nbclient, a new kernel, working directory = the repository.
     """
-    from nbclient import NotebookClient
     import nbformat
+    from nbclient import NotebookClient
 
     nb = copy.deepcopy(nb)
     rss_cell = nbformat.v4.new_code_cell(RSS_CELL)
@@ -447,7 +447,8 @@ def main() -> None:
         f"| {start_floor:.2f}× | ≤ 2× | {goal(start_floor, 2, True)} |",
         f"| 3 | | | | classic app (fastai import + `load_learner` + FileUpload/Output/Label): "
         f"{start['classic']:.1f} s | {start_classic:.2f}× | ≤ 0.5× | {goal(start_classic, 0.5, True)} |",
-        f"| 4 | peak RSS of that kernel (VmHWM after its last cell), median of {start_rounds} | `app.ipynb` | {rss['app']:.0f} MB "
+        f"| 4 | peak RSS of that kernel (VmHWM after its last cell), median of {start_rounds} | `app.ipynb` "
+        f"| {rss['app']:.0f} MB "
         f"| floor: {rss['floor']:.0f} MB | {rss_floor:.2f}× | ≤ 1.25× | {goal(rss_floor, 1.25, True)} |",
         f"| 4 | | | | classic app: {rss['classic']:.0f} MB | {rss_classic:.2f}× | – | |",
         f"| 5 | training: `fit_one_cycle({train_epochs})`, all layers, {train_size} px, bs {train_bs}, "

@@ -37,11 +37,21 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # rehearsal/
-from rehearsal.binder import as_pod_user, binder_pod_route, pod_cgroup, pod_env, pod_environment, pod_user  # noqa: E402
-from rehearsal.browser import (EXAMPLES, FAKE_CAMERA, REPO, MemorySampler, browser, chromium_path,
-                                       make_phone_photos, teach, visit)
-from rehearsal.throwaway_cgroup import read_keyed
 from results_table import publish  # beside this script
+
+from rehearsal.binder import as_pod_user, binder_pod_route, pod_cgroup, pod_env, pod_environment, pod_user  # noqa: E402
+from rehearsal.browser import (
+    EXAMPLES,
+    FAKE_CAMERA,
+    REPO,
+    MemorySampler,
+    browser,
+    chromium_path,
+    make_phone_photos,
+    teach,
+    visit,
+)
+from rehearsal.throwaway_cgroup import read_keyed
 
 RESULTS = REPO / "benchmarks" / "results" / "binder-pod.md"
 PHOTOS = REPO / "benchmarks" / "output" / "phone-photos"  # gitignored; reused between runs

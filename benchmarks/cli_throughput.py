@@ -38,10 +38,10 @@ from picsort.foundation.process_memory import reuse_freed_memory  # noqa: E402
 reuse_freed_memory()
 
 import torch  # noqa: E402
-
-from picsort.inference.classify import load_model  # noqa: E402
-from picsort.cli import main as cli_main  # noqa: E402
 from results_table import publish  # noqa: E402
+
+from picsort.cli import main as cli_main  # noqa: E402
+from picsort.inference.classify import load_model  # noqa: E402
 
 PHOTOS = REPO.parent / "shared" / "datasets" / "imagenette"
 RESULTS = REPO / "benchmarks" / "results" / "cli.md"

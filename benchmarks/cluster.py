@@ -22,7 +22,6 @@ import os
 import platform
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,8 +34,9 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))  # rehearsal/
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from picsort.batch.cluster import SHARD_FILES as SHARD  # noqa: E402  (the default the runs use)
 from results_table import publish  # noqa: E402
+
+from picsort.batch.cluster import SHARD_FILES as SHARD  # noqa: E402  (the default the runs use)
 from rehearsal.ports import free_port  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
@@ -142,8 +142,8 @@ def listing_rate(inputs: list[Path]) -> float:
 
 def csv_rate(rows: int = 20000) -> float:
     """Rows per second the client formats and writes (the shipped model's classes, one flush per shard)."""
-    from picsort.inference.classify import Prediction
     from picsort.batch.results import format_rows
+    from picsort.inference.classify import Prediction
 
     classes = ["black", "grizzly", "teddy"]
     result = Prediction("black", 0.9, {"black": 0.9, "grizzly": 0.05, "teddy": 0.05})

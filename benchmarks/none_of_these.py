@@ -24,11 +24,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
 import torch  # noqa: E402
+from results_table import publish  # noqa: E402
 
+from picsort.foundation.folders import MODEL_DIR  # noqa: E402
 from picsort.inference.classify import Classifier  # noqa: E402
 from picsort.inference.none_of_these import NoneOfTheseCheck  # noqa: E402
-from picsort.foundation.folders import MODEL_DIR  # noqa: E402
-from results_table import publish  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "benchmarks" / "results" / "none-of-these.md"

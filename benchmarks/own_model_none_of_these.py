@@ -1,6 +1,7 @@
 """Does a model trained on your own photos alone say "none of these" to photos of other things, and only to them?
 
-    python benchmarks/own_model_none_of_these.py           # ~8 min on 2 cores the first time, writes results/own-model-none-of-these.md
+    python benchmarks/own_model_none_of_these.py           # ~8 min on 2 cores the first time
+                                                           # (writes results/own-model-none-of-these.md)
     python benchmarks/own_model_none_of_these.py --quick   # 20 triples; prints only
 
 Every triple of the 10 Imagenette classes (120) is taught with no photos of other things, as train.ipynb splits
@@ -30,14 +31,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import torch  # noqa: E402
+from results_table import publish  # noqa: E402
 
-from picsort.inference.backbones import DEFAULT_BACKBONE, imagenet_classifier  # noqa: E402
 from picsort.foundation.folders import cache_dir  # noqa: E402
+from picsort.inference.backbones import DEFAULT_BACKBONE, imagenet_classifier  # noqa: E402
 from picsort.inference.none_of_these import NoneOfTheseCheck  # noqa: E402
 from picsort.photos.photo_folders import photos_in  # noqa: E402
 from picsort.training.calibration import calibration  # noqa: E402
 from picsort.training.notebook import logistic_head  # noqa: E402
-from results_table import publish  # noqa: E402
 
 SHARED = REPO.parent / "shared" / "datasets"
 RESULTS = REPO / "benchmarks" / "results" / "own-model-none-of-these.md"

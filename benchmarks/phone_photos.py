@@ -40,16 +40,16 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))  # rehearsal/
 
-from picsort.inference import classify  # noqa: E402  (first: picsort sets torch's thread waiting policy)
-from picsort.inference.classify import load_model  # noqa: E402
-from picsort.photos.images import image_from_bytes  # noqa: E402
-from rehearsal.phone_sized import PHONE_SIZE, phone_sized  # noqa: E402
-
 import numpy as np  # noqa: E402
 import PIL  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image, features  # noqa: E402
 from results_table import publish  # noqa: E402
+
+from picsort.inference import classify  # noqa: E402  (first: picsort sets torch's thread waiting policy)
+from picsort.inference.classify import load_model  # noqa: E402
+from picsort.photos.images import image_from_bytes  # noqa: E402
+from rehearsal.phone_sized import PHONE_SIZE, phone_sized  # noqa: E402
 
 PHOTO = REPO / "examples" / "grizzly-1.jpg"
 RESULTS = REPO / "benchmarks" / "results" / "phone-photos.md"

@@ -309,7 +309,8 @@ def main() -> None:
         f"| growth for the other {args.photos - 1} photos | {growth / MIB:+.0f} MiB "
         f"({per_photo / 1024:.0f} KiB a photo; {taught['after'] / taught['baseline']:.2f}× the baseline) | "
         f"<= 150 MB for 1000 |",
-        f"| peak while they arrived | {taught['peak'] / MIB:.0f} MiB ({(taught['peak'] - taught['baseline']) / MIB:+.0f} MiB) | |",
+        f"| peak while they arrived | {taught['peak'] / MIB:.0f} MiB "
+        f"({(taught['peak'] - taught['baseline']) / MIB:+.0f} MiB) | |",
         f"| photos held (the per-visitor limit is 1000) | {held} ({taught['counts']}) in {taught['seconds']:.0f} s | |",
         f"| reopening Teach in a fresh kernel (the same browser's next page): `toggle_teach` showing them all | "
         f"{opened['seconds']:.2f} s, {(opened['after'] - opened['before']) / MIB:+.0f} MiB | <= 5 s |",

@@ -30,8 +30,10 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # rehearsal/
 
-from rehearsal.ports import free_port  # noqa: E402
 from results_table import publish  # noqa: E402  (beside this script)
+
+from rehearsal.ports import free_port  # noqa: E402
+
 RESULTS = REPO / "benchmarks" / "results" / "voila-preheat.md"
 MODES = {"as configured": [], "preheated pool of 1": ["--preheat_kernel=True", "--pool_size=1"]}
 SECOND_VISIT_AFTER = 20.0  # seconds: time for a pool to refill before the next visitor

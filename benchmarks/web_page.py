@@ -35,10 +35,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO))
 
-from rehearsal.browser import (CARD, browser, chromium_path, free_port, picsort_app_route,  # noqa: E402
-                                       upload, wait_for_app, wait_for_cards)
-from picsort.web.site import write_site  # noqa: E402
 from results_table import publish  # noqa: E402
+
+from picsort.web.site import write_site  # noqa: E402
+from rehearsal.browser import (  # noqa: E402
+    CARD,
+    browser,
+    chromium_path,
+    free_port,
+    picsort_app_route,
+    upload,
+    wait_for_app,
+    wait_for_cards,
+)
 
 PHOTOS = REPO.parent / "shared" / "datasets" / "bears"
 RESULTS = REPO / "benchmarks" / "results" / "web-page.md"
@@ -179,7 +188,8 @@ def main() -> None:
         "# The web page (`picsort export-web`) against the app",
         "",
         f"{now}, {os.cpu_count()} CPUs, load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after; "
-        f"median of {rounds} alternating round(s), {len(files)} photos ({'development bears' if PHOTOS.is_dir() else 'examples'}), "
+        f"median of {rounds} alternating round(s), {len(files)} photos "
+        f"({'development bears' if PHOTOS.is_dir() else 'examples'}), "
         f"Debian's Chromium. The site ({site.size / 1e6:.1f} MB) from `python -m http.server` on 127.0.0.1, the app "
         "from `picsort app`; the page's ONNX Runtime Web sessions run one thread each (a plain static server sends no "
         "cross-origin isolation headers), two of them side by side in workers on this 2-core machine. Each round's "

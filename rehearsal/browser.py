@@ -29,7 +29,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from picsort.foundation.folders import EXAMPLES_DIR as EXAMPLES, REPOSITORY
+from picsort.foundation.folders import EXAMPLES_DIR as EXAMPLES
+from picsort.foundation.folders import REPOSITORY
 from rehearsal.phone_sized import PHONE_SIZE
 from rehearsal.ports import free_port
 

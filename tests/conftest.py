@@ -121,8 +121,8 @@ def train_small_model(folder: Path, output: Path, *, size: int = 64, epochs: int
     from fastai.vision.all import error_rate, set_seed, vision_learner
 
     from picsort.inference.backbones import learner_architecture
-    from picsort.training.export import export_model
     from picsort.photos.sources import gather_from_folder
+    from picsort.training.export import export_model
     from picsort.training.notebook import training_datablock
 
     set_seed(42)  # the same photos, splits and initial head on every run

@@ -315,8 +315,8 @@ def _check_inputs(args) -> tuple[Path, Path | None]:
 
 
 def _load_classifier(folder: str | None):
-    from picsort.inference.classify import load_model  # torch loads here, after the cheap checks
     from picsort.foundation.vocabulary import check_class_names
+    from picsort.inference.classify import load_model  # torch loads here, after the cheap checks
     from picsort.inference.model import ModelFolderError, model_dir
 
     try:
@@ -351,8 +351,8 @@ def classify_command(args, own_process: bool = False) -> int:
     """Run `classify` with parsed arguments; returns the exit status."""
     out, copy_to = _check_inputs(args)
     from picsort.batch import sort as bulk
-    from picsort.foundation.process_memory import reuse_freed_memory
     from picsort.batch.results import ResultsFileError
+    from picsort.foundation.process_memory import reuse_freed_memory
 
     if own_process:
         reuse_freed_memory()
@@ -408,8 +408,8 @@ def _cluster_client(args):
 
 def teach_command(args) -> int:
     """Run `teach` with parsed arguments; returns the exit status."""
-    from picsort.training.teaching import TeachError, teach  # torch loads here
     from picsort.training.notebook import NotEnoughPhotosError
+    from picsort.training.teaching import TeachError, teach  # torch loads here
 
     previous_threads = _set_threads(args.threads)
     progress = _Progress() if sys.stderr.isatty() else None

@@ -42,10 +42,21 @@ import shutil
 import psutil
 import pytest
 
-from rehearsal.binder import (DEFAULT_URL, PodSetupError, binder_pod_route, pod_cgroup, pod_environment,
-                                      pod_user)
-from rehearsal.browser import (EXAMPLES, FAKE_CAMERA, REPO, MemorySampler, browser, chromium_path,
-                                       kernel_pid, make_phone_photos, off_the_machine, record_requests, teach, visit)
+from rehearsal.binder import DEFAULT_URL, PodSetupError, binder_pod_route, pod_cgroup, pod_environment, pod_user
+from rehearsal.browser import (
+    EXAMPLES,
+    FAKE_CAMERA,
+    REPO,
+    MemorySampler,
+    browser,
+    chromium_path,
+    kernel_pid,
+    make_phone_photos,
+    off_the_machine,
+    record_requests,
+    teach,
+    visit,
+)
 from rehearsal.throwaway_cgroup import CgroupUnavailable
 
 pytestmark = pytest.mark.slow  # installs and serves a Binder pod, then 100 photos in Chromium

@@ -30,10 +30,10 @@ import psutil
 import pytest
 from PIL import Image
 
-from tests.conftest import stop_process_group
-from picsort.photos.images import MAX_UPLOAD_BYTES
 from picsort.inference.model import read_card
+from picsort.photos.images import MAX_UPLOAD_BYTES
 from rehearsal.ports import free_port
+from tests.conftest import stop_process_group
 
 pytestmark = pytest.mark.slow  # Voila and Chromium: 30 s to minutes a test (the folder drop: ~4 min)
 

@@ -15,8 +15,18 @@ import time
 
 import pytest
 
-from rehearsal.browser import (BINDER, EXAMPLES, REPO, binder_route, browser, page_kernel_id, upload,
-                                       voila_route, wait_for_app, wait_for_cards)
+from rehearsal.browser import (
+    BINDER,
+    EXAMPLES,
+    REPO,
+    binder_route,
+    browser,
+    page_kernel_id,
+    upload,
+    voila_route,
+    wait_for_app,
+    wait_for_cards,
+)
 
 pytestmark = pytest.mark.slow  # waits for the culler: about 2 min a route
 

@@ -14,8 +14,19 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from rehearsal.browser import (CARD, EXAMPLES, PAGE_SECONDS, binder_route, browser, off_the_machine,
-                                       picsort_app_route, record_requests, voila_route, wait_for_app, wait_for_cards)
+from rehearsal.browser import (
+    CARD,
+    EXAMPLES,
+    PAGE_SECONDS,
+    binder_route,
+    browser,
+    off_the_machine,
+    picsort_app_route,
+    record_requests,
+    voila_route,
+    wait_for_app,
+    wait_for_cards,
+)
 
 pytestmark = pytest.mark.slow  # Chromium on each of the three routes
 

@@ -1,6 +1,6 @@
 """The package's shape: no module imports itself through others, and each module has a unit test file of its own
-(tests/unit/<sub-package>/test_<module>.py) that imports it or runs it by name. The layers between sub-packages are import-linter's
-contracts in pyproject.toml, checked by `lint-imports` in .ci/run."""
+(tests/unit/<sub-package>/test_<module>.py) that imports it or runs it by name. The layers between sub-packages are
+import-linter's contracts in pyproject.toml, checked by `lint-imports` in .ci/run."""
 
 from __future__ import annotations
 

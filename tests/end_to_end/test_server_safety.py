@@ -26,9 +26,9 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClosedError, websocket_connect
 
-from rehearsal.browser import REPO, binder_route, picsort_app_route
 from picsort.photos.images import MAX_UPLOAD_BYTES
 from picsort.serving.kernel_websocket import INVALID_PAYLOAD, MAX_CONNECTIONS, V1_PROTOCOL, check_v1_frame
+from rehearsal.browser import REPO, binder_route, picsort_app_route
 from tests.conftest import get, open_page, port_of
 
 ANSWER_SECONDS = 3
@@ -326,7 +326,8 @@ def test_the_page_protocol_still_reaches_the_kernel(server):
 # ---- only local names reach `picsort app` ------------------------------------------------------------------
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]"])
 def test_local_names_reach_the_app(app_server, host):
-    assert get(app_server.port, app_server.path(f"api/kernels/{app_server.kernel_id}"), {"Host": f"{host}:{app_server.port}"})[0] == 200
+    kernel = app_server.path(f"api/kernels/{app_server.kernel_id}")
+    assert get(app_server.port, kernel, {"Host": f"{host}:{app_server.port}"})[0] == 200
 
 
 def test_a_request_for_another_host_name_is_refused(app_server):

@@ -25,9 +25,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import IN_CI, SHARED, stop_process_group
 from picsort.batch.columns import results_header
 from picsort.web.site import write_site
+from tests.conftest import IN_CI, SHARED, stop_process_group
 
 pytestmark = pytest.mark.slow  # a browser and a 38 MB site: 10 s to a few minutes a test
 

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import IN_CI, stop_process_group
-from picsort.batch.sort import UNSURE_FOLDER, classify_files, find_images
-from picsort.inference.classify import load_model
-from picsort.cli import main
-from picsort.photos.images import UnusableImageError
-from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.batch.results import results_header
+from picsort.batch.sort import UNSURE_FOLDER, classify_files, find_images
+from picsort.cli import main
+from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.inference.classify import load_model
+from picsort.photos.images import UnusableImageError
+from tests.conftest import IN_CI, stop_process_group
 
 REPO = Path(__file__).resolve().parents[2]
 GOOD_TOP = ("a.jpg", "b.jpg", "c.jpg")  # real photos directly in the folder

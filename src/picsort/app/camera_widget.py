@@ -12,9 +12,9 @@ from typing import Any, Callable
 import anywidget
 import traitlets
 
-from picsort.photos.images import MAX_UPLOAD_BYTES
 from picsort.app.upload_widget import REFUSED, acknowledge
 from picsort.app.widget_scripts import widget_script
+from picsort.photos.images import MAX_UPLOAD_BYTES
 
 __all__ = ["Camera"]
 

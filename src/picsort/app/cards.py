@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import anywidget
 import traitlets
 
+from picsort.app.widget_scripts import static_text, widget_script
 from picsort.foundation.shown_text import shown_name
 from picsort.foundation.vocabulary import ACTION_KEYS, CLASS_KEYS, NONE_LABEL, NONE_TEXT
-from picsort.app.widget_scripts import static_text, widget_script
 
 __all__ = ["LabelNotSaved", "ProblemCard", "ResultCard", "percent"]
 

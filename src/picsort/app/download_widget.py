@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Callable
 
 import anywidget
 import traitlets
+
 from picsort.app.widget_scripts import static_text
 
 __all__ = ["DownloadButton", "NothingToDownload"]

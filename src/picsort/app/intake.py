@@ -19,13 +19,12 @@ import ipywidgets as widgets
 
 from picsort.app.card_pages import Upload
 from picsort.app.cards import GENERIC_PROBLEM, ProblemCard, ResultCard
-from picsort.foundation.shown_text import shown_name
 from picsort.app.page_text import escape, html_widget, limits_text
 from picsort.app.upload_widget import UploadZone
 from picsort.foundation.process_memory import return_freed_memory
+from picsort.foundation.shown_text import human_bytes, shown_name
 from picsort.inference.classify import Classifier
 from picsort.photos.images import MAX_UPLOAD_BYTES, UnusableImageError, jpeg, shrunk
-from picsort.foundation.shown_text import human_bytes
 
 __all__ = ["EXPLAIN_SIZE", "THUMBNAIL_SIZE", "Intake"]
 

@@ -26,7 +26,6 @@ import ipywidgets as widgets
 
 from picsort.app.card_pages import CardPages, Upload
 from picsort.app.cards import ProblemCard, ResultCard
-from picsort.foundation.vocabulary import ACTION_KEYS
 from picsort.app.download_widget import DownloadButton
 from picsort.app.intake import Intake
 from picsort.app.page_text import escape, html_widget, intro_text, limits_text
@@ -35,6 +34,7 @@ from picsort.app.shared_labels import SharedLabels
 from picsort.app.widget_scripts import static_text
 from picsort.foundation.cpu_quota import fit_torch_threads
 from picsort.foundation.folders import EXAMPLES_DIR, labels_dir
+from picsort.foundation.vocabulary import ACTION_KEYS
 from picsort.inference.classify import Classifier, load_model
 from picsort.inference.model import ModelFolderError
 from picsort.photos.labels import LabelStore

@@ -12,9 +12,9 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from picsort.foundation.shown_text import human_bytes
 from picsort.foundation.vocabulary import keys_help
 from picsort.photos.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES
-from picsort.foundation.shown_text import human_bytes
 
 __all__ = ["SHARED_TEXT", "escape", "html_widget", "intro_text", "limits_text", "listed"]
 

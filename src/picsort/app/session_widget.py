@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from pathlib import Path
 from typing import Any, Callable
 
 import anywidget
 import traitlets
 
-from picsort.foundation.folders import is_visitor_id
 from picsort.app.widget_scripts import static_text
+from picsort.foundation.folders import is_visitor_id
 
 __all__ = ["SessionWatch"]
 

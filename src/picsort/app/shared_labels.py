@@ -14,9 +14,9 @@ from typing import Mapping
 
 from picsort.app.card_pages import Upload
 from picsort.app.cards import FORGOTTEN, LabelNotSaved, ResultCard
-from picsort.foundation.shown_text import shown_name
 from picsort.app.download_widget import NothingToDownload
 from picsort.app.page_text import escape, html_widget
+from picsort.foundation.shown_text import shown_name
 from picsort.foundation.vocabulary import NONE_LABEL, NONE_TEXT, shown_label
 from picsort.photos.labels import LabelStore, LabelStoreError
 

@@ -20,15 +20,15 @@ import ipywidgets as widgets
 
 from picsort.app.camera_widget import Camera
 from picsort.app.download_widget import DownloadButton, NothingToDownload
-from picsort.photos.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError
-from picsort.foundation.shown_text import human_bytes
-from picsort.foundation.folders import visitor_teach_dir
-from picsort.photos.labels import LabelStore, LabelStoreError
-from picsort.foundation.process_memory import return_freed_memory
 from picsort.app.teach_session import MAX_PHOTOS, MIN_PHOTOS, TaughtPhoto, TeachSession, Trained
 from picsort.app.thumbnail_widget import ThumbnailGrid
-from picsort.training.notebook import NotEnoughPhotosError
 from picsort.app.upload_widget import UploadZone
+from picsort.foundation.folders import visitor_teach_dir
+from picsort.foundation.process_memory import return_freed_memory
+from picsort.foundation.shown_text import human_bytes
+from picsort.photos.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES, UnusableImageError
+from picsort.photos.labels import LabelStore, LabelStoreError
+from picsort.training.notebook import NotEnoughPhotosError
 
 __all__ = ["TEACH_FOLDER", "TeachCannotStart", "TeachPanel"]
 

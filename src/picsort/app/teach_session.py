@@ -29,17 +29,17 @@ import numpy as np
 import torch
 from PIL import Image
 
+from picsort.foundation.files import write_atomically
+from picsort.foundation.folders import teach_features_dir
+from picsort.foundation.vocabulary import NONE_LABEL, check_class_name
 from picsort.inference.backbones import DEFAULT_BACKBONE, native_size
 from picsort.inference.batches import pooled_body_features
 from picsort.inference.classify import Classifier
-from picsort.foundation.files import write_atomically
-from picsort.foundation.folders import teach_features_dir
-from picsort.photos.images import jpeg
-from picsort.foundation.vocabulary import NONE_LABEL, check_class_name
-from picsort.photos.labels import LabelStore
 from picsort.inference.model import centre_crop_extra
-from picsort.training.teaching import MODEL_FILES, Fitted, check_packages, fit_model, pretrained_classifier
+from picsort.photos.images import jpeg
+from picsort.photos.labels import LabelStore
 from picsort.training.notebook import NotEnoughPhotosError, check_photo_counts
+from picsort.training.teaching import MODEL_FILES, Fitted, check_packages, fit_model, pretrained_classifier
 
 __all__ = ["MAX_CLASSES", "MAX_PHOTOS", "MIN_PHOTOS", "DuplicatePhotoError", "TeachSession", "TaughtPhoto",
            "TooManyError", "Trained"]

@@ -9,7 +9,6 @@ again) asks for all of them in one message. The remove button reports through `o
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 from typing import Any, Callable
 
 import anywidget

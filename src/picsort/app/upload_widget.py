@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import anywidget
 import traitlets
 
-from picsort.photos.images import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES
 from picsort.app.widget_scripts import static_text, widget_script
+from picsort.photos.images import IMAGE_SUFFIXES, MAX_UPLOAD_BYTES
 
 __all__ = ["BadMessage", "REFUSED", "UploadMessage", "UploadZone", "acknowledge", "read_message"]
 

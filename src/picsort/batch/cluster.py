@@ -5,9 +5,9 @@
 - The client lists the files as it goes and submits shards of `SHARD_FILES` paths, a few per worker thread
   ahead, so the first shards run while a long listing goes on, and neither the listing nor the results
   pile up in memory.
-- A worker classifies a shard with `picsort.inference.batches.classify_batches` (decode-ahead, batches, `answered_whole_near_edges`): the same
-  code and so the same probabilities as one process. Each worker process loads the model once and keeps it for
-  every later shard (`worker_classifier`). The model folder's files travel to each worker once, in a worker
+- A worker classifies a shard with `picsort.inference.batches.classify_batches` (decode-ahead, batches,
+  `answered_whole_near_edges`): the same code and so the same probabilities as one process. Each worker process
+  loads the model once and keeps it for every later shard (`worker_classifier`). The model folder's files travel to each worker once, in a worker
   plugin the scheduler keeps for workers that join or restart later (`ModelFolderPlugin`), and a worker writes
   them under its own temp folder (`picsort-model-<digest>`, or under $PICSORT_WORKER_MODELS): workers need not see
   the client's model folder, nor the repository. That folder is left in place on purpose: on a Binder pod or a
@@ -40,13 +40,13 @@ from pathlib import Path
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from picsort.inference.batches import Result, classify_batches
 from picsort.batch.copies import answer_folder, copy_into
 from picsort.foundation.vocabulary import UNSURE_FOLDER
+from picsort.inference.batches import Result, classify_batches
 from picsort.inference.classify import Classifier
+from picsort.inference.model import CARD_NAME, WEIGHTS_NAME
 from picsort.inference.none_of_these import REFERENCE_NAME
 from picsort.photos.images import UnusableImageError
-from picsort.inference.model import CARD_NAME, WEIGHTS_NAME
 
 __all__ = ["SHARD_FILES", "ModelFiles", "ModelFolderPlugin", "classify_on_cluster", "classify_shard", "connect",
            "local_cluster", "worker_classifier"]
@@ -57,7 +57,8 @@ __all__ = ["SHARD_FILES", "ModelFiles", "ModelFolderPlugin", "classify_on_cluste
 SHARD_FILES = 128
 # Shards submitted ahead per worker thread: one running, one waiting, so no worker idles between shards.
 AHEAD_PER_THREAD = 2
-# What serving a model folder reads (picsort.inference.model, picsort.inference.none_of_these); export.pkl (fastai's) is not needed.
+# What serving a model folder reads (picsort.inference.model, picsort.inference.none_of_these); export.pkl (fastai's)
+# is not needed.
 SERVED_FILES = (CARD_NAME, WEIGHTS_NAME, REFERENCE_NAME)
 # A file that crashes its worker this many times in a row gets an error row (local_cluster's scheduler setting).
 ALLOWED_FAILURES = 1

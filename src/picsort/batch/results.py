@@ -23,9 +23,9 @@ from pathlib import Path
 
 from picsort.batch.columns import results_header
 from picsort.foundation.files import write_atomically
-from picsort.photos.images import UnusableImageError
-from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.foundation.remote import is_url
+from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.photos.images import UnusableImageError
 
 __all__ = ["ResultsFileError", "escape_cell", "format_rows", "open_results", "path_from_cell", "path_key",
            "results_header", "upgrade_results"]

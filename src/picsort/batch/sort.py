@@ -28,17 +28,23 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from picsort.batch.copies import answer_folder, copy_into
+from picsort.batch.results import format_rows, open_results, path_key
+from picsort.foundation.remote import is_url
+from picsort.foundation.vocabulary import (
+    NONE,
+    UNSURE,
+    UNSURE_FOLDER,
+    answer_kind,
+    check_class_names,
+    choose_unsure_folder,
+)
 from picsort.inference.batches import DECODE_WORKERS, Result, classify_batches, classify_files
 from picsort.inference.classify import Classifier, Prediction
-from picsort.batch.copies import answer_folder, copy_into
 from picsort.photos.images import UnusableImageError, is_image_file
-from picsort.foundation.vocabulary import (NONE, UNSURE, UNSURE_FOLDER, answer_kind, check_class_names,
-                                           choose_unsure_folder)
-from picsort.foundation.remote import is_url
-from picsort.batch.results import format_rows, open_results, path_key
 
-# classify_batches, classify_files (picsort.inference.batches) and the copies' folders (picsort.batch.copies) are here too, so that
-# `from picsort.batch.sort import ...` gives a notebook everything it sorts a folder with.
+# classify_batches, classify_files (picsort.inference.batches) and the copies' folders (picsort.batch.copies) are here
+# too, so that `from picsort.batch.sort import ...` gives a notebook everything it sorts a folder with.
 __all__ = ["DECODE_WORKERS", "UNSURE_FOLDER", "Result", "SortReport", "classify_batches", "classify_files",
            "find_images", "sort_files"]
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-__all__ = ["ACTION_KEYS", "CLASS", "CLASS_KEYS", "MANIFEST_NAME", "NONE", "NONE_LABEL", "NONE_TEXT", "UNSURE", "UNSURE_FOLDER", "answer_folder", "keys_help",
-           "answer_kind", "check_class_name", "check_class_names", "check_label", "choose_unsure_folder", "label_order",
-           "shown_label"]
+__all__ = ["ACTION_KEYS", "CLASS", "CLASS_KEYS", "MANIFEST_NAME", "NONE", "NONE_LABEL", "NONE_TEXT", "UNSURE",
+           "UNSURE_FOLDER", "answer_folder", "answer_kind", "check_class_name", "check_class_names", "check_label",
+           "choose_unsure_folder", "keys_help", "label_order", "shown_label"]
 
 NONE_LABEL = "none"  # the label, folder and CSV answer of a photo that looks like none of the classes
 NONE_TEXT = "none of these"  # how NONE_LABEL reads to people: the page's buttons, headlines, counts; the review grid

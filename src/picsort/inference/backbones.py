@@ -59,7 +59,7 @@ def lite_weights_file(backbone: str = DEFAULT_BACKBONE, folder: Path | str | Non
 
     import torch
 
-    from picsort.inference.efficientnet_lite import EfficientNetLite, FEATURES
+    from picsort.inference.efficientnet_lite import FEATURES, EfficientNetLite
 
     if backbone not in LITE_BACKBONES:
         raise ValueError(f"{backbone!r} is not an EfficientNet-Lite backbone ({', '.join(LITE_BACKBONES)})")

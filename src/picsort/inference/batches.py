@@ -9,11 +9,12 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from picsort.foundation.shown_text import shown_name
+
 # picsort.inference.classify first: it sets how idle OpenMP threads wait before torch loads (torch comes with it).
 from picsort.inference.classify import BATCH_SIZE, Classifier, Prediction, Prepared, classify_stream
 from picsort.inference.none_of_these import average_pooled
 from picsort.photos.images import UnusableImageError
-from picsort.foundation.shown_text import shown_name
 
 if TYPE_CHECKING:
     import torch

@@ -10,8 +10,8 @@
 from __future__ import annotations
 
 from collections import deque
-from contextlib import closing
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence, TypeVar
@@ -21,14 +21,21 @@ import numpy as np
 from picsort.foundation.cpu_quota import let_idle_threads_sleep
 
 let_idle_threads_sleep()  # before torch loads OpenMP: this module serves the app, the CLI and the API
-import torch  # noqa: E402
+import torch
 from PIL import Image
 
-from picsort.inference.none_of_these import NoneOfTheseCheck
-from picsort.photos.images import (DecodedImage, ImageInput, UnusableImageError, decode_image, image_from_any,
-                            is_file_object, read_file_object)
 from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.inference.model import DEFAULT_THRESHOLD, feature_width, load_network, model_dir, read_card
+from picsort.inference.none_of_these import NoneOfTheseCheck
+from picsort.photos.images import (
+    DecodedImage,
+    ImageInput,
+    UnusableImageError,
+    decode_image,
+    image_from_any,
+    is_file_object,
+    read_file_object,
+)
 
 __all__ = ["BATCH_SIZE", "Classified", "Classifier", "Prediction", "Prepared", "classify_stream", "load_model",
            "prepared_ahead"]

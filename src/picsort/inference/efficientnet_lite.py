@@ -8,9 +8,9 @@ the same outputs.
 
 from __future__ import annotations
 
-from torch import nn
-
 import math
+
+from torch import nn
 
 # (block kind, repeats, kernel, stride, expansion, output channels): timm's efficientnet_lite arch_def.
 STAGES = [("ds", 1, 3, 1, 1, 16), ("ir", 2, 3, 2, 6, 24), ("ir", 2, 5, 2, 6, 40), ("ir", 3, 3, 2, 6, 80),

@@ -27,9 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from picsort.inference.backbones import LITE_BACKBONES, TORCHVISION_BACKBONES
-from picsort.inference.efficientnet_lite import VARIANTS as LITE_VARIANTS, EfficientNetLite
 from picsort.foundation.folders import model_dir
+from picsort.inference.backbones import LITE_BACKBONES, TORCHVISION_BACKBONES
+from picsort.inference.efficientnet_lite import VARIANTS as LITE_VARIANTS
+from picsort.inference.efficientnet_lite import EfficientNetLite
 
 CARD_NAME = "model.json"
 WEIGHTS_NAME = "model.safetensors"

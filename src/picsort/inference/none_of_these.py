@@ -95,7 +95,8 @@ class NoneOfTheseCheck:
                    resemblance_threshold=float(covering["threshold"]) if covering else None)
 
     def similarity(self, features: torch.Tensor) -> torch.Tensor:
-        """Similarity to the training photos (N) of a body's feature map (N×C×H×W): 1 for a training photo, lower for other things."""
+        """Similarity to the training photos (N) of a body's feature map (N×C×H×W): 1 for a training photo, lower for
+        other things."""
         return self.similarity_of_pooled(pooled(features))
 
     def similarity_of_pooled(self, vectors: torch.Tensor) -> torch.Tensor:

@@ -27,8 +27,8 @@ import numpy as np
 import pillow_heif
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from picsort.foundation.shown_text import human_bytes, shown_name
 from picsort.foundation.remote import is_url
+from picsort.foundation.shown_text import human_bytes, shown_name
 
 __all__ = [
     "ACCEPTED_FORMATS_TEXT",

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from picsort.photos.download import DownloadReport, download_images
-from picsort.foundation.files import write_atomically
 from picsort.foundation import folders
-from picsort.photos.images import MAX_UPLOAD_BYTES, UnusableImageError, usable_image_extension
+from picsort.foundation.files import write_atomically
 from picsort.foundation.shown_text import human_bytes
 from picsort.foundation.vocabulary import MANIFEST_NAME, NONE_LABEL, label_order
+from picsort.photos.download import DownloadReport, download_images
+from picsort.photos.images import MAX_UPLOAD_BYTES, UnusableImageError, usable_image_extension
 from picsort.photos.labels import LabelStore, stored_name_problem
 from picsort.photos.photo_folders import photos_by_class
 from picsort.photos.search import search_categories

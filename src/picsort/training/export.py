@@ -18,12 +18,19 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from picsort.inference.backbones import LITE_BACKBONES, TORCHVISION_BACKBONES, imagenet_classifier
-from picsort.inference.none_of_these import REFERENCE_NAME
 from picsort.foundation.files import write_atomically
+from picsort.inference.backbones import LITE_BACKBONES, TORCHVISION_BACKBONES, imagenet_classifier
+from picsort.inference.model import (
+    CARD_NAME,
+    DEFAULT_THRESHOLD,
+    LEARNER_NAME,
+    WEIGHTS_NAME,
+    centre_crop_extra,
+    model_dir,
+    read_card,
+)
+from picsort.inference.none_of_these import REFERENCE_NAME
 from picsort.training.calibration import DEFAULT_KEEP, calibrate
-from picsort.inference.model import (CARD_NAME, DEFAULT_THRESHOLD, LEARNER_NAME, WEIGHTS_NAME, centre_crop_extra, model_dir,
-                           read_card)
 
 VERSIONED_PACKAGES = ("torch", "torchvision", "fastai", "fastcore", "fasttransform", "timm", "pillow", "numpy")
 

@@ -69,8 +69,16 @@ def training_datablock(size: int, valid_pct: float = 0.2, seed: int = 42, get_it
     notebook writes these calls out itself (the course teaches them): tests/test_training.py checks that its
     cells build this same recipe.
     """
-    from fastai.vision.all import (CategoryBlock, DataBlock, ImageBlock, RandomResizedCrop, RandomSplitter,
-                                   aug_transforms, get_image_files, parent_label)
+    from fastai.vision.all import (
+        CategoryBlock,
+        DataBlock,
+        ImageBlock,
+        RandomResizedCrop,
+        RandomSplitter,
+        aug_transforms,
+        get_image_files,
+        parent_label,
+    )
 
     return DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_items or get_image_files,
                      splitter=RandomSplitter(valid_pct=valid_pct, seed=seed), get_y=parent_label,

@@ -18,19 +18,33 @@ from typing import Callable, Iterable, Iterator
 
 import torch
 
-from picsort.inference.backbones import (DEFAULT_BACKBONE, LITE_BACKBONES, LITE_MEAN, LITE_STD, imagenet_classifier,
-                                native_size, pretrained_lite_body)
+from picsort.foundation.folders import describe_source
+from picsort.foundation.shown_text import escaped_text, shown_name
+from picsort.inference.backbones import (
+    DEFAULT_BACKBONE,
+    LITE_BACKBONES,
+    LITE_MEAN,
+    LITE_STD,
+    imagenet_classifier,
+    native_size,
+    pretrained_lite_body,
+)
 from picsort.inference.batches import DECODE_WORKERS, pooled_body_features, prepare_file
 from picsort.inference.classify import FORWARD_CHUNK, Classifier, prepared_ahead
-from picsort.training.export import describe_head, model_card, network_architecture, save_card, save_weights
+from picsort.inference.model import (
+    CARD_NAME,
+    DEFAULT_THRESHOLD,
+    WEIGHTS_NAME,
+    ModelFolderError,
+    build_network,
+    centre_crop_extra,
+    read_card_file,
+)
 from picsort.inference.none_of_these import REFERENCE_NAME, describe
-from picsort.training.calibration import calibration
-from picsort.foundation.folders import describe_source
 from picsort.photos.images import UnusableImageError, is_image_file
-from picsort.foundation.shown_text import escaped_text, shown_name
 from picsort.photos.photo_folders import photos_in
-from picsort.inference.model import (CARD_NAME, DEFAULT_THRESHOLD, WEIGHTS_NAME, ModelFolderError, build_network,
-                           centre_crop_extra, read_card_file)
+from picsort.training.calibration import calibration
+from picsort.training.export import describe_head, model_card, network_architecture, save_card, save_weights
 from picsort.training.notebook import HEAD_C, NotEnoughPhotosError, check_photo_counts, logistic_head
 
 __all__ = ["Fitted", "TeachError", "Taught", "check_packages", "fit_model", "missing_packages", "teach"]

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from picsort.photos.images import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES
-from picsort.foundation.vocabulary import ACTION_KEYS, CLASS_KEYS, NONE_LABEL, NONE_TEXT, keys_help
 from picsort.batch.columns import results_header
+from picsort.foundation.vocabulary import ACTION_KEYS, CLASS_KEYS, NONE_LABEL, NONE_TEXT, keys_help
+from picsort.photos.images import MAX_IMAGE_PIXELS, MAX_UPLOAD_BYTES
 
 ORT_VERSION = "1.31.1"  # onnxruntime-web, vendored in static/vendor (its README says how to move to another)
 MAX_SITE_BYTES = 40 * 1000 * 1000
@@ -83,10 +83,10 @@ def write_site(out: Path | str, model: Path | str | None = None, *, classifier=N
     `out` must be new, empty or a site written before (replaced). SiteError when it cannot be, or when the site
     would exceed MAX_SITE_BYTES (a larger network than a page should make every visitor download).
     """
+    import importlib.util
+
     from picsort.inference.classify import Classifier
     from picsort.web.onnx_export import onnx_bytes
-
-    import importlib.util
 
     out = Path(out)
     _check_folder(out)

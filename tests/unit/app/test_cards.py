@@ -10,8 +10,7 @@ import pytest
 
 from picsort.app.cards import FORGOTTEN, LabelNotSaved, ProblemCard, ResultCard, percent
 from picsort.foundation.shown_text import shown_name
-from picsort.foundation.vocabulary import keys_help
-from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.foundation.vocabulary import NONE_LABEL, keys_help
 
 REPO = Path(__file__).resolve().parents[3]
 CLASSES = ["black", "grizzly", "teddy"]

@@ -14,9 +14,9 @@ import picsort.app.intake as intake_module
 from picsort.app.cards import ProblemCard, ResultCard, percent
 from picsort.app.intake import EXPLAIN_SIZE
 from picsort.app.page import ClassifierApp
+from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.inference import classify
 from picsort.photos.images import MAX_UPLOAD_BYTES
-from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.photos.labels import LabelStore
 from tests.unit.app.conftest import (
     EXAMPLES,

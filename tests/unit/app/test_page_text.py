@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from picsort.app.page import build_app
 from picsort.app.page_text import escape, intro_text, limits_text, listed
-from picsort.photos.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES
 from picsort.foundation.shown_text import human_bytes
+from picsort.photos.images import ACCEPTED_FORMATS_TEXT, MAX_UPLOAD_BYTES
 from tests.unit.app.conftest import model_with_classes, page_text
 
 

@@ -10,11 +10,12 @@ import ipywidgets as widgets
 import pytest
 
 import picsort.app.teach_session as teach_session
-from picsort.app.page import ClassifierApp
 from picsort.app.cards import ResultCard
+from picsort.app.download_widget import NothingToDownload
+from picsort.app.page import ClassifierApp
 from picsort.app.teach_panel import TeachPanel
-from picsort.inference.classify import load_model
 from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.inference.classify import load_model
 from picsort.photos.labels import LabelStore
 from picsort.training import teaching
 from tests.conftest import make_synthetic_photos
@@ -162,7 +163,7 @@ def test_the_teach_section_says_what_is_wrong_in_plain_words(app, photos):
     assert panel.session.classes == ["black", "grizzly"] and "teddy" not in text(panel.classes_box)
     panel.train_button.click()
     assert "Not yet: no photos of black, grizzly" in panel.status.value
-    assert "Train a model first" in str(pytest.raises(Exception, panel.model_zip).value)
+    assert "Train a model first" in str(pytest.raises(NothingToDownload, panel.model_zip).value)
     assert "Traceback" not in text(app.widget)
 
 

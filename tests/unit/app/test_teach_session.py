@@ -9,9 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
+from picsort.app.teach_session import MIN_PHOTOS, TeachSession
 from picsort.inference.classify import load_model
 from picsort.photos.images import UnusableImageError
-from picsort.app.teach_session import MIN_PHOTOS, TeachSession
 from picsort.training.notebook import NotEnoughPhotosError
 from tests.conftest import make_synthetic_photos
 

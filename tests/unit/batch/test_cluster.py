@@ -22,10 +22,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.conftest import stop_process_group
 from picsort.batch.sort import sort_files
 from picsort.inference.classify import load_model
 from rehearsal.ports import free_port
+from tests.conftest import stop_process_group
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"

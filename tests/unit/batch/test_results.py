@@ -8,11 +8,19 @@ import os
 
 import pytest
 
+from picsort.batch.results import (
+    ResultsFileError,
+    escape_cell,
+    format_rows,
+    open_results,
+    path_from_cell,
+    path_key,
+    results_header,
+    upgrade_results,
+)
+from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.inference.classify import Prediction
 from picsort.photos.images import UnusableImageError
-from picsort.foundation.vocabulary import NONE_LABEL
-from picsort.batch.results import (ResultsFileError, escape_cell, format_rows, open_results, path_from_cell, path_key,
-                             results_header, upgrade_results)
 
 CLASSES = ["black", "grizzly"]
 HEADER = "path,class,closest,probability,p_black,p_grizzly,unsure,none_of_these,error\n"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pandas
 import pytest
 
+from picsort.batch.results import ResultsFileError, results_header
 from picsort.batch.sort import find_images, sort_files
-from picsort.inference.classify import load_model
 from picsort.cli import summary
 from picsort.foundation.vocabulary import NONE_LABEL
-from picsort.batch.results import ResultsFileError, results_header
+from picsort.inference.classify import load_model
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLES = REPO / "examples"
@@ -78,7 +78,8 @@ def test_a_csv_an_older_picsort_wrote_is_rewritten_in_today_s_columns_and_resume
     old = (f"path,class,probability,{p},unsure,none_of_these,error\n"
            f"{examples_and_bad_files / 'a.jpg'},teddy,0.99999998,{others},0.99999998,no,yes,\n"
            f"'=gone\\nnow.jpg,black,0.51,0.51,0.48,0.01,yes,no,\n"
-           f"{examples_and_bad_files / 'empty.jpg'},,,{','.join('' for _ in model.classes)},,,{examples_and_bad_files / 'empty.jpg'} is empty\n"
+           f"{examples_and_bad_files / 'empty.jpg'},,,{','.join('' for _ in model.classes)},,,"
+           f"{examples_and_bad_files / 'empty.jpg'} is empty\n"
            f"{examples_and_bad_files / 'b.jpg'},gri")
     out = tmp_path / "results.csv"
     out.write_text(old, encoding="utf-8")

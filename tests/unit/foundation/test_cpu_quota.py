@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import IN_CI
 from picsort.foundation.cpu_quota import available_cpus, cgroup_cpu_limit
 from rehearsal.throwaway_cgroup import Cgroup, CgroupUnavailable
+from tests.conftest import IN_CI
 
 REPO = Path(__file__).resolve().parents[3]
 CPUS_HERE = len(os.sched_getaffinity(0))
@@ -155,14 +155,17 @@ def policy_when_torch_loads(code: str) -> str:
     return done.stdout.split("policy when torch loaded:", 1)[1].split()[0]
 
 
-@pytest.mark.parametrize("code", ["import picsort.app.page", "import picsort.inference.classify", "import picsort.batch.sort",
-                                  "from picsort.cli import main; main(['teach', 'no-such-folder', '--out', 'unused'])\nimport torch"])
+@pytest.mark.parametrize("code", ["import picsort.app.page", "import picsort.inference.classify",
+                                  "import picsort.batch.sort",
+                                  "from picsort.cli import main; main(['teach', 'no-such-folder', '--out', 'unused'])\n"
+                                  "import torch"])
 def test_serving_lets_idle_openmp_threads_sleep(code):
     assert policy_when_torch_loads(code) == "PASSIVE"
 
 
 def test_training_keeps_openmp_threads_spinning_between_batches():
     # train.ipynb's imports, in its order: a sleeping policy made one epoch ~30 % slower (benchmarks/train_run.py)
-    code = ("import picsort\nfrom picsort.inference.backbones import learner_architecture\nfrom picsort.training.export import export_model\n"
+    code = ("import picsort\nfrom picsort.inference.backbones import learner_architecture\n"
+            "from picsort.training.export import export_model\n"
             "from picsort.training.notebook import fit_linear_head")
     assert policy_when_torch_loads(code) == "None"

@@ -6,8 +6,8 @@ from collections import Counter
 
 import pytest
 
-from picsort.photos.images import is_image_file
 from picsort.foundation.remote import UnreadableURLError, find_url_images, is_url, read_url, url_exists
+from picsort.photos.images import is_image_file
 
 
 def test_urls_are_told_from_paths():

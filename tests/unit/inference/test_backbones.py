@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import torch
-
 import pytest
+import torch
 
 from picsort.inference.backbones import BACKBONES, LITE_BACKBONES, learner_architecture, lite_weights_file
 from tests.conftest import train_small_model

@@ -27,7 +27,8 @@ def test_streaming_reads_paths_lazily_and_keeps_order(examples_and_bad_files):
     assert len([r for _, r in first if not isinstance(r, UnusableImageError)]) == 4
     assert len(pulled) <= 3 * 4 + 8  # two batches ahead (plus bad files riding along), not 1000
     batches.close()
-    results = list(classify_files([examples_and_bad_files / "empty.jpg", examples_and_bad_files / "a.jpg", examples_and_bad_files / "text.jpg"], model, batch_size=2))
+    files = [examples_and_bad_files / name for name in ("empty.jpg", "a.jpg", "text.jpg")]
+    results = list(classify_files(files, model, batch_size=2))
     assert [Path(p).name for p, _ in results] == ["empty.jpg", "a.jpg", "text.jpg"]
     # Only bad files: they still come out in bounded batches (so the CLI saves their rows as it goes).
     assert [len(b) for b in classify_batches([examples_and_bad_files / "text.jpg"] * 10, model, batch_size=2)] == [4, 4, 2]
@@ -56,7 +57,7 @@ def test_a_file_that_breaks_the_decoder_gets_an_error_naming_it_and_the_run_goes
         return real(item, name)
 
     monkeypatch.setattr(model, "decode", decode)
-    (_, a), (_, b), (_, c) = classify_files([examples_and_bad_files / "a.jpg", examples_and_bad_files / "b.jpg", examples_and_bad_files / "c.jpg"], model)
+    (_, a), (_, b), (_, c) = classify_files([examples_and_bad_files / name for name in ("a.jpg", "b.jpg", "c.jpg")], model)
     assert isinstance(b, UnusableImageError)
     assert str(b) == "'b.jpg' could not be used (MemoryError: the decoder ran out of memory)"
     assert not isinstance(a, UnusableImageError) and not isinstance(c, UnusableImageError)

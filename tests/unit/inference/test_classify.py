@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from picsort.foundation.folders import EXAMPLES_DIR, MODEL_DIR
+from picsort.foundation.vocabulary import NONE_LABEL
 from picsort.inference import classify
 from picsort.inference.batches import classify_files
 from picsort.inference.classify import FORWARD_CHUNK, load_model
-from picsort.foundation.folders import EXAMPLES_DIR, MODEL_DIR
 from picsort.photos.images import DecodedImage, UnusableImageError, image_from_path
-from picsort.foundation.vocabulary import NONE_LABEL
 from rehearsal.phone_sized import phone_sized
 
 EXAMPLES = sorted(EXAMPLES_DIR.glob("*.jpg"))

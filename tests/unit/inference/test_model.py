@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from picsort.inference.classify import Classifier, load_model
-from picsort.training.export import load_learner_checked
 from picsort.foundation.folders import MODEL_DIR
+from picsort.inference.classify import Classifier, load_model
 from picsort.inference.model import ModelFolderError, read_card
 from picsort.photos.sources import class_folders
+from picsort.training.export import load_learner_checked
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from picsort.inference.classify import Classifier, load_model
-from picsort.inference.none_of_these import REFERENCE_NAME, NoneOfTheseCheck, pooled
 from picsort.foundation.folders import MODEL_DIR
+from picsort.inference.classify import Classifier, load_model
 from picsort.inference.model import ModelFolderError, read_card
+from picsort.inference.none_of_these import REFERENCE_NAME, NoneOfTheseCheck, pooled
 from tests.conftest import EXAMPLES, IN_CI, SHARED
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from picsort.photos.images import UnusableImageError
 from picsort.foundation.vocabulary import NONE_LABEL
+from picsort.photos.images import UnusableImageError
 from picsort.photos.labels import DiskFullError, LabelStore, LabelStoreError, ReadOnlyStoreError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]

@@ -56,7 +56,8 @@ def test_success_first_time(tmp_path, sleep):
 
 
 def test_retries_after_rate_limits_then_succeeds(tmp_path, sleep):
-    errors = [RatelimitException("202 Ratelimit"), TimeoutException("timed out"), DDGSException("https://duckduckgo.com 403 Forbidden")]
+    errors = [RatelimitException("202 Ratelimit"), TimeoutException("timed out"),
+              DDGSException("https://duckduckgo.com 403 Forbidden")]
     client = StandInClient(errors=errors)
     urls = search_images("teddy bear", 10, cache_dir=tmp_path, client=client, sleep=sleep, pause=0, backoff=2.0)
     assert len(urls) == 3

@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from picsort.foundation.vocabulary import NONE_LABEL
-from picsort.photos.sources import class_folders, gather_from_folder, gather_labels, label_store_folder, labels_to_review
+from picsort.photos.sources import (
+    class_folders,
+    gather_from_folder,
+    gather_labels,
+    label_store_folder,
+    labels_to_review,
+)
 from tests.conftest import make_synthetic_photos
 
 

@@ -15,10 +15,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 
-from rehearsal.browser import binder_route, picsort_app_route
 from picsort.serving.kernel_limit import KERNEL_BYTES, SERVER_BYTES, default_max_kernels, memory_limit
-from tests.unit.foundation.test_cpu_quota import fake_proc, write
+from rehearsal.browser import binder_route, picsort_app_route
 from tests.conftest import open_page, port_of
+from tests.unit.foundation.test_cpu_quota import fake_proc, write
 
 GIB = 2**30
 LIMIT_OPTIONS = ("--BoundedKernelManager.max_kernels=2", "--BoundedKernelManager.wait_seconds=1")

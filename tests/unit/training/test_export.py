@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from picsort.training.export import load_learner_checked
 from picsort.photos.sources import class_folders
+from picsort.training.export import load_learner_checked
 
 
 def test_export_writes_weights_card_and_learner(small_model, photos):

@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 import torch
 
-from picsort.training.notebook import (MIN_PHOTOS_PER_CATEGORY, NotEnoughPhotosError, fitting_batch_size, logistic_head,
-                              photos_per_category)
+from picsort.training.notebook import (
+    MIN_PHOTOS_PER_CATEGORY,
+    NotEnoughPhotosError,
+    fitting_batch_size,
+    logistic_head,
+    photos_per_category,
+)
 from tests.conftest import make_synthetic_photos
 
 
@@ -69,8 +74,17 @@ def test_a_class_without_training_photos_is_named():
 def test_features_are_computed_once_per_photo_until_the_body_changes(tmp_path):
     """train.ipynb needs the training photos' features twice (the head, then the reference): the second time
     they come from the learner's cache, unless the body's weights changed in between."""
-    from fastai.vision.all import (BnFreeze, CategoryBlock, DataBlock, ImageBlock, RandomResizedCrop,
-                                   RandomSplitter, get_image_files, parent_label, vision_learner)
+    from fastai.vision.all import (
+        BnFreeze,
+        CategoryBlock,
+        DataBlock,
+        ImageBlock,
+        RandomResizedCrop,
+        RandomSplitter,
+        get_image_files,
+        parent_label,
+        vision_learner,
+    )
 
     from picsort.inference.backbones import learner_architecture
     from picsort.training.notebook import body_features

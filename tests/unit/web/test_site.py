@@ -6,15 +6,14 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from picsort.cli import main
 from picsort.batch.columns import results_header
+from picsort.cli import main
 from picsort.web.site import MAX_SITE_BYTES, STATIC_FILES, VENDOR_FILES, SiteError, write_site, zipped_site
 
 REPO = Path(__file__).resolve().parents[3]
