@@ -8,10 +8,11 @@
 - A worker classifies a shard with `picsort.inference.batches.classify_batches` (decode-ahead, batches,
   `answered_whole_near_edges`): the same code and so the same probabilities as one process. Each worker process
   loads the model once and keeps it for every later shard (`worker_classifier`). The model folder's files travel to
-  each worker once, in a worker plugin the scheduler keeps for workers that join or restart later (`ModelFolderPlugin`), and a worker writes
-  them under its own temp folder (`picsort-model-<digest>`, or under $PICSORT_WORKER_MODELS): workers need not see
-  the client's model folder, nor the repository. That folder is left in place on purpose: on a Binder pod or a
-  long-lived worker machine the next run with the same model finds it and writes nothing.
+  each worker once, in a worker plugin the scheduler keeps for workers that join or restart later
+  (`ModelFolderPlugin`), and a worker writes them under its own temp folder (`picsort-model-<digest>`, or under
+  $PICSORT_WORKER_MODELS): workers need not see the client's model folder, nor the repository. That folder is left
+  in place on purpose: on a Binder pod or a long-lived worker machine the next run with the same model finds it and
+  writes nothing.
 - A local cluster (`--workers N`, `connect`) keeps its workers' scratch space (Dask's `dask-scratch-space`) in a
   temporary folder of its own, removed when the cluster closes.
 - With `copy_to` the worker copies each file before returning its row (so the destination must be a folder
