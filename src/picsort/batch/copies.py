@@ -34,9 +34,13 @@ def copy_into(source: str, folder: Path) -> Path:
     for number in itertools.count():
         target = folder / (name if number == 0 else f"{stem}-{number}{suffix}")
         if not target.exists():
-            # Copied under a hidden temporary name, flushed to disk and renamed into place: a run killed or a
-            # disk full mid-copy never leaves a half file that looks real.
-            return copy_atomically(source, target)
+            # Copied under a hidden temporary name, flushed to disk and linked into place: a run killed or a disk
+            # full mid-copy never leaves a half file that looks real, and a file another worker gave this name
+            # since the check above is kept (FileExistsError: look at it as any file found there).
+            try:
+                return copy_atomically(source, target, overwrite=False)
+            except FileExistsError:
+                pass
         if target.is_file() and filecmp.cmp(source, target, shallow=False):
             return target
     raise AssertionError("unreachable")

@@ -3,6 +3,7 @@ flushed to disk, readable by others (0644; a copy keeps its source's mode)."""
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -30,19 +31,26 @@ def write_atomically(path: Path | str, data: bytes | bytearray | memoryview) -> 
                                lambda temporary: os.chmod(temporary, 0o644))
 
 
-def copy_atomically(source: Path | str, path: Path | str) -> Path:
+def copy_atomically(source: Path | str, path: Path | str, *, overwrite: bool = True) -> Path:
     """Copy the file `source` to `path` as `write_atomically` writes: readers see no file (or the old one) or the
-    whole copy, flushed to disk. The copy keeps the source's mode and times, as `shutil.copy2` does."""
+    whole copy, flushed to disk. The copy keeps the source's mode and times, as `shutil.copy2` does.
+
+    `overwrite=False`: a file already at `path`, even one another process put there a moment ago, is kept and
+    FileExistsError raised (the copy is linked into place, which refuses an existing name, where a rename would
+    replace it)."""
     def write(file: BinaryIO) -> None:
         with open(source, "rb") as original:
             shutil.copyfileobj(original, file, COPY_CHUNK)
 
-    return _replace_atomically(Path(path), write, lambda temporary: shutil.copystat(source, temporary))
+    return _replace_atomically(Path(path), write, lambda temporary: shutil.copystat(source, temporary),
+                               overwrite=overwrite)
 
 
-def _replace_atomically(path: Path, write: Callable[[BinaryIO], object], finish: Callable[[str], object]) -> Path:
+def _replace_atomically(path: Path, write: Callable[[BinaryIO], object], finish: Callable[[str], object], *,
+                        overwrite: bool = True) -> Path:
     """`write` into a hidden temporary file beside `path`, flush it to disk, `finish` it (its mode), rename it to
-    `path` and make the rename last; a failure at any step leaves no temporary file behind."""
+    `path` (or, not to `overwrite`, link it there) and make that last; a failure at any step leaves no temporary
+    file behind."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as file:
@@ -50,13 +58,30 @@ def _replace_atomically(path: Path, write: Callable[[BinaryIO], object], finish:
             file.flush()
             os.fsync(file.fileno())
         finish(temporary)
-        os.replace(temporary, path)
+        if overwrite:
+            os.replace(temporary, path)
+        else:
+            _link_into_place(temporary, path)
     except BaseException:
         with suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
     fsync_folder(path.parent)
     return path
+
+
+def _link_into_place(temporary: str, path: Path) -> None:
+    """Give the finished temporary file the name `path` only if no file has it (FileExistsError otherwise)."""
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a filesystem without hard links: check, then rename (a narrow window, as before)
+        if os.path.lexists(path):
+            raise FileExistsError(errno.EEXIST, "file exists", str(path)) from None
+        os.replace(temporary, path)
+        return
+    os.unlink(temporary)
 
 
 def is_temporary(name: str) -> bool:

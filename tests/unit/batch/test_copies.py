@@ -104,3 +104,24 @@ def test_a_copy_killed_half_way_is_absent_not_half_there(tmp_path):
     assert not (out / "photo.jpg").exists()
     assert all(is_temporary(p.name) for p in out.iterdir())
     assert copy_into(str(source), out).read_bytes() == source.read_bytes()  # the resumed run
+
+
+def test_a_file_another_worker_names_between_the_check_and_the_copy_is_kept(tmp_path, monkeypatch):
+    """Two workers copying different photos of one name into one folder: the later never replaces the earlier."""
+    from picsort.batch import copies
+
+    source = tmp_path / "mine" / "photo.jpg"
+    source.parent.mkdir()
+    source.write_bytes(b"my photo")
+    folder = tmp_path / "sorted"
+    real_copy = copies.copy_atomically
+
+    def other_worker_first(src, target, **options):
+        if not (folder / "photo.jpg").exists():
+            (folder / "photo.jpg").write_bytes(b"the other worker's photo")  # lands after copy_into's check
+        return real_copy(src, target, **options)
+
+    monkeypatch.setattr(copies, "copy_atomically", other_worker_first)
+    copied = copies.copy_into(str(source), folder)
+    assert (folder / "photo.jpg").read_bytes() == b"the other worker's photo"
+    assert copied == folder / "photo-1.jpg" and copied.read_bytes() == b"my photo"

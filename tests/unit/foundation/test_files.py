@@ -46,3 +46,16 @@ def test_copy_atomically_replaces_the_file_whole_with_the_source_s_mode(tmp_path
     assert copy_atomically(source, path) == path
     assert path.read_bytes() == b"new photo" and stat.S_IMODE(path.stat().st_mode) == 0o600
     assert sorted(p.name for p in tmp_path.iterdir()) == ["copy.jpg", "photo.jpg"]  # no temporary file left
+
+
+def test_a_copy_that_must_not_overwrite_keeps_the_file_already_there(tmp_path):
+    from picsort.foundation.files import copy_atomically
+
+    source, target = tmp_path / "new.jpg", tmp_path / "there.jpg"
+    source.write_bytes(b"new photo")
+    target.write_bytes(b"someone else's photo")
+    with pytest.raises(FileExistsError):
+        copy_atomically(source, target, overwrite=False)
+    assert target.read_bytes() == b"someone else's photo"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["new.jpg", "there.jpg"]  # no temporary left
+    assert copy_atomically(source, tmp_path / "free.jpg", overwrite=False).read_bytes() == b"new photo"
