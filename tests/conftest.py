@@ -175,11 +175,8 @@ def sent_by(monkeypatch):
     return record
 
 
-@pytest.fixture
-def chromium() -> str:
+def chromium_or_skip() -> str:
     """Debian's Chromium for the browser tests; without it they skip (and fail in CI, where they must run)."""
-    import shutil
-
     path = shutil.which("chromium")
     if path is None:
         reason = "needs Debian's chromium (apt-get install chromium)"
@@ -187,6 +184,11 @@ def chromium() -> str:
             pytest.fail(reason)
         pytest.skip(reason)
     return path
+
+
+@pytest.fixture
+def chromium() -> str:
+    return chromium_or_skip()
 
 
 def stop_process_group(process: subprocess.Popen, timeout: float = 20) -> None:

@@ -27,7 +27,7 @@ from PIL import Image
 
 from picsort.batch.columns import results_header
 from picsort.web.site import write_site
-from tests.conftest import IN_CI, SHARED, stop_process_group
+from tests.conftest import SHARED, chromium_or_skip, stop_process_group
 
 pytestmark = pytest.mark.slow  # a browser and a 38 MB site: 10 s to a few minutes a test
 
@@ -132,12 +132,7 @@ def site(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def browser(site):
-    path = shutil.which("chromium")
-    if path is None:
-        reason = "needs Debian's chromium (apt-get install chromium)"
-        if IN_CI:
-            pytest.fail(reason)
-        pytest.skip(reason)
+    path = chromium_or_skip()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
