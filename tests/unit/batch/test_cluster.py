@@ -209,8 +209,10 @@ def test_the_command_on_a_local_cluster_stops_on_ctrl_c_and_a_rerun_on_a_running
     out = tmp_path / "results.csv"
     command = [sys.executable, "-m", "picsort", "classify", str(photos), "--recursive", "--out", str(out)]
     # Ctrl-C as a terminal sends it: to the command and the worker processes it started (its process group).
+    # SIGINT as in a terminal: a shell that ran this suite in the background ignores it, and the child would inherit that.
     process = subprocess.Popen([*command, "--workers", "2", "--shard-size", "2"], cwd=tmp_path, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while process.poll() is None and time.monotonic() < deadline:
         if out.exists() and out.read_text().count("\n") > 1:  # the header and a first shard's rows
