@@ -159,8 +159,11 @@ def none_of_these(learn, others_for_calibration: list[Path], others: list[Path],
 
     reference, settings = calibrate(learn, others=others_for_calibration)
     index = NoneOfTheseCheck(reference, settings["k"], settings["threshold"])
-    flagged = lambda files: float((index.similarity_of_pooled(pooled_features(learn, files)) < index.threshold)  # noqa: E731
-                                  .float().mean())
+    def flagged(files: list[Path]) -> float:
+        # similarity_of_pooled takes unit-length features; pooled_features gives them raw (since the ImageNet check).
+        unit = torch.nn.functional.normalize(pooled_features(learn, files), dim=1)
+        return float((index.similarity_of_pooled(unit) < index.threshold).float().mean())
+
     return flagged(others), settings["calibration"]["validation_flagged"], flagged(shifted)
 
 
